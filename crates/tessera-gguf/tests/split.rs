@@ -29,8 +29,11 @@ fn write_set(dir: &Path, prefix: &str) -> Vec<PathBuf> {
             .set("split.tensors.count", Value::I32(6));
         for t in 0..2 {
             let i = usize::from(shard) * 2 + t;
-            let data: Vec<u8> = (0..4).flat_map(|k| ((i * 10 + k) as f32).to_le_bytes()).collect();
-            w.add_tensor(format!("t{i}"), GgmlType::F32, &[4], data).unwrap();
+            let data: Vec<u8> = (0..4)
+                .flat_map(|k| ((i * 10 + k) as f32).to_le_bytes())
+                .collect();
+            w.add_tensor(format!("t{i}"), GgmlType::F32, &[4], data)
+                .unwrap();
         }
         let p = dir.join(format!("{prefix}-{:05}-of-00003.gguf", shard + 1));
         w.write_to_path(&p).unwrap();
@@ -98,8 +101,12 @@ fn a_shard_with_a_foreign_name_is_refused() {
 
 #[test]
 fn llama_cpp_split_of_smollm2_reads_like_the_original() {
-    let Some(model) = env::real_model(env::SMOLLM2) else { return };
-    let Some(tool) = env::llama_tool("llama-gguf-split") else { return };
+    let Some(model) = env::real_model(env::SMOLLM2) else {
+        return;
+    };
+    let Some(tool) = env::llama_tool("llama-gguf-split") else {
+        return;
+    };
     let dir = temp_dir("llama");
     let out = Command::new(tool)
         .args(["--split", "--split-max-tensors", "100"])
@@ -107,7 +114,11 @@ fn llama_cpp_split_of_smollm2_reads_like_the_original() {
         .arg(dir.join("smol"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let split = GgufModel::open(dir.join("smol-00002-of-00003.gguf")).unwrap();
     let whole = GgufModel::open(&model).unwrap();
     assert_eq!(split.shards().len(), 3);
@@ -119,8 +130,40 @@ fn llama_cpp_split_of_smollm2_reads_like_the_original() {
     );
     for t in whole.tensors() {
         let s = split.tensor(&t.info.name).expect("tensor in the split set");
-        assert_eq!((s.info.ggml_type, &s.info.dims), (t.info.ggml_type, &t.info.dims));
-        assert!(split.tensor_data(s) == whole.tensor_data(t), "{}", t.info.name);
+        assert_eq!(
+            (s.info.ggml_type, &s.info.dims),
+            (t.info.ggml_type, &t.info.dims)
+        );
+        assert!(
+            split.tensor_data(s) == whole.tensor_data(t),
+            "{}",
+            t.info.name
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn llama_cpp_merges_a_set_written_by_tessera() {
+    let Some(tool) = env::llama_tool("llama-gguf-split") else { return };
+    let dir = temp_dir("merge");
+    let paths = write_set(&dir, "tiny");
+    let merged = dir.join("merged.gguf");
+    let out = Command::new(tool)
+        .arg("--merge")
+        .arg(&paths[0])
+        .arg(&merged)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let ours = GgufModel::open(&paths[0]).unwrap();
+    let theirs = GgufModel::open(&merged).unwrap();
+    assert_eq!(theirs.shards().len(), 1);
+    assert_eq!(theirs.metadata().arch_u64("block_count").unwrap(), 2);
+    assert_eq!(theirs.tensor_count(), 6);
+    for t in ours.tensors() {
+        let m = theirs.tensor(&t.info.name).unwrap();
+        assert_eq!(theirs.tensor_data(m), ours.tensor_data(t), "{}", t.info.name);
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Runs tessera's whole test suite with every prerequisite in place:
+#   - the real test models (scripts/fetch-models.sh, ~350 MB, cached),
+#   - gguf-py for the cross-checks (scripts/py-env.sh, a venv, cached),
+#   - the reference llama.cpp (../shared/tools/llama-ref.sh; the first build
+#     takes ~20 min on 2 cores, then it is cached).
+# With TESSERA_STRICT=1 a test whose prerequisite is missing fails instead of
+# skipping, so a green run means every check ran.
+#
+#   scripts/test.sh                 # all of it
+#   scripts/test.sh -p tessera-gguf # extra args go to cargo test
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export TESSERA_STRICT=1
+export TESSERA_MODELS=${TESSERA_MODELS:-$HOME/.cache/tessera/models}
+scripts/fetch-models.sh >/dev/null
+TESSERA_PYTHON=$(scripts/py-env.sh)
+export TESSERA_PYTHON
+if [ -z "${LLAMA_BIN:-}" ]; then
+  ref=../shared/tools/llama-ref.sh
+  [ -x "$ref" ] || ref=$(dirname "$0")/../../shared/tools/llama-ref.sh
+  LLAMA_BIN=$(bash "$ref")
+  export LLAMA_BIN
+fi
+
+cargo test --workspace --release "$@"
