@@ -155,7 +155,7 @@ impl Report {
             })
             .collect();
         let mut quant_mix: Vec<DtypeShare> = mix.into_values().collect();
-        quant_mix.sort_by(|a, b| b.bytes.cmp(&a.bytes));
+        quant_mix.sort_by_key(|d| std::cmp::Reverse(d.bytes));
 
         Report {
             files: model
@@ -193,7 +193,10 @@ impl Report {
         };
         let mut summary = vec![
             ("model", files),
-            ("architecture", self.architecture.clone().unwrap_or_else(none)),
+            (
+                "architecture",
+                self.architecture.clone().unwrap_or_else(none),
+            ),
             ("name", self.name.clone().unwrap_or_else(none)),
             (
                 "parameters",
@@ -232,7 +235,11 @@ impl Report {
                 ]
             })
             .collect();
-        table(&mut out, &["dtype", "tensors", "params", "bytes", "share"], &rows);
+        table(
+            &mut out,
+            &["dtype", "tensors", "params", "bytes", "share"],
+            &rows,
+        );
 
         if !self.metadata.is_empty() {
             let _ = writeln!(out, "\nmetadata ({} keys)", self.metadata.len());
@@ -259,7 +266,11 @@ impl Report {
                     ]
                 })
                 .collect();
-            table(&mut out, &["name", "dtype", "dims", "bytes", "layer", "role"], &rows);
+            table(
+                &mut out,
+                &["name", "dtype", "dims", "bytes", "layer", "role"],
+                &rows,
+            );
         }
         out
     }
@@ -342,7 +353,10 @@ fn json_text(v: &Json) -> String {
             });
             format!("[{head}, …] ({} elements)", o["len"])
         }
-        Json::Array(a) => format!("[{}]", a.iter().map(json_text).collect::<Vec<_>>().join(", ")),
+        Json::Array(a) => format!(
+            "[{}]",
+            a.iter().map(json_text).collect::<Vec<_>>().join(", ")
+        ),
         other => other.to_string(),
     }
 }

@@ -16,13 +16,19 @@ fn tessera(args: &[&str]) -> Output {
 fn inspect_json(model: &str) -> Option<Json> {
     let path = env::real_model(model)?;
     let out = tessera(&["inspect", "--json", path.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     Some(serde_json::from_slice(&out.stdout).expect("JSON report"))
 }
 
 #[test]
 fn smollm2_report() {
-    let Some(r) = inspect_json(env::SMOLLM2) else { return };
+    let Some(r) = inspect_json(env::SMOLLM2) else {
+        return;
+    };
     assert_eq!(r["architecture"], "llama");
     assert_eq!(r["parameters"], 134_515_008);
     assert_eq!(r["hyperparameters"]["block_count"], 30);
@@ -35,7 +41,12 @@ fn smollm2_report() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|d| (d["dtype"].as_str().unwrap().to_string(), d["tensors"].as_u64().unwrap()))
+        .map(|d| {
+            (
+                d["dtype"].as_str().unwrap().to_string(),
+                d["tensors"].as_u64().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(
         mix,
@@ -47,7 +58,10 @@ fn smollm2_report() {
         .iter()
         .find(|t| t["name"] == "blk.7.attn_q.weight")
         .unwrap();
-    assert_eq!((q["layer"].as_u64(), q["role"].as_str()), (Some(7), Some("attn_q")));
+    assert_eq!(
+        (q["layer"].as_u64(), q["role"].as_str()),
+        (Some(7), Some("attn_q"))
+    );
     assert_eq!(q["dims"], serde_json::json!([576, 576]));
     // Long arrays are elided with their length.
     let tokens = r["metadata"]
@@ -61,7 +75,9 @@ fn smollm2_report() {
 
 #[test]
 fn gemma3_report() {
-    let Some(r) = inspect_json(env::GEMMA3) else { return };
+    let Some(r) = inspect_json(env::GEMMA3) else {
+        return;
+    };
     assert_eq!(r["architecture"], "gemma3");
     assert_eq!(r["parameters"], 268_098_176);
     assert_eq!(r["hyperparameters"]["block_count"], 18);
@@ -77,7 +93,9 @@ fn gemma3_report() {
 
 #[test]
 fn text_report_has_the_summary_and_tables() {
-    let Some(path) = env::real_model(env::SMOLLM2) else { return };
+    let Some(path) = env::real_model(env::SMOLLM2) else {
+        return;
+    };
     let out = tessera(&["inspect", path.to_str().unwrap()]);
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
@@ -115,7 +133,10 @@ fn malformed_file_is_an_error_that_says_what() {
     let out = tessera(&["inspect", bad.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("truncated") && err.contains("tensor count"), "{err}");
+    assert!(
+        err.contains("truncated") && err.contains("tensor count"),
+        "{err}"
+    );
     std::fs::write(&bad, b"PK\x03\x04 not a gguf").unwrap();
     let out = tessera(&["inspect", bad.to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a GGUF file"));

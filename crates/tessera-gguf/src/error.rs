@@ -56,11 +56,19 @@ pub enum GgufError {
 
     /// A metadata value type id that GGUF does not define.
     #[error("metadata key '{key}': unknown value type {type_id} at offset {offset}")]
-    UnknownValueType { key: String, type_id: u32, offset: u64 },
+    UnknownValueType {
+        key: String,
+        type_id: u32,
+        offset: u64,
+    },
 
     /// Arrays nested deeper than the reader allows.
     #[error("metadata key '{key}': arrays nested deeper than {max} levels at offset {offset}")]
-    NestingTooDeep { key: String, max: usize, offset: u64 },
+    NestingTooDeep {
+        key: String,
+        max: usize,
+        offset: u64,
+    },
 
     /// The same metadata key twice.
     #[error("metadata key '{key}' appears twice (second at offset {offset})")]

@@ -81,7 +81,8 @@ impl Metadata {
     }
 
     fn require(&self, key: &str) -> Result<&Value> {
-        self.get(key).ok_or_else(|| GgufError::MissingKey { key: key.into() })
+        self.get(key)
+            .ok_or_else(|| GgufError::MissingKey { key: key.into() })
     }
 
     fn typed<'a, T>(
@@ -175,7 +176,10 @@ mod tests {
             Err(GgufError::MissingKey { .. })
         ));
         assert!(m.insert("llama.block_count".into(), Value::U8(1)).is_err());
-        assert_eq!(m.remove(KEY_ARCHITECTURE), Some(Value::String("llama".into())));
+        assert_eq!(
+            m.remove(KEY_ARCHITECTURE),
+            Some(Value::String("llama".into()))
+        );
         assert_eq!(m.get_u64("llama.block_count").unwrap(), 30);
         assert_eq!(m.len(), 2);
     }

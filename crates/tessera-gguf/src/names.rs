@@ -184,9 +184,7 @@ impl Role {
             TokenEmbd | PosEmbd => RoleClass::Embedding,
             Output => RoleClass::Output,
             TokenEmbdNorm | OutputNorm | AttnNorm | AttnQNorm | AttnKNorm | AttnPostNorm
-            | AttnQANorm | AttnKvANorm | FfnNorm | FfnPostNorm | LayerOutputNorm => {
-                RoleClass::Norm
-            }
+            | AttnQANorm | AttnKvANorm | FfnNorm | FfnPostNorm | LayerOutputNorm => RoleClass::Norm,
             RopeFreqs | AttnQ | AttnK | AttnV | AttnQkv | AttnOutput | AttnSinks | AttnQA
             | AttnQB | AttnKvAMqa | AttnKvB | AttnKB | AttnVB => RoleClass::Attention,
             FfnGate | FfnUp | FfnDown => RoleClass::Ffn,
@@ -339,18 +337,33 @@ mod tests {
         let n = parse_name("token_embd.weight");
         assert_eq!((n.layer, n.role), (None, Role::TokenEmbd));
         assert_eq!(parse_name("output.weight").role, Role::Output);
-        assert_eq!(parse_name("blk.3.ffn_down_exps.weight").role.class(), RoleClass::Experts);
-        assert_eq!(parse_name("blk.3.ffn_up_shexp.weight").role.class(), RoleClass::SharedExperts);
+        assert_eq!(
+            parse_name("blk.3.ffn_down_exps.weight").role.class(),
+            RoleClass::Experts
+        );
+        assert_eq!(
+            parse_name("blk.3.ffn_up_shexp.weight").role.class(),
+            RoleClass::SharedExperts
+        );
         assert_eq!(parse_name("blk.0.ffn_gate_inp.weight").role, Role::Router);
-        assert_eq!(parse_name("blk.0.exp_probs_b.bias").role, Role::ExpertProbsBias);
-        assert_eq!(parse_name("blk.0.attn_kv_a_mqa.weight").role, Role::AttnKvAMqa);
+        assert_eq!(
+            parse_name("blk.0.exp_probs_b.bias").role,
+            Role::ExpertProbsBias
+        );
+        assert_eq!(
+            parse_name("blk.0.attn_kv_a_mqa.weight").role,
+            Role::AttnKvAMqa
+        );
         assert_eq!(parse_name("blk.0.attn_q.bias").suffix, Some("bias"));
     }
 
     #[test]
     fn legacy_per_expert_names() {
         let n = parse_name("blk.1.ffn_gate.7.weight");
-        assert_eq!((n.layer, n.expert, n.role), (Some(1), Some(7), Role::ExpertsGate));
+        assert_eq!(
+            (n.layer, n.expert, n.role),
+            (Some(1), Some(7), Role::ExpertsGate)
+        );
     }
 
     #[test]

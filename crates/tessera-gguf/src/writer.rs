@@ -139,7 +139,8 @@ impl<'a> GgufWriter<'a> {
             pos = off + t.data.len() as u64;
         }
         if !self.tensors.is_empty() {
-            w.write_all(&vec![0u8; (offset - pos) as usize]).map_err(io)?;
+            w.write_all(&vec![0u8; (offset - pos) as usize])
+                .map_err(io)?;
         }
         Ok(())
     }

@@ -80,8 +80,12 @@ fn as_json(v: &Value, head: usize) -> Json {
             Array::U64(v) => f(v, head),
             Array::I64(v) => f(v, head),
             Array::F64(v) => f(v, head),
-            Array::String(v) => Json::Array(v.iter().take(head).map(|s| s.as_str().into()).collect()),
-            Array::Array(v) => Json::Array(v.iter().take(head).map(|a| arr(a, usize::MAX)).collect()),
+            Array::String(v) => {
+                Json::Array(v.iter().take(head).map(|s| s.as_str().into()).collect())
+            }
+            Array::Array(v) => {
+                Json::Array(v.iter().take(head).map(|a| arr(a, usize::MAX)).collect())
+            }
         }
     }
     match v {
@@ -144,10 +148,20 @@ fn assert_same(file: &GgufFile, dump: &Json) {
     assert_eq!(tensors.len(), file.tensors().len(), "tensor count");
     for (t, p) in file.tensors().iter().zip(tensors) {
         assert_eq!(p["name"], t.name.as_str());
-        assert_eq!(p["type"].as_u64(), Some(u64::from(t.ggml_type.id())), "{}", t.name);
+        assert_eq!(
+            p["type"].as_u64(),
+            Some(u64::from(t.ggml_type.id())),
+            "{}",
+            t.name
+        );
         let dims: Vec<u64> = serde_json::from_value(p["dims"].clone()).unwrap();
         assert_eq!(dims, t.dims, "dims of {}", t.name);
-        assert_eq!(p["n_bytes"].as_u64(), Some(t.n_bytes), "bytes of {}", t.name);
+        assert_eq!(
+            p["n_bytes"].as_u64(),
+            Some(t.n_bytes),
+            "bytes of {}",
+            t.name
+        );
         assert_eq!(
             p["abs_offset"].as_u64(),
             Some(file.data_offset() + t.offset),
@@ -155,17 +169,31 @@ fn assert_same(file: &GgufFile, dump: &Json) {
             t.name
         );
         let data = file.tensor_data(t);
-        assert_eq!(p["head"], hex(&data[..16.min(data.len())]), "head of {}", t.name);
-        assert_eq!(p["tail"], hex(&data[data.len().saturating_sub(16)..]), "tail of {}", t.name);
+        assert_eq!(
+            p["head"],
+            hex(&data[..16.min(data.len())]),
+            "head of {}",
+            t.name
+        );
+        assert_eq!(
+            p["tail"],
+            hex(&data[data.len().saturating_sub(16)..]),
+            "tail of {}",
+            t.name
+        );
     }
 }
 
 fn check_real_model(name: &str, arch: &str, params: u64) {
-    let Some(path) = env::real_model(name) else { return };
+    let Some(path) = env::real_model(name) else {
+        return;
+    };
     let model = GgufModel::open(&path).expect("open real model");
     assert_eq!(model.metadata().architecture().unwrap(), arch);
     assert_eq!(model.parameter_count(), params);
-    let Some(dump) = gguf_py_dump(&path) else { return };
+    let Some(dump) = gguf_py_dump(&path) else {
+        return;
+    };
     assert_same(&model.shards()[0], &dump);
 }
 
@@ -199,8 +227,14 @@ fn every_kind_of_file() -> Vec<u8> {
         .set("t.u64", Value::U64(u64::MAX))
         .set("t.i64", Value::I64(i64::MIN))
         .set("t.f64", Value::F64(std::f64::consts::PI))
-        .set("t.strings", Value::Array(Array::String(vec!["a".into(), "".into(), "ü".into()])))
-        .set("t.floats", Value::Array(Array::F32((0..100).map(|i| i as f32 * 0.5).collect())))
+        .set(
+            "t.strings",
+            Value::Array(Array::String(vec!["a".into(), "".into(), "ü".into()])),
+        )
+        .set(
+            "t.floats",
+            Value::Array(Array::F32((0..100).map(|i| i as f32 * 0.5).collect())),
+        )
         .set("t.bools", Value::Array(Array::Bool(vec![true, false])))
         .set("t.empty", Value::Array(Array::I32(vec![])))
         .set(
@@ -213,9 +247,12 @@ fn every_kind_of_file() -> Vec<u8> {
     let f32s: Vec<u8> = (0..6 * 5).flat_map(|i| (i as f32).to_le_bytes()).collect();
     let q4: Vec<u8> = (0..2 * 18 * 3).map(|i| i as u8).collect();
     let q6k: Vec<u8> = (0..210).map(|i| (i * 7) as u8).collect();
-    w.add_tensor("a.weight", GgmlType::F32, &[6, 5], f32s).unwrap();
-    w.add_tensor("blk.0.attn_q.weight", GgmlType::Q4_0, &[64, 3], q4).unwrap();
-    w.add_tensor("c.weight", GgmlType::Q6_K, &[256], q6k).unwrap();
+    w.add_tensor("a.weight", GgmlType::F32, &[6, 5], f32s)
+        .unwrap();
+    w.add_tensor("blk.0.attn_q.weight", GgmlType::Q4_0, &[64, 3], q4)
+        .unwrap();
+    w.add_tensor("c.weight", GgmlType::Q6_K, &[256], q6k)
+        .unwrap();
     w.to_vec().unwrap()
 }
 
@@ -233,13 +270,17 @@ fn writer_round_trips_through_tessera() {
         assert_eq!(t.offset % 64, 0, "{} aligned", t.name);
     }
     let t = &file.tensors()[1];
-    assert_eq!(file.tensor_data(t), (0..108).map(|i| i as u8).collect::<Vec<_>>());
+    assert_eq!(
+        file.tensor_data(t),
+        (0..108).map(|i| i as u8).collect::<Vec<_>>()
+    );
 
     // Writing what was read gives the same bytes.
     let mut w = GgufWriter::new();
     *w.metadata_mut() = file.metadata().clone();
     for t in file.tensors() {
-        w.add_tensor(t.name.clone(), t.ggml_type, &t.dims, file.tensor_data(t)).unwrap();
+        w.add_tensor(t.name.clone(), t.ggml_type, &t.dims, file.tensor_data(t))
+            .unwrap();
     }
     assert_eq!(w.to_vec().unwrap(), bytes);
 }
@@ -260,9 +301,16 @@ fn writer_output_is_read_by_gguf_py() {
 #[test]
 fn writer_rejects_wrong_sizes() {
     let mut w = GgufWriter::new();
-    assert!(w.add_tensor("x", GgmlType::Q4_0, &[33], vec![0u8; 18]).is_err());
-    assert!(w.add_tensor("x", GgmlType::F32, &[4], vec![0u8; 12]).is_err());
+    assert!(w
+        .add_tensor("x", GgmlType::Q4_0, &[33], vec![0u8; 18])
+        .is_err());
+    assert!(w
+        .add_tensor("x", GgmlType::F32, &[4], vec![0u8; 12])
+        .is_err());
     assert!(w.add_tensor("x", GgmlType::F32, &[], vec![]).is_err());
-    w.add_tensor("x", GgmlType::F32, &[1], vec![0u8; 4]).unwrap();
-    assert!(w.add_tensor("x", GgmlType::F32, &[1], vec![0u8; 4]).is_err());
+    w.add_tensor("x", GgmlType::F32, &[1], vec![0u8; 4])
+        .unwrap();
+    assert!(w
+        .add_tensor("x", GgmlType::F32, &[1], vec![0u8; 4])
+        .is_err());
 }

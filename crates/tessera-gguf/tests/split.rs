@@ -145,7 +145,9 @@ fn llama_cpp_split_of_smollm2_reads_like_the_original() {
 
 #[test]
 fn llama_cpp_merges_a_set_written_by_tessera() {
-    let Some(tool) = env::llama_tool("llama-gguf-split") else { return };
+    let Some(tool) = env::llama_tool("llama-gguf-split") else {
+        return;
+    };
     let dir = temp_dir("merge");
     let paths = write_set(&dir, "tiny");
     let merged = dir.join("merged.gguf");
@@ -155,7 +157,11 @@ fn llama_cpp_merges_a_set_written_by_tessera() {
         .arg(&merged)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let ours = GgufModel::open(&paths[0]).unwrap();
     let theirs = GgufModel::open(&merged).unwrap();
     assert_eq!(theirs.shards().len(), 1);
@@ -163,7 +169,12 @@ fn llama_cpp_merges_a_set_written_by_tessera() {
     assert_eq!(theirs.tensor_count(), 6);
     for t in ours.tensors() {
         let m = theirs.tensor(&t.info.name).unwrap();
-        assert_eq!(theirs.tensor_data(m), ours.tensor_data(t), "{}", t.info.name);
+        assert_eq!(
+            theirs.tensor_data(m),
+            ours.tensor_data(t),
+            "{}",
+            t.info.name
+        );
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
