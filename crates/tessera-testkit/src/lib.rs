@@ -4,3 +4,4 @@
 //! synthetic models.
 
 pub mod env;
+pub mod synth;

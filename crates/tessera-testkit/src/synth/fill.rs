@@ -1,0 +1,214 @@
+//! Seeded weight values and their encoding: a SplitMix64 generator (no
+//! dependency, stable across platforms and releases), the per-tensor stream
+//! derivation, and f32 → IEEE binary16 conversion for F16 tensors.
+//!
+//! Each tensor draws from its own stream, seeded from the model seed and the
+//! tensor's name, so a tensor's values depend only on (seed, name, shape,
+//! init): adding a layer or an expert leaves every other tensor unchanged.
+
+/// SplitMix64 (Steele, Lea, Flood 2014): tiny, fast, and good enough for
+/// test weights. Not for cryptography.
+#[derive(Clone, Debug)]
+pub struct SplitMix64(u64);
+
+impl SplitMix64 {
+    /// A generator whose first output is determined by `seed`.
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `[-1, 1)`, from the top 24 bits (exact in f32).
+    pub fn next_signed_unit(&mut self) -> f32 {
+        let bits = (self.next_u64() >> 40) as u32; // 24 bits
+        (bits as f32) * (2.0 / (1u32 << 24) as f32) - 1.0
+    }
+}
+
+/// FNV-1a of `s`: mixes the tensor name into its stream seed.
+fn fnv1a(s: &str) -> u64 {
+    s.bytes().fold(0xCBF2_9CE4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01B3)
+    })
+}
+
+/// The generator for tensor `name` of a model with seed `seed`.
+pub fn tensor_stream(seed: u64, name: &str) -> SplitMix64 {
+    let mut mix = SplitMix64::new(seed ^ fnv1a(name));
+    SplitMix64::new(mix.next_u64())
+}
+
+/// How a tensor's values are drawn.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Init {
+    /// A norm weight: `1 + U(-jitter, jitter)`, so a norm that is applied
+    /// wrongly (or not at all) changes the output.
+    Norm {
+        /// Half-width of the uniform jitter around 1.
+        jitter: f32,
+    },
+    /// A matrix: uniform with standard deviation `std` (half-width `std·√3`).
+    Uniform {
+        /// Standard deviation of the values.
+        std: f32,
+    },
+}
+
+impl Init {
+    /// `n` values for tensor `name` of a model seeded with `seed`.
+    pub fn values(self, seed: u64, name: &str, n: usize) -> Vec<f32> {
+        let mut rng = tensor_stream(seed, name);
+        match self {
+            Init::Norm { jitter } => (0..n)
+                .map(|_| 1.0 + jitter * rng.next_signed_unit())
+                .collect(),
+            Init::Uniform { std } => {
+                let half_width = std * 3f32.sqrt();
+                (0..n)
+                    .map(|_| half_width * rng.next_signed_unit())
+                    .collect()
+            }
+        }
+    }
+}
+
+/// `v` as IEEE 754 binary16 bits, rounding to nearest, ties to even
+/// (what `half::f16::from_f32` and ggml's `GGML_FP32_TO_FP16` produce).
+pub fn f32_to_f16_bits(v: f32) -> u16 {
+    let x = v.to_bits();
+    let sign = ((x >> 16) & 0x8000) as u16;
+    let exp = ((x >> 23) & 0xFF) as i32;
+    let man = x & 0x007F_FFFF;
+    if exp == 0xFF {
+        // Inf stays Inf; NaN stays a (quiet) NaN.
+        let nan = if man != 0 { 0x0200 } else { 0 };
+        return sign | 0x7C00 | nan;
+    }
+    let e = exp - 127 + 15; // re-biased exponent
+    if e >= 0x1F {
+        return sign | 0x7C00; // overflow to infinity
+    }
+    if e <= 0 {
+        // Subnormal half (or zero): shift the implicit-one mantissa right.
+        if e < -10 {
+            return sign; // rounds to ±0
+        }
+        let m = man | 0x0080_0000;
+        let shift = (14 - e) as u32; // 24-bit mantissa → 10 bits, scaled by 2^(e-1)
+        let half = 1u32 << (shift - 1);
+        let rem = m & ((1u32 << shift) - 1);
+        let mut out = m >> shift;
+        if rem > half || (rem == half && out & 1 == 1) {
+            out += 1;
+        }
+        return sign | out as u16;
+    }
+    let mut out = ((e as u32) << 10) | (man >> 13);
+    let rem = man & 0x1FFF;
+    if rem > 0x1000 || (rem == 0x1000 && out & 1 == 1) {
+        out += 1; // a carry into the exponent is the correct result (up to Inf)
+    }
+    sign | out as u16
+}
+
+/// IEEE binary16 bits as f32 (exact).
+pub fn f16_bits_to_f32(h: u16) -> f32 {
+    let sign = u32::from(h & 0x8000) << 16;
+    let exp = u32::from((h >> 10) & 0x1F);
+    let man = u32::from(h & 0x03FF);
+    let bits = match (exp, man) {
+        (0, 0) => sign,
+        (0, m) => {
+            // Subnormal: normalise.
+            let shift = m.leading_zeros() - 21; // bring the top bit to position 10
+            let m = (m << shift) & 0x03FF;
+            sign | ((127 - 15 + 1 - shift) << 23) | (m << 13)
+        }
+        (0x1F, m) => sign | 0x7F80_0000 | (m << 13),
+        (e, m) => sign | ((e + 127 - 15) << 23) | (m << 13),
+    };
+    f32::from_bits(bits)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splitmix_reference_values() {
+        // First outputs of SplitMix64 seeded with 0 (reference implementation).
+        let mut r = SplitMix64::new(0);
+        assert_eq!(r.next_u64(), 0xE220_A839_7B1D_CDAF);
+        assert_eq!(r.next_u64(), 0x6E78_9E6A_A1B9_65F4);
+    }
+
+    #[test]
+    fn streams_differ_by_name_and_seed() {
+        let a = Init::Uniform { std: 1.0 }.values(1, "blk.0.attn_q.weight", 8);
+        let b = Init::Uniform { std: 1.0 }.values(1, "blk.1.attn_q.weight", 8);
+        let c = Init::Uniform { std: 1.0 }.values(2, "blk.0.attn_q.weight", 8);
+        assert_ne!(a, b);
+        assert_ne!(a, c);
+        assert_eq!(
+            a,
+            Init::Uniform { std: 1.0 }.values(1, "blk.0.attn_q.weight", 8)
+        );
+    }
+
+    #[test]
+    fn uniform_has_the_requested_spread() {
+        let v = Init::Uniform { std: 0.5 }.values(7, "t", 100_000);
+        let mean = v.iter().sum::<f32>() / v.len() as f32;
+        let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f32>() / v.len() as f32;
+        assert!(mean.abs() < 0.01, "mean {mean}");
+        assert!((var.sqrt() - 0.5).abs() < 0.01, "std {}", var.sqrt());
+        let max = v.iter().fold(0f32, |m, x| m.max(x.abs()));
+        assert!(max <= 0.5 * 3f32.sqrt());
+        let n = Init::Norm { jitter: 0.1 }.values(7, "n", 1000);
+        assert!(n.iter().all(|x| (0.9..=1.1).contains(x)));
+    }
+
+    #[test]
+    fn f16_known_values() {
+        for (f, h) in [
+            (0.0f32, 0x0000u16),
+            (-0.0, 0x8000),
+            (1.0, 0x3C00),
+            (-2.0, 0xC000),
+            (0.5, 0x3800),
+            (65504.0, 0x7BFF),
+            (65520.0, 0x7C00), // rounds up to infinity
+            (1e6, 0x7C00),
+            (f32::INFINITY, 0x7C00),
+            (f32::NEG_INFINITY, 0xFC00),
+            (6.103_515_6e-5, 0x0400), // smallest normal
+            (5.960_464_5e-8, 0x0001), // smallest subnormal
+            (2.980_232_2e-8, 0x0000), // half of it: tie to even → 0
+            (4.470_348_4e-8, 0x0001), // 0.75 of it rounds up
+            (1.000_488_3, 0x3C00),    // 1 + 2^-11: tie to even → 1
+            (1.001_464_8, 0x3C02),    // 1 + 3·2^-11: tie to even → up
+            (0.333_333_34, 0x3555),
+        ] {
+            assert_eq!(f32_to_f16_bits(f), h, "{f}");
+        }
+        assert!(f16_bits_to_f32(f32_to_f16_bits(f32::NAN)).is_nan());
+    }
+
+    #[test]
+    fn f16_round_trips_every_finite_half() {
+        for h in 0..=u16::MAX {
+            if (h >> 10) & 0x1F == 0x1F {
+                continue;
+            }
+            assert_eq!(f32_to_f16_bits(f16_bits_to_f32(h)), h, "{h:#06x}");
+        }
+    }
+}
