@@ -1,0 +1,263 @@
+//! Golden: tessera's reference quantizers against the built reference ggml.
+//!
+//! A small C harness (`scripts/quant-golden-harness.c`) is compiled at test
+//! time against llama.cpp's `libggml-base` and fed the same f32 rows as
+//! tessera; every block must come out byte-identical. The inputs are seeded
+//! random rows of many distributions (normal, uniform, one-signed, outliers,
+//! all-zero, constant, sparse, rounding ties, tiny, large, powers of two),
+//! whole super-blocks of one kind and super-blocks whose 32-blocks mix kinds.
+//!
+//! Skips (or fails under `TESSERA_STRICT=1`) when the reference build or a C
+//! compiler is missing.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use tessera_quant::GgmlType;
+use tessera_testkit::env;
+
+const N_PER_ROW: usize = 4096;
+const NROWS: usize = 192;
+
+/// The compiled harness, or `None` (after `env::missing`) when it cannot be built.
+fn harness() -> Option<&'static Path> {
+    static EXE: OnceLock<Option<PathBuf>> = OnceLock::new();
+    EXE.get_or_init(|| {
+        let lib = env::llama_tool("libggml-base.so")?;
+        let bin = lib.parent().expect("a file has a parent").to_path_buf();
+        let src = env::workspace_root().join("scripts/quant-golden-harness.c");
+        let exe = Path::new(env!("CARGO_TARGET_TMPDIR")).join("quant-golden-harness");
+        let out = Command::new(std::env::var_os("CC").unwrap_or_else(|| "cc".into()))
+            .arg("-O2")
+            .arg("-o")
+            .arg(&exe)
+            .arg(&src)
+            .arg(format!("-L{}", bin.display()))
+            .args(["-lggml-base", "-ldl"])
+            .arg(format!("-Wl,-rpath,{}", bin.display()))
+            .output();
+        match out {
+            Ok(o) if o.status.success() => Some(exe),
+            Ok(o) => env::missing(&format!(
+                "cannot build the golden harness: {}",
+                String::from_utf8_lossy(&o.stderr)
+            )),
+            Err(e) => env::missing(&format!("no C compiler (cc) for the golden harness: {e}")),
+        }
+    })
+    .as_deref()
+}
+
+/// splitmix64: small, seeded, reproducible.
+struct Rng(u64);
+
+impl Rng {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [0, 1).
+    fn unit(&mut self) -> f32 {
+        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
+    }
+    fn uniform(&mut self, lo: f32, hi: f32) -> f32 {
+        lo + (hi - lo) * self.unit()
+    }
+    fn normal(&mut self) -> f32 {
+        let u1 = (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+        let u2 = (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+        ((-2.0 * (1.0 - u1).ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+}
+
+/// The kinds of data a run of values is drawn from.
+const KINDS: &[&str] = &[
+    "normal", "uniform", "positive", "negative", "outliers", "zeros", "constant", "sparse", "ties",
+    "tiny", "large", "pow2", "wide",
+];
+
+fn fill(rng: &mut Rng, kind: &str, out: &mut [f32]) {
+    let scale = 10f32.powf(rng.uniform(-3.0, 2.0));
+    match kind {
+        "normal" => out.iter_mut().for_each(|v| *v = scale * rng.normal()),
+        "uniform" => out.iter_mut().for_each(|v| *v = rng.uniform(-scale, scale)),
+        "positive" => out
+            .iter_mut()
+            .for_each(|v| *v = rng.uniform(0.1 * scale, scale)),
+        "negative" => out.iter_mut().for_each(|v| *v = -rng.uniform(0.0, scale)),
+        "outliers" => out.iter_mut().for_each(|v| {
+            let big = rng.below(40) == 0;
+            *v = rng.normal() * if big { 60.0 } else { 1.0 };
+        }),
+        "zeros" => out.fill(0.0),
+        "constant" => {
+            let c = if rng.below(2) == 0 { scale } else { -scale };
+            out.fill(c);
+        }
+        "sparse" => out.iter_mut().for_each(|v| {
+            *v = if rng.below(4) == 0 { rng.normal() } else { 0.0 };
+        }),
+        // Small integers and halves: ties for every rounding rule.
+        "ties" => out
+            .iter_mut()
+            .for_each(|v| *v = (rng.below(65) as f32 - 32.0) * 0.5),
+        "tiny" => out.iter_mut().for_each(|v| *v = 1e-30 * rng.normal()),
+        "large" => out.iter_mut().for_each(|v| *v = 3e4 * rng.normal()),
+        // Values whose maximum is a power of two, or just below one.
+        "pow2" => {
+            let e = rng.below(40) as i32 - 20;
+            let top = 2f32.powi(e)
+                * if rng.below(2) == 0 {
+                    1.0
+                } else {
+                    1.0 - f32::EPSILON
+                };
+            out.iter_mut().for_each(|v| *v = rng.uniform(-top, top));
+            let i = rng.below(out.len());
+            out[i] = if rng.below(2) == 0 { top } else { -top };
+        }
+        // Magnitudes spread over many decades inside one run.
+        "wide" => out
+            .iter_mut()
+            .for_each(|v| *v = rng.normal() * 10f32.powf(rng.uniform(-6.0, 3.0))),
+        _ => unreachable!("{kind}"),
+    }
+}
+
+/// The shared input: `NROWS` rows of `N_PER_ROW` values, and the kind of
+/// each 32-block (for failure messages).
+fn inputs() -> &'static (Vec<f32>, Vec<&'static str>) {
+    static DATA: OnceLock<(Vec<f32>, Vec<&'static str>)> = OnceLock::new();
+    DATA.get_or_init(|| {
+        let mut rng = Rng(0x7e55_e4a0_0001);
+        let mut x = vec![0f32; N_PER_ROW * NROWS];
+        let mut kinds = Vec::with_capacity(x.len() / 32);
+        for (c, sb) in x.chunks_exact_mut(256).enumerate() {
+            if c % 3 == 2 {
+                // A super-block whose 32-blocks are all of different kinds.
+                for b in sb.chunks_exact_mut(32) {
+                    let k = KINDS[rng.below(KINDS.len())];
+                    fill(&mut rng, k, b);
+                    kinds.push(k);
+                }
+            } else {
+                let k = KINDS[(c / 3 * 2 + c % 3) % KINDS.len()];
+                fill(&mut rng, k, sb);
+                kinds.extend(std::iter::repeat_n(k, 8));
+            }
+        }
+        (x, kinds)
+    })
+}
+
+/// One comparison: ggml's `mode` (see the harness) against tessera's `ours`.
+struct Case {
+    ty: GgmlType,
+    mode: &'static str,
+    ours: fn(GgmlType, &[f32], &mut [u8]),
+}
+
+/// tessera's table path: `tessera_quant::quantize`.
+fn via_table(t: GgmlType, x: &[f32], out: &mut [u8]) {
+    tessera_quant::quantize(t, x, out).unwrap_or_else(|e| panic!("{e}"));
+}
+
+fn case(ty: GgmlType, mode: &'static str) -> Case {
+    Case {
+        ty,
+        mode,
+        ours: via_table,
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Runs every case through ggml and tessera and asserts byte identity.
+fn check(cases: &[Case]) {
+    let Some(exe) = harness() else { return };
+    let (x, kinds) = inputs();
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "quant-golden-{}-{}",
+        std::process::id(),
+        cases[0].ty
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let input = dir.join("in.f32");
+    std::fs::write(&input, bytemuck::cast_slice::<f32, u8>(x)).unwrap();
+
+    let mut cmd = Command::new(exe);
+    cmd.arg(&input)
+        .arg(N_PER_ROW.to_string())
+        .arg(NROWS.to_string());
+    for (i, c) in cases.iter().enumerate() {
+        cmd.arg(c.mode)
+            .arg(c.ty.id().to_string())
+            .arg(dir.join(format!("{i}.out")));
+    }
+    let out = cmd.output().expect("run the golden harness");
+    assert!(
+        out.status.success(),
+        "golden harness failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let mut failures = Vec::new();
+    for (i, c) in cases.iter().enumerate() {
+        let want = std::fs::read(dir.join(format!("{i}.out"))).unwrap();
+        let mut got = vec![0u8; want.len()];
+        (c.ours)(c.ty, x, &mut got);
+        let (bs, ts) = (c.ty.block_size() as usize, c.ty.type_size() as usize);
+        let nblocks = want.len() / ts;
+        assert_eq!(nblocks * bs, x.len());
+        let bad: Vec<usize> = (0..nblocks)
+            .filter(|&b| want[b * ts..][..ts] != got[b * ts..][..ts])
+            .collect();
+        eprintln!(
+            "{} ({}): {}/{} blocks byte-identical",
+            c.ty,
+            c.mode,
+            nblocks - bad.len(),
+            nblocks
+        );
+        for &b in bad.iter().take(3) {
+            let block_kinds: Vec<_> = kinds[b * bs / 32..][..bs.div_ceil(32)].to_vec();
+            failures.push(format!(
+                "{} ({}) block {b} ({block_kinds:?}):\n  ggml:    {}\n  tessera: {}\n  input:   {:?}",
+                c.ty,
+                c.mode,
+                hex(&want[b * ts..][..ts]),
+                hex(&got[b * ts..][..ts]),
+                &x[b * bs..][..bs.min(64)],
+            ));
+        }
+        if !bad.is_empty() {
+            failures.push(format!(
+                "{} ({}): {} blocks differ",
+                c.ty,
+                c.mode,
+                bad.len()
+            ));
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn activations_match_ggml() {
+    check(&[
+        case(GgmlType::Q8_0, "chunk"),
+        case(GgmlType::Q8_0, "quantize_row_q8_0_ref"),
+        case(GgmlType::Q8_1, "quantize_row_q8_1_ref"),
+        case(GgmlType::Q8_K, "quantize_row_q8_K_ref"),
+    ]);
+}
