@@ -6,6 +6,7 @@
 pub mod blocks;
 pub mod dequant;
 pub mod dtype;
+pub mod pool;
 pub mod quantize;
 
 pub use dtype::{dequantize, info, quantize, DTypeInfo, QuantError};
