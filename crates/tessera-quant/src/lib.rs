@@ -6,6 +6,7 @@
 pub mod blocks;
 pub mod dequant;
 pub mod dtype;
+pub mod kernels;
 pub mod pool;
 pub mod quantize;
 

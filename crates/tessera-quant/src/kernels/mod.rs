@@ -1,0 +1,116 @@
+//! CPU dot-product kernels, one per weight type, each with a scalar twin and
+//! SIMD variants chosen at run time.
+//!
+//! A dot kernel multiplies one weight row (`n` values stored as blocks of the
+//! weight type) with one activation row already converted to the kernel's
+//! activation type (Q8_0 for Q4_0, Q8_K for the K-quants, F32 for F32 …),
+//! the way ggml's `vec_dot` does. Family modules register their kernels in a
+//! [`DotEntry`] table; [`dot_kernel`] picks the best variant the running CPU
+//! supports ([`SimdLevel::detect`]). Nothing is compiled for a fixed CPU: a
+//! binary built on one x86-64 machine runs on any.
+
+use crate::GgmlType;
+
+pub mod float;
+pub mod iquants;
+pub mod kquants;
+pub mod legacy;
+
+/// A dot kernel: `n` values; `w` holds `n / block_size` weight blocks, `a`
+/// the activation row in the kernel's activation type.
+pub type VecDot = fn(n: usize, w: &[u8], a: &[u8]) -> f32;
+
+/// SIMD levels tessera has kernels for, lowest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SimdLevel {
+    /// Portable Rust, the reference every variant is tested against.
+    Scalar,
+    /// x86-64 AVX2 + FMA + F16C.
+    Avx2,
+    /// x86-64 AVX-512 F/BW/VL (+ VNNI where the kernel says so).
+    Avx512,
+}
+
+impl SimdLevel {
+    /// The best level this CPU supports.
+    pub fn detect() -> SimdLevel {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let avx2 = is_x86_feature_detected!("avx2")
+                && is_x86_feature_detected!("fma")
+                && is_x86_feature_detected!("f16c");
+            let avx512 = avx2
+                && is_x86_feature_detected!("avx512f")
+                && is_x86_feature_detected!("avx512bw")
+                && is_x86_feature_detected!("avx512vl");
+            if avx512 {
+                return SimdLevel::Avx512;
+            }
+            if avx2 {
+                return SimdLevel::Avx2;
+            }
+        }
+        SimdLevel::Scalar
+    }
+
+    /// Every level this CPU can run, lowest first (what the tests compare).
+    pub fn available() -> Vec<SimdLevel> {
+        let top = Self::detect();
+        [SimdLevel::Scalar, SimdLevel::Avx2, SimdLevel::Avx512]
+            .into_iter()
+            .filter(|&l| l <= top)
+            .collect()
+    }
+
+    /// Lower-case name (`scalar`, `avx2`, `avx512`).
+    pub fn name(self) -> &'static str {
+        match self {
+            SimdLevel::Scalar => "scalar",
+            SimdLevel::Avx2 => "avx2",
+            SimdLevel::Avx512 => "avx512",
+        }
+    }
+}
+
+/// The kernels of one weight type.
+#[derive(Clone, Copy, Debug)]
+pub struct DotEntry {
+    /// Weight type.
+    pub weight: GgmlType,
+    /// Type the activations must be converted to.
+    pub act: GgmlType,
+    /// The scalar twin.
+    pub scalar: VecDot,
+    /// AVX2 variant. Only called when the CPU has AVX2+FMA+F16C.
+    pub avx2: Option<VecDot>,
+    /// AVX-512 variant. Only called when the CPU has AVX-512 F/BW/VL.
+    pub avx512: Option<VecDot>,
+}
+
+impl DotEntry {
+    /// The variant for `level`, falling back to lower levels.
+    pub fn at(&self, level: SimdLevel) -> VecDot {
+        let avx512 = self.avx512.filter(|_| level >= SimdLevel::Avx512);
+        let avx2 = self.avx2.filter(|_| level >= SimdLevel::Avx2);
+        avx512.or(avx2).unwrap_or(self.scalar)
+    }
+}
+
+/// Every family's kernels.
+fn tables() -> [&'static [DotEntry]; 4] {
+    [float::DOTS, legacy::DOTS, kquants::DOTS, iquants::DOTS]
+}
+
+/// The kernel entry of weight type `t`, if tessera has one.
+pub fn dot_entry(t: GgmlType) -> Option<&'static DotEntry> {
+    tables()
+        .into_iter()
+        .flat_map(|table| table.iter())
+        .find(|e| e.weight == t)
+}
+
+/// The best dot kernel for weight type `t` on this CPU, with its activation type.
+pub fn dot_kernel(t: GgmlType) -> Option<(VecDot, GgmlType)> {
+    let e = dot_entry(t)?;
+    Some((e.at(SimdLevel::detect()), e.act))
+}
