@@ -76,14 +76,17 @@ pub fn python_with_gguf() -> Option<PathBuf> {
 /// Path of llama.cpp binary `tool` under `LLAMA_BIN` (or the default
 /// llama-ref build dir), or `None` (after [`missing`]).
 pub fn llama_tool(tool: &str) -> Option<PathBuf> {
-    let dir = std::env::var_os("LLAMA_BIN").map(PathBuf::from).unwrap_or_else(|| {
-        home().join(".cache/tessera-ref/llama-cpp-python-0.3.36/build/bin")
-    });
+    let dir = std::env::var_os("LLAMA_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| home().join(".cache/tessera-ref/llama-cpp-python-0.3.36/build/bin"));
     let p = dir.join(tool);
     if p.is_file() {
         Some(p)
     } else {
-        missing(&format!("llama.cpp tool {} not found (set LLAMA_BIN)", p.display()))
+        missing(&format!(
+            "llama.cpp tool {} not found (set LLAMA_BIN)",
+            p.display()
+        ))
     }
 }
 
