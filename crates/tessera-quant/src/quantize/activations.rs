@@ -5,7 +5,7 @@
 
 use half::f16;
 
-use super::{abs_max, nearest_int};
+use super::{abs_max, c_trunc, nearest_int};
 use crate::blocks::{BlockQ8K, BlockQ8_0, BlockQ8_1, QK, QK_K};
 
 /// Quantizes `x` to Q8_0: per block of 32, `d = amax / 127` (as f16) and
@@ -24,7 +24,7 @@ pub fn quantize_row_q8_0(x: &[f32], y: &mut [BlockQ8_0]) {
         let id = if d != 0.0 { 1.0 / d } else { 0.0 };
         yb.d = f16::from_f32(d);
         for (q, &v) in yb.qs.iter_mut().zip(xb) {
-            *q = (v * id).round() as i8;
+            *q = c_trunc((v * id).round()) as i8;
         }
     }
 }
@@ -46,7 +46,7 @@ pub fn quantize_row_q8_1(x: &[f32], y: &mut [BlockQ8_1]) {
         yb.d = f16::from_f32(d);
         let mut sum = 0i32;
         for (q, &v) in yb.qs.iter_mut().zip(xb) {
-            *q = (v * id).round() as i8;
+            *q = c_trunc((v * id).round()) as i8;
             sum += i32::from(*q);
         }
         yb.s = f16::from_f32(sum as f32 * d);

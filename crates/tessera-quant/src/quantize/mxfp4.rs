@@ -1,0 +1,68 @@
+//! MXFP4 (OCP microscaling FP4): 32 E2M1 values sharing an E8M0 exponent,
+//! as ggml's `quantize_row_mxfp4_ref`.
+//!
+//! The shared exponent is `floor(log2(amax)) - 2` (so the largest value lands
+//! near E2M1's top level 6); each value takes the nearest of the 16 FP4
+//! levels by absolute error, the first one on ties.
+
+use crate::blocks::{BlockMxfp4, QK};
+
+/// The 16 FP4 (E2M1) levels, doubled (`kvalues_mxfp4`); index 8 is -0.
+pub const KVALUES_MXFP4: [i8; 16] = [0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12];
+
+/// Half of the E8M0 value `2^(e - 127)`, which matches the doubled levels
+/// (ggml's `ggml_e8m0_to_fp32_half`; `e < 2` gives subnormals).
+fn e8m0_to_f32_half(e: u8) -> f32 {
+    let bits = if e < 2 {
+        0x0020_0000u32 << e
+    } else {
+        u32::from(e - 1) << 23
+    };
+    f32::from_bits(bits)
+}
+
+fn best_index(x: f32, d: f32) -> u8 {
+    let mut best = 0;
+    let mut best_err = (f32::from(KVALUES_MXFP4[0]) * d - x).abs();
+    for (i, &k) in KVALUES_MXFP4.iter().enumerate().skip(1) {
+        let err = (f32::from(k) * d - x).abs();
+        if err < best_err {
+            best = i as u8;
+            best_err = err;
+        }
+    }
+    best
+}
+
+/// MXFP4: `e = floor(log2(amax)) - 2 + 127`, values to the nearest FP4 level
+/// times `2^(e - 127)`.
+pub fn quantize_row_mxfp4(x: &[f32], y: &mut [BlockMxfp4]) {
+    assert_eq!(
+        x.len(),
+        y.len() * QK,
+        "MXFP4: {} values for {} blocks",
+        x.len(),
+        y.len()
+    );
+    for (xb, yb) in x.chunks_exact(QK).zip(y.iter_mut()) {
+        let mut amax = 0.0f32;
+        for &v in xb {
+            if amax < v.abs() {
+                amax = v.abs();
+            }
+        }
+        // log2f from the C library, like ggml (near powers of two its rounding
+        // decides the exponent). The float-to-byte conversion goes through
+        // i32 as x86-64 C code does, for amax below 2^-125 where the
+        // exponent would be negative.
+        yb.e = if amax > 0.0 {
+            (amax.log2().floor() - 2.0 + 127.0) as i32 as u8
+        } else {
+            0
+        };
+        let d = e8m0_to_f32_half(yb.e);
+        for (j, q) in yb.qs.iter_mut().enumerate() {
+            *q = best_index(xb[j], d) | (best_index(xb[j + QK / 2], d) << 4);
+        }
+    }
+}
