@@ -92,3 +92,76 @@ pub fn quantize_row_q8_K(x: &[f32], y: &mut [BlockQ8K]) {
         yb.d = 1.0 / iscale;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytemuck::Zeroable;
+
+    /// Integers in -127..=127 with one at ±127 quantize exactly: `d = 1`.
+    fn integers(top: f32) -> Vec<f32> {
+        let mut x: Vec<f32> = (0..QK_K).map(|i| ((i * 37) % 255) as f32 - 127.0).collect();
+        x.iter_mut().for_each(|v| *v = v.clamp(-126.0, 126.0));
+        x[5] = top;
+        x
+    }
+
+    #[test]
+    fn q8_0_and_q8_1_are_exact_on_integers() {
+        let x = integers(-127.0);
+        let mut y0 = vec![BlockQ8_0::zeroed(); QK_K / QK];
+        let mut y1 = vec![BlockQ8_1::zeroed(); QK_K / QK];
+        quantize_row_q8_0(&x, &mut y0);
+        quantize_row_q8_1(&x, &mut y1);
+        let d0 = abs_max(&x[..QK]) / 127.0;
+        assert_eq!(y0[0].d, f16::from_f32(d0));
+        assert_eq!(y0[0].d.to_f32(), 1.0);
+        for (b, (b0, b1)) in y0.iter().zip(&y1).enumerate() {
+            assert_eq!(b0.qs, b1.qs);
+            assert_eq!(b0.d, b1.d);
+            let xb = &x[b * QK..][..QK];
+            let sum: i32 = b1.qs.iter().map(|&q| i32::from(q)).sum();
+            // `s` uses the f32 scale, before its rounding to f16.
+            assert_eq!(b1.s, f16::from_f32(sum as f32 * (abs_max(xb) / 127.0)));
+            if b == 0 {
+                let want: Vec<i8> = xb.iter().map(|&v| v as i8).collect();
+                assert_eq!(b0.qs.to_vec(), want);
+            }
+        }
+    }
+
+    #[test]
+    fn q8_k_scale_takes_the_sign_of_the_largest_value() {
+        for (top, d) in [(-127.0, 1.0), (127.0, -1.0)] {
+            let x = integers(top);
+            let mut y = [BlockQ8K::zeroed()];
+            quantize_row_q8_K(&x, &mut y);
+            assert_eq!(y[0].d, d);
+            for (q, v) in y[0].qs.iter().zip(&x) {
+                assert_eq!(f32::from(*q) * d, *v);
+            }
+            for (j, s) in y[0].bsums.iter().enumerate() {
+                let want: i32 = y[0].qs[16 * j..][..16].iter().map(|&q| i32::from(q)).sum();
+                assert_eq!(i32::from(*s), want);
+            }
+        }
+    }
+
+    #[test]
+    fn zero_blocks_are_all_zero() {
+        let x = [0f32; QK_K];
+        let mut k = [BlockQ8K::zeroed()];
+        k[0].bsums = [7; QK_K / 16];
+        quantize_row_q8_K(&x, &mut k);
+        assert_eq!(bytemuck::bytes_of(&k[0]), &[0u8; 292][..]);
+        let mut b = [BlockQ8_1::zeroed(); QK_K / QK];
+        quantize_row_q8_1(&x, &mut b);
+        assert!(bytemuck::cast_slice::<_, u8>(&b).iter().all(|&v| v == 0));
+    }
+
+    #[test]
+    #[should_panic(expected = "Q8_0: 31 values for 1 blocks")]
+    fn wrong_length_panics() {
+        quantize_row_q8_0(&[0.0; 31], &mut [BlockQ8_0::zeroed()]);
+    }
+}

@@ -190,3 +190,44 @@ pub fn quantize_row_iq4_xs(x: &[f32], y: &mut [BlockIq4Xs]) {
         pack4(&levels, &mut yb.qs);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytemuck::Zeroable;
+
+    #[test]
+    fn best_index_picks_the_nearest_level() {
+        let v = &KVALUES_IQ4NL;
+        assert_eq!(best_index(v, -500.0), 0);
+        assert_eq!(best_index(v, 500.0), 15);
+        assert_eq!(best_index(v, 0.0), 8);
+        assert_eq!(best_index(v, -4.5), 8, "a tie goes to the upper level");
+        assert_eq!(best_index(v, -4.6), 7);
+        assert_eq!(best_index(v, -4.4), 8);
+        for (i, &k) in v.iter().enumerate() {
+            assert_eq!(usize::from(best_index(v, f32::from(k))), i);
+        }
+    }
+
+    #[test]
+    fn the_table_levels_quantize_exactly() {
+        let x: Vec<f32> = (0..QK).map(|i| f32::from(KVALUES_IQ4NL[i % 16])).collect();
+        let mut y = [BlockIq4Nl::zeroed()];
+        quantize_iq4_nl(&x, &mut y);
+        assert_eq!(y[0].d.to_f32(), 1.0);
+        for j in 0..QK / 2 {
+            assert_eq!(usize::from(y[0].qs[j] & 0xf), j % 16);
+            assert_eq!(usize::from(y[0].qs[j] >> 4), (j + 16) % 16);
+        }
+    }
+
+    #[test]
+    fn iq4_xs_zero_super_block() {
+        let mut y = [BlockIq4Xs::zeroed()];
+        quantize_row_iq4_xs(&[0.0; QK_K], &mut y);
+        assert_eq!(y[0].d.to_bits(), 0x8000, "-0.0, as ggml writes it");
+        assert_eq!(y[0].qs, [0x88; QK_K / 2]);
+        assert_eq!((y[0].scales_h, y[0].scales_l), (0xaaaa, [0; 4]));
+    }
+}

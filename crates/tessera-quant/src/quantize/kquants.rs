@@ -593,3 +593,82 @@ pub fn quantize_row_q6_K(x: &[f32], y: &mut [BlockQ6K]) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytemuck::Zeroable;
+
+    #[test]
+    fn scale_min_k4_round_trips() {
+        let ls = [0u8, 1, 17, 63, 32, 5, 48, 62];
+        let lm = [63u8, 2, 40, 0, 31, 33, 7, 16];
+        let mut q = [0u8; 12];
+        for j in 0..8 {
+            set_scale_min_k4(j, ls[j], lm[j], &mut q);
+        }
+        for j in 0..8 {
+            assert_eq!(get_scale_min_k4(j, &q), (ls[j], lm[j]));
+        }
+    }
+
+    #[test]
+    fn qkx2_fits_an_exact_ramp() {
+        // x = 0.25 * L - 1 for L = 0..=15: scale 0.25, min 1, levels exact.
+        let x: Vec<f32> = (0..32).map(|i| 0.25 * (i % 16) as f32 - 1.0).collect();
+        let w = [1.0f32; 32];
+        let mut l = [0u8; 32];
+        let search = Search {
+            rmin: -1.0,
+            rdelta: 0.1,
+            nstep: 20,
+        };
+        let (scale, min) = make_qkx2_quants(15, &x, &w, &mut l, search, false);
+        assert_eq!((scale, min), (0.25, 1.0));
+        for (i, &l) in l.iter().enumerate() {
+            assert_eq!(usize::from(l), i % 16);
+        }
+    }
+
+    #[test]
+    fn zero_super_blocks() {
+        let x = [0f32; QK_K];
+        let mut q6 = [BlockQ6K::zeroed()];
+        quantize_row_q6_K(&x, &mut q6);
+        assert!(bytemuck::bytes_of(&q6[0]).iter().all(|&b| b == 0));
+        let mut q4 = [BlockQ4K::zeroed()];
+        quantize_row_q4_K(&x, &mut q4);
+        assert!(bytemuck::bytes_of(&q4[0]).iter().all(|&b| b == 0));
+        let mut q3 = [BlockQ3K::zeroed()];
+        quantize_row_q3_K(&x, &mut q3);
+        assert_eq!(q3[0].d.to_f32(), 0.0);
+        assert_eq!(q3[0].qs, [0; QK_K / 4]);
+    }
+
+    /// Level of element `i` of a Q6_K block, read back as ggml's dequantizer does.
+    fn q6_level(b: &BlockQ6K, i: usize) -> i32 {
+        let (n, k, l) = (i / 128, i % 128 / 32, i % 32);
+        let ql = b.ql[64 * n + 32 * (k % 2) + l];
+        let lo = if k < 2 { ql & 0xf } else { ql >> 4 };
+        let hi = (b.qh[32 * n + l] >> (2 * k)) & 3;
+        i32::from(lo | (hi << 4)) - 32
+    }
+
+    #[test]
+    fn q6_k_is_within_half_a_step() {
+        let mut x: Vec<f32> = (0..QK_K)
+            .map(|i| ((i * 7) % 23) as f32 * 0.01 - 0.11)
+            .collect();
+        x[77] = -1.0;
+        let mut y = [BlockQ6K::zeroed()];
+        quantize_row_q6_K(&x, &mut y);
+        for (i, &v) in x.iter().enumerate() {
+            let d = y[0].d.to_f32() * f32::from(y[0].scales[i / 16]);
+            let err = (d * q6_level(&y[0], i) as f32 - v).abs();
+            assert!(
+                err <= 0.5 * d.abs() * 1.001 + 1e-6,
+                "element {i}: error {err}, step {d}"
+            );
+        }
+    }
+}

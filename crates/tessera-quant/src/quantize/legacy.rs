@@ -124,3 +124,55 @@ pub fn quantize_row_q5_1(x: &[f32], y: &mut [BlockQ5_1]) {
         pack5(level, &mut yb.qs, &mut yb.qh);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytemuck::Zeroable;
+
+    #[test]
+    fn q4_0_is_exact_when_the_largest_value_is_minus_8() {
+        let mut x: Vec<f32> = (0..QK).map(|i| (i % 16) as f32 - 8.0).collect();
+        x.reverse();
+        let mut y = [BlockQ4_0::zeroed()];
+        quantize_row_q4_0(&x, &mut y);
+        assert_eq!(y[0].d.to_f32(), 1.0);
+        for j in 0..QK / 2 {
+            assert_eq!(f32::from(y[0].qs[j] & 0xf) - 8.0, x[j]);
+            assert_eq!(f32::from(y[0].qs[j] >> 4) - 8.0, x[j + QK / 2]);
+        }
+    }
+
+    #[test]
+    fn q5_1_is_exact_on_a_31_step_ramp() {
+        let x: Vec<f32> = (0..QK).map(|i| 0.5 * (i % 32) as f32 - 3.0).collect();
+        let mut y = [BlockQ5_1::zeroed()];
+        quantize_row_q5_1(&x, &mut y);
+        let (d, m) = (y[0].d.to_f32(), y[0].m.to_f32());
+        assert_eq!((d, m), (0.5, -3.0));
+        let qh = u32::from_le_bytes(y[0].qh);
+        for j in 0..QK {
+            let low = if j < 16 {
+                y[0].qs[j] & 0xf
+            } else {
+                y[0].qs[j - 16] >> 4
+            };
+            let q = u32::from(low) | (((qh >> j) & 1) << 4);
+            assert_eq!(d * q as f32 + m, x[j], "element {j}");
+        }
+    }
+
+    #[test]
+    fn zero_blocks() {
+        let x = [0f32; QK];
+        let mut a = [BlockQ4_0::zeroed()];
+        quantize_row_q4_0(&x, &mut a);
+        assert_eq!((a[0].d.to_f32(), a[0].qs), (0.0, [0x88; QK / 2]));
+        let mut b = [BlockQ5_0::zeroed()];
+        quantize_row_q5_0(&x, &mut b);
+        assert_eq!((b[0].qs, b[0].qh), ([0; QK / 2], [0xff; 4]));
+        let mut c = [BlockQ4_1::zeroed()];
+        quantize_row_q4_1(&x, &mut c);
+        assert_eq!(bytemuck::bytes_of(&c[0]), &[0u8; 20][..]);
+    }
+}

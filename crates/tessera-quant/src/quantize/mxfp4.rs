@@ -66,3 +66,33 @@ pub fn quantize_row_mxfp4(x: &[f32], y: &mut [BlockMxfp4]) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytemuck::Zeroable;
+
+    #[test]
+    fn e2m1_values_quantize_exactly() {
+        // Halved levels, amax 6: e = floor(log2 6) - 2 + 127 = 127, d = 0.5.
+        let x: Vec<f32> = (0..QK)
+            .map(|i| 0.5 * f32::from(KVALUES_MXFP4[i % 16]))
+            .collect();
+        let mut y = [BlockMxfp4::zeroed()];
+        quantize_row_mxfp4(&x, &mut y);
+        assert_eq!(y[0].e, 127);
+        for j in 0..QK / 2 {
+            let want = if j % 16 == 8 { 0 } else { j % 16 }; // -0 is level 0
+            assert_eq!(usize::from(y[0].qs[j] & 0xf), want);
+            assert_eq!(usize::from(y[0].qs[j] >> 4), want);
+        }
+    }
+
+    #[test]
+    fn e8m0_half_covers_subnormals() {
+        assert_eq!(e8m0_to_f32_half(0), 2f32.powi(-128));
+        assert_eq!(e8m0_to_f32_half(1), 2f32.powi(-127));
+        assert_eq!(e8m0_to_f32_half(127), 0.5);
+        assert_eq!(e8m0_to_f32_half(254), 2f32.powi(126));
+    }
+}
