@@ -96,6 +96,11 @@ impl GgufFile {
     }
 
     /// The bytes of `tensor` (which must come from this file), without copying.
+    ///
+    /// # Panics
+    ///
+    /// If `tensor` describes a range outside this file, which a
+    /// [`TensorInfo`] from [`GgufFile::tensors`] never does.
     pub fn tensor_data(&self, tensor: &TensorInfo) -> &[u8] {
         // Ranges were validated against the file size by `parse`.
         let start = (self.header.data_offset + tensor.offset) as usize;

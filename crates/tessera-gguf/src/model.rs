@@ -51,7 +51,9 @@ impl GgufModel {
         if count > MAX_SHARDS {
             return Err(GgufError::BadSplit {
                 path: path.to_path_buf(),
-                reason: format!("split.count is {count}, more than the {MAX_SHARDS} the naming scheme allows"),
+                reason: format!(
+                    "split.count is {count}, more than the {MAX_SHARDS} the naming scheme allows"
+                ),
             });
         }
         let paths = shard_paths(path, count)?;
@@ -80,6 +82,12 @@ impl GgufModel {
             path: s.path().to_path_buf(),
             reason,
         };
+        if shards.is_empty() {
+            return Err(GgufError::BadSplit {
+                path: PathBuf::from("<none>"),
+                reason: "a model needs at least one file".into(),
+            });
+        }
         if n > 1 {
             for (i, s) in shards.iter().enumerate() {
                 let no = split_value(s, KEY_SPLIT_NO)?;
@@ -107,7 +115,10 @@ impl GgufModel {
                 if total != index.len() as u64 {
                     return Err(bad(
                         &shards[0],
-                        format!("split.tensors.count is {total}, the shards hold {}", index.len()),
+                        format!(
+                            "split.tensors.count is {total}, the shards hold {}",
+                            index.len()
+                        ),
                     ));
                 }
             }

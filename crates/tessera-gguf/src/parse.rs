@@ -10,8 +10,10 @@
 //! every tensor's data range is checked to lie, aligned and without overlap,
 //! inside the data section. A hostile file therefore gets an [`GgufError`],
 //! never a panic or an allocation larger than a small multiple of its size.
+//! `tests/hostile/` (one file per kind of damage, each with the error it must
+//! give) and the `parse` target of `fuzz/` hold the parser to that.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 
 use crate::error::{GgufError, Result};
 use crate::ggml_type::GgmlType;
@@ -24,6 +26,11 @@ pub const MAGIC: [u8; 4] = *b"GGUF";
 pub const MAX_DIMS: usize = 4;
 /// Deepest nesting of arrays in metadata the reader accepts.
 pub const MAX_ARRAY_DEPTH: usize = 8;
+
+/// Fewest bytes a metadata entry takes: key length, value type, one byte of value.
+const MIN_KV_SIZE: u64 = 8 + 4 + 1;
+/// Fewest bytes a tensor info takes: name length, n_dims, one dim, type, offset.
+const MIN_TENSOR_INFO_SIZE: u64 = 8 + 4 + 8 + 4 + 8;
 
 /// One tensor as described in the file header.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -84,14 +91,20 @@ pub fn parse(buf: &[u8]) -> Result<Header> {
         v => return Err(GgufError::UnsupportedVersion { version: v }),
     }
 
+    let tensor_count_offset = c.pos as u64;
     let tensor_count = c.u64("tensor count")?;
+    let kv_count_offset = c.pos as u64;
     let kv_count = c.u64("metadata count")?;
-    // A metadata entry is at least a key length, a type and one byte of value;
-    // a tensor info at least a name length, n_dims, a type and an offset.
-    c.check_count("metadata count", kv_count, 8 + 4 + 1)?;
-    c.check_count("tensor count", tensor_count, 8 + 4 + 4 + 8)?;
+    c.check_count("metadata count", kv_count_offset, kv_count, MIN_KV_SIZE)?;
+    c.check_count(
+        "tensor count",
+        tensor_count_offset,
+        tensor_count,
+        MIN_TENSOR_INFO_SIZE,
+    )?;
 
     let mut metadata = Metadata::new();
+    let mut alignment_offset = 0;
     for i in 0..kv_count {
         let key_offset = c.pos as u64;
         let key = c.string(|| format!("key of metadata entry {i}"))?;
@@ -102,6 +115,9 @@ pub fn parse(buf: &[u8]) -> Result<Header> {
             type_id,
             offset: type_offset,
         })?;
+        if key == KEY_ALIGNMENT {
+            alignment_offset = c.pos as u64;
+        }
         let value = c.value(&key, vt, 0)?;
         if metadata.insert(key.clone(), value).is_err() {
             return Err(GgufError::DuplicateKey {
@@ -117,37 +133,59 @@ pub fn parse(buf: &[u8]) -> Result<Header> {
         Some(Value::U32(a)) => {
             return Err(GgufError::BadMetadata {
                 key: KEY_ALIGNMENT.into(),
-                reason: format!("{a} is not a power of two"),
+                reason: format!("{a} at offset {alignment_offset} is not a power of two"),
             })
         }
         Some(v) => {
             return Err(GgufError::BadMetadata {
                 key: KEY_ALIGNMENT.into(),
-                reason: format!("must be u32, found {}", v.type_name()),
+                reason: format!(
+                    "must be u32, found {} at offset {alignment_offset}",
+                    v.type_name()
+                ),
             })
         }
     };
 
+    // The metadata has used up part of the file: check the tensor count
+    // again, against what is left, before allocating for it.
+    c.check_count(
+        "tensor count",
+        tensor_count_offset,
+        tensor_count,
+        MIN_TENSOR_INFO_SIZE,
+    )?;
     let mut tensors = Vec::with_capacity(tensor_count as usize);
-    let mut names: HashMap<String, ()> = HashMap::with_capacity(tensor_count as usize);
+    let mut names = HashSet::with_capacity(tensor_count as usize);
     for i in 0..tensor_count {
+        let info_offset = c.pos as u64;
         let info = c.tensor_info(i)?;
-        if names.insert(info.name.clone(), ()).is_some() {
+        if !names.insert(info.name.clone()) {
             return Err(GgufError::BadTensor {
+                reason: format!("name appears twice (second at offset {info_offset})"),
                 tensor: info.name,
-                reason: "name appears twice".into(),
             });
         }
         tensors.push(info);
     }
 
-    let data_offset = align_up(c.pos as u64, alignment).ok_or_else(|| GgufError::Truncated {
+    let header_end = c.pos as u64;
+    let file_size = buf.len() as u64;
+    let data_offset = align_up(header_end, alignment).ok_or_else(|| GgufError::Truncated {
         what: "data section".into(),
-        offset: c.pos as u64,
+        offset: header_end,
         needed: alignment,
-        file_size: buf.len() as u64,
+        file_size,
     })?;
-    validate_data_ranges(&tensors, alignment, data_offset, buf.len() as u64)?;
+    if !tensors.is_empty() && data_offset > file_size {
+        return Err(GgufError::Truncated {
+            what: format!("padding before the data section (alignment {alignment})"),
+            offset: header_end,
+            needed: data_offset - header_end,
+            file_size,
+        });
+    }
+    validate_data_ranges(&tensors, alignment, data_offset, file_size)?;
 
     Ok(Header {
         version,
@@ -164,7 +202,8 @@ pub fn align_up(v: u64, align: u64) -> Option<u64> {
 }
 
 /// Checks that every tensor's data is aligned, inside the file and disjoint
-/// from every other tensor's.
+/// from every other tensor's. `data_offset` is at most `file_size` when there
+/// are tensors.
 fn validate_data_ranges(
     tensors: &[TensorInfo],
     alignment: u64,
@@ -175,31 +214,38 @@ fn validate_data_ranges(
         tensor: t.name.clone(),
         reason,
     };
-    let data_size = file_size.saturating_sub(data_offset);
-    if !tensors.is_empty() && data_offset > file_size {
-        return Err(GgufError::Truncated {
-            what: "data section".into(),
-            offset: data_offset,
-            needed: 0,
-            file_size,
-        });
-    }
     for t in tensors {
         if t.offset % alignment != 0 {
             return Err(bad(
                 t,
-                format!("data offset {} is not a multiple of the alignment {alignment}", t.offset),
+                format!(
+                    "data offset {} is not a multiple of the alignment {alignment}",
+                    t.offset
+                ),
             ));
         }
-        match t.offset.checked_add(t.n_bytes) {
-            Some(end) if end <= data_size => {}
-            _ => {
+        // Absolute start and end, so that the check below and the slice
+        // `GgufFile::tensor_data` takes cannot overflow.
+        let start = data_offset.checked_add(t.offset);
+        match start.and_then(|s| s.checked_add(t.n_bytes)) {
+            Some(end) if end <= file_size => {}
+            // The header points past the end of the file: the usual sign of
+            // a cut-off download, so name the tensor and what is missing.
+            Some(_) => {
+                return Err(GgufError::Truncated {
+                    what: format!("data of tensor '{}'", t.name),
+                    offset: data_offset + t.offset,
+                    needed: t.n_bytes,
+                    file_size,
+                })
+            }
+            None => {
                 return Err(bad(
                     t,
                     format!(
-                        "data [{}, +{}) runs past the end of the data section ({data_size} bytes from offset {data_offset})",
-                        t.offset, t.n_bytes
-                    ),
+                    "data [{}, +{}) from the data section at offset {data_offset} ends past 2^64",
+                    t.offset, t.n_bytes
+                ),
                 ))
             }
         }
@@ -269,9 +315,9 @@ impl<'a> Cursor<'a> {
         Ok(u64::from_le_bytes(s.try_into().expect("8 bytes")))
     }
 
-    /// Errors unless `count` items of at least `min_size` bytes each fit in
-    /// what is left of the file.
-    fn check_count(&self, what: &str, count: u64, min_size: u64) -> Result<()> {
+    /// Errors unless `count` (read at `offset`) items of at least `min_size`
+    /// bytes each fit in what is left of the file.
+    fn check_count(&self, what: &str, offset: u64, count: u64, min_size: u64) -> Result<()> {
         let fits = count
             .checked_mul(min_size)
             .is_some_and(|need| need <= self.remaining());
@@ -280,7 +326,7 @@ impl<'a> Cursor<'a> {
         } else {
             Err(GgufError::CountTooLarge {
                 what: what.to_string(),
-                offset: self.pos as u64 - 8,
+                offset,
                 count,
                 remaining: self.remaining(),
             })
@@ -354,8 +400,14 @@ impl<'a> Cursor<'a> {
             type_id,
             offset,
         })?;
+        let len_offset = self.pos as u64;
         let n = self.u64_for(key, "array length")?;
-        self.check_count(&format!("array length of '{key}'"), n, et.min_size())?;
+        self.check_count(
+            &format!("array length of '{key}'"),
+            len_offset,
+            n,
+            et.min_size(),
+        )?;
         let n = n as usize;
 
         // Fixed-size elements: one bounds check, then decode the slice.
@@ -401,10 +453,15 @@ impl<'a> Cursor<'a> {
             tensor: name.clone(),
             reason,
         };
-        let n_dims = self.u32_for(&name, "n_dims")? as usize;
-        if n_dims == 0 || n_dims > MAX_DIMS {
-            return Err(bad(format!("{n_dims} dimensions (must be 1 to {MAX_DIMS})")));
+        let n_dims_offset = self.pos as u64;
+        let n_dims = self.u32_for(&name, "n_dims")?;
+        if n_dims == 0 || n_dims as usize > MAX_DIMS {
+            return Err(bad(format!(
+                "{n_dims} dimensions at offset {n_dims_offset} (must be 1 to {MAX_DIMS})"
+            )));
         }
+        let n_dims = n_dims as usize;
+        let dims_offset = self.pos as u64;
         let mut dims = Vec::with_capacity(n_dims);
         for _ in 0..n_dims {
             dims.push(self.u64_for(&name, "dimension")?);
@@ -418,25 +475,36 @@ impl<'a> Cursor<'a> {
         })?;
         let offset = self.u64_for(&name, "data offset")?;
 
+        if dims.contains(&0) {
+            return Err(bad(format!(
+                "dimensions {dims:?} at offset {dims_offset} contain a zero"
+            )));
+        }
         let n_elements = dims
             .iter()
             .try_fold(1u64, |acc, &d| acc.checked_mul(d))
             .filter(|&n| n <= i64::MAX as u64)
-            .ok_or_else(|| bad(format!("dimensions {dims:?} overflow the element count")))?;
-        if dims.contains(&0) {
-            return Err(bad(format!("dimensions {dims:?} contain a zero")));
-        }
-        let row = ggml_type.row_bytes(dims[0]).ok_or_else(|| {
-            bad(format!(
-                "row length {} is not a multiple of the {} block size {}",
+            .ok_or_else(|| {
+                bad(format!(
+                    "dimensions {dims:?} at offset {dims_offset} overflow the element count"
+                ))
+            })?;
+        if dims[0] % ggml_type.block_size() != 0 {
+            return Err(bad(format!(
+                "row length {} at offset {dims_offset} is not a multiple of the {} block size {}",
                 dims[0],
                 ggml_type,
                 ggml_type.block_size()
-            ))
-        })?;
-        let n_bytes = row
-            .checked_mul(n_elements / dims[0])
-            .ok_or_else(|| bad(format!("dimensions {dims:?} overflow the byte size")))?;
+            )));
+        }
+        let n_bytes = ggml_type
+            .row_bytes(dims[0])
+            .and_then(|row| row.checked_mul(n_elements / dims[0]))
+            .ok_or_else(|| {
+                bad(format!(
+                    "dimensions {dims:?} at offset {dims_offset} overflow the byte size"
+                ))
+            })?;
         Ok(TensorInfo {
             name,
             dims,
