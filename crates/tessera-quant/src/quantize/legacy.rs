@@ -151,14 +151,14 @@ mod tests {
         let (d, m) = (y[0].d.to_f32(), y[0].m.to_f32());
         assert_eq!((d, m), (0.5, -3.0));
         let qh = u32::from_le_bytes(y[0].qh);
-        for j in 0..QK {
+        for (j, &v) in x.iter().enumerate() {
             let low = if j < 16 {
                 y[0].qs[j] & 0xf
             } else {
                 y[0].qs[j - 16] >> 4
             };
             let q = u32::from(low) | (((qh >> j) & 1) << 4);
-            assert_eq!(d * q as f32 + m, x[j], "element {j}");
+            assert_eq!(d * q as f32 + m, v, "element {j}");
         }
     }
 
