@@ -59,7 +59,7 @@ pub fn info(t: GgmlType) -> DTypeInfo {
 
 fn check_blocks(t: GgmlType, bytes: usize, values: usize) -> Result<(), QuantError> {
     let (bs, ts) = (t.block_size() as usize, t.type_size() as usize);
-    if bytes % ts != 0 || values % bs != 0 || bytes / ts != values / bs {
+    if !bytes.is_multiple_of(ts) || !values.is_multiple_of(bs) || bytes / ts != values / bs {
         return Err(QuantError::Shape {
             ggml_type: t,
             reason: format!(

@@ -149,7 +149,12 @@ impl ThreadPool {
 
     /// Splits `0..n` into chunks of at least `min_chunk` items (more chunks
     /// than threads, for balance) and runs `f(range)` for each on the pool.
-    pub fn for_chunks(&self, n: usize, min_chunk: usize, f: impl Fn(std::ops::Range<usize>) + Sync) {
+    pub fn for_chunks(
+        &self,
+        n: usize,
+        min_chunk: usize,
+        f: impl Fn(std::ops::Range<usize>) + Sync,
+    ) {
         let chunk = chunk_size(n, min_chunk, self.n_threads());
         let n_chunks = n.div_ceil(chunk.max(1));
         self.run(n_chunks, |c| {
@@ -204,7 +209,7 @@ fn worker(s: &Shared) {
             if start.elapsed() < SPIN {
                 std::hint::spin_loop();
                 spins += 1;
-                if spins % 64 == 0 {
+                if spins.is_multiple_of(64) {
                     std::thread::yield_now();
                 }
                 continue;
@@ -260,7 +265,10 @@ mod tests {
                 pool.run(n, |t| {
                     hits[t].fetch_add(1, SeqCst);
                 });
-                assert!(hits.iter().all(|h| h.load(SeqCst) == 1), "{threads} threads, {n} tasks");
+                assert!(
+                    hits.iter().all(|h| h.load(SeqCst) == 1),
+                    "{threads} threads, {n} tasks"
+                );
             }
         }
     }
