@@ -1,6 +1,715 @@
-//! Dot kernels for The 32-element block types: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, MXFP4.
+//! Dot kernels for the 32-element block types: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0,
+//! IQ4_NL, MXFP4.
+//!
+//! Each weight block of 32 values meets one activation block of 32 values
+//! quantized to Q8_0 (`d`, 32 × i8) or, for the types with a min, Q8_1
+//! (`d`, `s = d·Σq`, 32 × i8). Per block the integer dot `Σ qx·qy` is exact;
+//! it is scaled by `dx·dy` and summed in f32:
+//!
+//! | weight | act  | per block                                 | scalar twin                      | AVX2 | AVX-512            |
+//! |--------|------|-------------------------------------------|----------------------------------|------|--------------------|
+//! | Q4_0   | Q8_0 | `dx·dy·Σ(q−8)·qy`                         | [`vec_dot_q4_0_q8_0_scalar`]     | yes  | compiles, untested |
+//! | Q4_1   | Q8_1 | `dx·dy·Σq·qy + m·s`                       | [`vec_dot_q4_1_q8_1_scalar`]     | yes  | —                  |
+//! | Q5_0   | Q8_0 | `dx·dy·Σ(q−16)·qy`                        | [`vec_dot_q5_0_q8_0_scalar`]     | yes  | —                  |
+//! | Q5_1   | Q8_1 | `dx·dy·Σq·qy + m·s`                       | [`vec_dot_q5_1_q8_1_scalar`]     | yes  | —                  |
+//! | Q8_0   | Q8_0 | `dx·dy·Σqx·qy`                            | [`vec_dot_q8_0_q8_0_scalar`]     | yes  | compiles, untested |
+//! | IQ4_NL | Q8_0 | `dx·dy·Σ K[q]·qy` (`K` = `kvalues_iq4nl`) | [`vec_dot_iq4_nl_q8_0_scalar`]   | yes  | —                  |
+//! | MXFP4  | Q8_0 | `2^(e−128)·dy·Σ F[q]·qy` (`F` = doubled E2M1) | [`vec_dot_mxfp4_q8_0_scalar`] | yes  | —                  |
+//!
+//! The scalar twins are ggml's `ggml_vec_dot_*_generic` (`quants.c`) in the
+//! same order of operations. The AVX2 variants compute the same integer dots
+//! (`maddubs` on unsigned × signed bytes, exact for these ranges) and differ
+//! from the twins only in the f32 summation of the scaled block results (FMA,
+//! several accumulators).
+//!
+//! Rows may start at any byte address (an 18-byte Q4_0 block leaves rows
+//! 2-aligned at best): the kernels read through unaligned loads. `n` must be
+//! a multiple of 32 and the slices must hold `n / 32` blocks; otherwise the
+//! kernel panics rather than read out of bounds (the matmul drivers check
+//! shapes first and return errors).
+//!
+//! AVX-512 variants (Q4_0, Q8_0) have never run: this machine has no
+//! AVX-512. They are in [`AVX512_UNTESTED`], not in [`DOTS`], so nothing
+//! selects them until `tests/kernels.rs` (which runs them against their
+//! scalar twins whenever the CPU has AVX-512 F/BW) has passed on such a CPU.
 
-use super::DotEntry;
+use std::mem::{offset_of, size_of};
+
+use super::{DotEntry, VecDot};
+use crate::blocks::*;
+use crate::GgmlType;
+
+/// IQ4_NL's 16 non-linear levels (ggml: `kvalues_iq4nl`; the same table as
+/// `dequant::grids::KVALUES_IQ4NL`).
+const KVALUES_IQ4NL: [i8; 16] = [
+    -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113,
+];
+/// MXFP4's 16 E2M1 values, doubled (ggml: `kvalues_mxfp4`).
+const KVALUES_MXFP4: [i8; 16] = [0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12];
+
+/// Half the value of an E8M0 exponent: `2^(e − 128)` (ggml: `ggml_e8m0_to_fp32_half`).
+#[inline]
+fn e8m0_half(e: u8) -> f32 {
+    let bits = if e < 2 {
+        0x0020_0000u32 << e
+    } else {
+        u32::from(e - 1) << 23
+    };
+    f32::from_bits(bits)
+}
+
+macro_rules! entry {
+    ($w:ident, $a:ident, $scalar:ident, $avx2:ident) => {
+        DotEntry {
+            weight: GgmlType::$w,
+            act: GgmlType::$a,
+            scalar: $scalar,
+            avx2: avx2!($avx2),
+            avx512: None,
+        }
+    };
+}
+
+#[cfg(target_arch = "x86_64")]
+macro_rules! avx2 {
+    ($f:ident) => {
+        Some(x86::$f as VecDot)
+    };
+}
+#[cfg(not(target_arch = "x86_64"))]
+macro_rules! avx2 {
+    ($f:ident) => {
+        None
+    };
+}
 
 /// The kernels of this family.
-pub const DOTS: &[DotEntry] = &[];
+pub const DOTS: &[DotEntry] = &[
+    entry!(Q4_0, Q8_0, vec_dot_q4_0_q8_0_scalar, vec_dot_q4_0_q8_0_avx2),
+    entry!(Q4_1, Q8_1, vec_dot_q4_1_q8_1_scalar, vec_dot_q4_1_q8_1_avx2),
+    entry!(Q5_0, Q8_0, vec_dot_q5_0_q8_0_scalar, vec_dot_q5_0_q8_0_avx2),
+    entry!(Q5_1, Q8_1, vec_dot_q5_1_q8_1_scalar, vec_dot_q5_1_q8_1_avx2),
+    entry!(Q8_0, Q8_0, vec_dot_q8_0_q8_0_scalar, vec_dot_q8_0_q8_0_avx2),
+    entry!(
+        IQ4_NL,
+        Q8_0,
+        vec_dot_iq4_nl_q8_0_scalar,
+        vec_dot_iq4_nl_q8_0_avx2
+    ),
+    entry!(
+        MXFP4,
+        Q8_0,
+        vec_dot_mxfp4_q8_0_scalar,
+        vec_dot_mxfp4_q8_0_avx2
+    ),
+];
+
+/// AVX-512 variants that compile but have not been run (see the module docs).
+#[cfg(target_arch = "x86_64")]
+pub const AVX512_UNTESTED: &[(GgmlType, VecDot)] = &[
+    (GgmlType::Q4_0, x86::vec_dot_q4_0_q8_0_avx512),
+    (GgmlType::Q8_0, x86::vec_dot_q8_0_q8_0_avx512),
+];
+/// AVX-512 variants that compile but have not been run (none off x86-64).
+#[cfg(not(target_arch = "x86_64"))]
+pub const AVX512_UNTESTED: &[(GgmlType, VecDot)] = &[];
+
+/// Panics unless `n` is whole blocks and `w`, `a` hold them.
+#[inline]
+fn check(name: &str, n: usize, w: &[u8], wb: usize, a: &[u8], ab: usize) -> usize {
+    assert!(
+        n.is_multiple_of(QK),
+        "{name} dot: {n} values are not whole blocks of {QK}"
+    );
+    let nb = n / QK;
+    assert!(
+        w.len() >= nb * wb && a.len() >= nb * ab,
+        "{name} dot: {nb} blocks need {} + {} bytes, got {} and {}",
+        nb * wb,
+        nb * ab,
+        w.len(),
+        a.len()
+    );
+    nb
+}
+
+/// Block `i` of `bytes`, copied out (rows need not be aligned for `B`).
+#[inline]
+fn block<B: bytemuck::Pod>(bytes: &[u8], i: usize) -> B {
+    let s = size_of::<B>();
+    bytemuck::pod_read_unaligned(&bytes[i * s..(i + 1) * s])
+}
+
+const Q4_0: usize = size_of::<BlockQ4_0>();
+const Q4_1: usize = size_of::<BlockQ4_1>();
+const Q5_0: usize = size_of::<BlockQ5_0>();
+const Q5_1: usize = size_of::<BlockQ5_1>();
+const Q8_0: usize = size_of::<BlockQ8_0>();
+const Q8_1: usize = size_of::<BlockQ8_1>();
+const IQ4NL: usize = size_of::<BlockIq4Nl>();
+const MXFP4: usize = size_of::<BlockMxfp4>();
+
+/// Q4_0 × Q8_0 (ggml: `ggml_vec_dot_q4_0_q8_0_generic`).
+pub fn vec_dot_q4_0_q8_0_scalar(n: usize, w: &[u8], a: &[u8]) -> f32 {
+    let nb = check("Q4_0", n, w, Q4_0, a, Q8_0);
+    let mut sumf = 0f32;
+    for ib in 0..nb {
+        let x: BlockQ4_0 = block(w, ib);
+        let y: BlockQ8_0 = block(a, ib);
+        let (mut sumi0, mut sumi1) = (0i32, 0i32);
+        for j in 0..QK / 2 {
+            let v0 = i32::from(x.qs[j] & 0x0f) - 8;
+            let v1 = i32::from(x.qs[j] >> 4) - 8;
+            sumi0 += v0 * i32::from(y.qs[j]);
+            sumi1 += v1 * i32::from(y.qs[j + QK / 2]);
+        }
+        let sumi = sumi0 + sumi1;
+        sumf += sumi as f32 * x.d.to_f32() * y.d.to_f32();
+    }
+    sumf
+}
+
+/// Q4_1 × Q8_1 (ggml: `ggml_vec_dot_q4_1_q8_1_generic`).
+pub fn vec_dot_q4_1_q8_1_scalar(n: usize, w: &[u8], a: &[u8]) -> f32 {
+    let nb = check("Q4_1", n, w, Q4_1, a, Q8_1);
+    let mut sumf = 0f32;
+    for ib in 0..nb {
+        let x: BlockQ4_1 = block(w, ib);
+        let y: BlockQ8_1 = block(a, ib);
+        let (mut sumi0, mut sumi1) = (0i32, 0i32);
+        for j in 0..QK / 2 {
+            sumi0 += i32::from(x.qs[j] & 0x0f) * i32::from(y.qs[j]);
+            sumi1 += i32::from(x.qs[j] >> 4) * i32::from(y.qs[j + QK / 2]);
+        }
+        let sumi = sumi0 + sumi1;
+        sumf += (x.d.to_f32() * y.d.to_f32()) * sumi as f32 + x.m.to_f32() * y.s.to_f32();
+    }
+    sumf
+}
+
+/// Q5_0 × Q8_0 (ggml: `ggml_vec_dot_q5_0_q8_0_generic`).
+pub fn vec_dot_q5_0_q8_0_scalar(n: usize, w: &[u8], a: &[u8]) -> f32 {
+    let nb = check("Q5_0", n, w, Q5_0, a, Q8_0);
+    let mut sumf = 0f32;
+    for ib in 0..nb {
+        let x: BlockQ5_0 = block(w, ib);
+        let y: BlockQ8_0 = block(a, ib);
+        let qh = u32::from_le_bytes(x.qh);
+        let (mut sumi0, mut sumi1) = (0i32, 0i32);
+        for j in 0..QK / 2 {
+            let xh0 = (((qh >> j) & 1) << 4) as u8;
+            let xh1 = (((qh >> (j + 16)) & 1) << 4) as u8;
+            let x0 = i32::from((x.qs[j] & 0x0f) | xh0) - 16;
+            let x1 = i32::from((x.qs[j] >> 4) | xh1) - 16;
+            sumi0 += x0 * i32::from(y.qs[j]);
+            sumi1 += x1 * i32::from(y.qs[j + QK / 2]);
+        }
+        let sumi = sumi0 + sumi1;
+        sumf += (x.d.to_f32() * y.d.to_f32()) * sumi as f32;
+    }
+    sumf
+}
+
+/// Q5_1 × Q8_1 (ggml: `ggml_vec_dot_q5_1_q8_1_generic`).
+pub fn vec_dot_q5_1_q8_1_scalar(n: usize, w: &[u8], a: &[u8]) -> f32 {
+    let nb = check("Q5_1", n, w, Q5_1, a, Q8_1);
+    let mut sumf = 0f32;
+    for ib in 0..nb {
+        let x: BlockQ5_1 = block(w, ib);
+        let y: BlockQ8_1 = block(a, ib);
+        let qh = u32::from_le_bytes(x.qh);
+        let (mut sumi0, mut sumi1) = (0i32, 0i32);
+        for j in 0..QK / 2 {
+            let xh0 = (((qh >> j) << 4) & 0x10) as u8;
+            let xh1 = ((qh >> (j + 12)) & 0x10) as u8;
+            let x0 = i32::from((x.qs[j] & 0x0f) | xh0);
+            let x1 = i32::from((x.qs[j] >> 4) | xh1);
+            sumi0 += x0 * i32::from(y.qs[j]);
+            sumi1 += x1 * i32::from(y.qs[j + QK / 2]);
+        }
+        let sumi = sumi0 + sumi1;
+        sumf += (x.d.to_f32() * y.d.to_f32()) * sumi as f32 + x.m.to_f32() * y.s.to_f32();
+    }
+    sumf
+}
+
+/// Q8_0 × Q8_0 (ggml: `ggml_vec_dot_q8_0_q8_0_generic`).
+pub fn vec_dot_q8_0_q8_0_scalar(n: usize, w: &[u8], a: &[u8]) -> f32 {
+    let nb = check("Q8_0", n, w, Q8_0, a, Q8_0);
+    let mut sumf = 0f32;
+    for ib in 0..nb {
+        let x: BlockQ8_0 = block(w, ib);
+        let y: BlockQ8_0 = block(a, ib);
+        let sumi: i32 =
+            x.qs.iter()
+                .zip(&y.qs)
+                .map(|(&p, &q)| i32::from(p) * i32::from(q))
+                .sum();
+        sumf += sumi as f32 * (x.d.to_f32() * y.d.to_f32());
+    }
+    sumf
+}
+
+/// IQ4_NL × Q8_0 (ggml: `ggml_vec_dot_iq4_nl_q8_0_generic`).
+pub fn vec_dot_iq4_nl_q8_0_scalar(n: usize, w: &[u8], a: &[u8]) -> f32 {
+    let nb = check("IQ4_NL", n, w, IQ4NL, a, Q8_0);
+    let mut sumf = 0f32;
+    for ib in 0..nb {
+        let x: BlockIq4Nl = block(w, ib);
+        let y: BlockQ8_0 = block(a, ib);
+        let d = y.d.to_f32() * x.d.to_f32();
+        let (mut sumi1, mut sumi2) = (0i32, 0i32);
+        for j in 0..QK / 2 {
+            sumi1 += i32::from(y.qs[j]) * i32::from(KVALUES_IQ4NL[usize::from(x.qs[j] & 0x0f)]);
+            sumi2 +=
+                i32::from(y.qs[j + QK / 2]) * i32::from(KVALUES_IQ4NL[usize::from(x.qs[j] >> 4)]);
+        }
+        sumf += d * (sumi1 + sumi2) as f32;
+    }
+    sumf
+}
+
+/// MXFP4 × Q8_0 (ggml: `ggml_vec_dot_mxfp4_q8_0_generic`).
+pub fn vec_dot_mxfp4_q8_0_scalar(n: usize, w: &[u8], a: &[u8]) -> f32 {
+    let nb = check("MXFP4", n, w, MXFP4, a, Q8_0);
+    let mut sumf = 0f32;
+    for ib in 0..nb {
+        let x: BlockMxfp4 = block(w, ib);
+        let y: BlockQ8_0 = block(a, ib);
+        let d = y.d.to_f32() * e8m0_half(x.e);
+        let (mut sumi1, mut sumi2) = (0i32, 0i32);
+        for j in 0..QK / 2 {
+            sumi1 += i32::from(y.qs[j]) * i32::from(KVALUES_MXFP4[usize::from(x.qs[j] & 0x0f)]);
+            sumi2 +=
+                i32::from(y.qs[j + QK / 2]) * i32::from(KVALUES_MXFP4[usize::from(x.qs[j] >> 4)]);
+        }
+        sumf += d * (sumi1 + sumi2) as f32;
+    }
+    sumf
+}
+
+// Field offsets the SIMD kernels read at.
+const Q4_0_QS: usize = offset_of!(BlockQ4_0, qs);
+const Q4_1_M: usize = offset_of!(BlockQ4_1, m);
+const Q4_1_QS: usize = offset_of!(BlockQ4_1, qs);
+const Q5_0_QH: usize = offset_of!(BlockQ5_0, qh);
+const Q5_0_QS: usize = offset_of!(BlockQ5_0, qs);
+const Q5_1_M: usize = offset_of!(BlockQ5_1, m);
+const Q5_1_QH: usize = offset_of!(BlockQ5_1, qh);
+const Q5_1_QS: usize = offset_of!(BlockQ5_1, qs);
+const Q8_0_QS: usize = offset_of!(BlockQ8_0, qs);
+const Q8_1_S: usize = offset_of!(BlockQ8_1, s);
+const Q8_1_QS: usize = offset_of!(BlockQ8_1, qs);
+const IQ4NL_QS: usize = offset_of!(BlockIq4Nl, qs);
+const MXFP4_QS: usize = offset_of!(BlockMxfp4, qs);
+const _: () = assert!(offset_of!(BlockQ4_0, d) == 0 && offset_of!(BlockQ8_0, d) == 0);
+const _: () = assert!(offset_of!(BlockQ4_1, d) == 0 && offset_of!(BlockQ8_1, d) == 0);
+const _: () = assert!(offset_of!(BlockQ5_0, d) == 0 && offset_of!(BlockQ5_1, d) == 0);
+const _: () = assert!(offset_of!(BlockIq4Nl, d) == 0 && offset_of!(BlockMxfp4, e) == 0);
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    //! x86-64 variants. The `vec_dot_*` functions are safe wrappers: they
+    //! check the shapes and the CPU features (a cached bit test) and run the
+    //! scalar twin when the features are missing, so a call through the table
+    //! is never undefined behaviour. The `#[target_feature]` bodies read the
+    //! blocks through raw pointers with unaligned loads.
+
+    use super::*;
+    use half::f16;
+    use std::arch::x86_64::*;
+
+    fn has_avx2() -> bool {
+        is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+            && is_x86_feature_detected!("f16c")
+    }
+
+    fn has_avx512() -> bool {
+        is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw")
+    }
+
+    /// Reads a little-endian u16 at `p` (an f16's bits).
+    #[inline(always)]
+    unsafe fn rd16(p: *const u8) -> u16 {
+        // SAFETY: the caller guarantees 2 readable bytes.
+        unsafe { p.cast::<u16>().read_unaligned() }
+    }
+
+    /// `f32(h0) * f32(h1)` through F16C, broadcast to 8 lanes.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn scale2(h0: u16, h1: u16) -> __m256 {
+        let v = _mm_cvtph_ps(_mm_cvtsi32_si128(
+            (u32::from(h0) | (u32::from(h1) << 16)) as i32,
+        ));
+        _mm256_broadcastss_ps(_mm_mul_ss(v, _mm_movehdup_ps(v)))
+    }
+
+    /// Two f16 → (f32, f32) through F16C.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn f16x2(h0: u16, h1: u16) -> (f32, f32) {
+        let v = _mm_cvtph_ps(_mm_cvtsi32_si128(
+            (u32::from(h0) | (u32::from(h1) << 16)) as i32,
+        ));
+        (_mm_cvtss_f32(v), _mm_cvtss_f32(_mm_movehdup_ps(v)))
+    }
+
+    /// Sum of the 8 lanes.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn hsum_ps(v: __m256) -> f32 {
+        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+        _mm_cvtss_f32(s)
+    }
+
+    /// 16 packed nibbles → 32 bytes in 0..16: low nibbles first, then high
+    /// (the order of the 32 values of a block).
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn nibbles(p: *const u8) -> __m256i {
+        // SAFETY: the caller guarantees 16 readable bytes.
+        let q = unsafe { _mm_loadu_si128(p.cast()) };
+        let both = _mm256_inserti128_si256(_mm256_castsi128_si256(q), _mm_srli_epi16(q, 4), 1);
+        _mm256_and_si256(both, _mm256_set1_epi8(0x0f))
+    }
+
+    /// 32 bits → 32 bytes, `0xff` where the bit is set.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn bits_to_bytes(p: *const u8) -> __m256i {
+        // SAFETY: the caller guarantees 4 readable bytes.
+        let x = unsafe { p.cast::<u32>().read_unaligned() } as i32;
+        let shuf = _mm256_set_epi64x(
+            0x0303_0303_0303_0303,
+            0x0202_0202_0202_0202,
+            0x0101_0101_0101_0101,
+            0,
+        );
+        let bytes = _mm256_shuffle_epi8(_mm256_set1_epi32(x), shuf);
+        let bytes = _mm256_or_si256(bytes, _mm256_set1_epi64x(0x7fbf_dfef_f7fb_fdfe));
+        _mm256_cmpeq_epi8(bytes, _mm256_set1_epi64x(-1))
+    }
+
+    /// Σ x·y of signed bytes in 8 i32 lanes (pairs of 4 products each).
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn dot_i8(x: __m256i, y: __m256i) -> __m256i {
+        let ax = _mm256_sign_epi8(x, x);
+        let sy = _mm256_sign_epi8(y, x);
+        _mm256_madd_epi16(_mm256_maddubs_epi16(ax, sy), _mm256_set1_epi16(1))
+    }
+
+    /// Σ x·y of unsigned `x` (< 128) and signed `y` bytes in 8 i32 lanes.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn dot_u8i8(x: __m256i, y: __m256i) -> __m256i {
+        _mm256_madd_epi16(_mm256_maddubs_epi16(x, y), _mm256_set1_epi16(1))
+    }
+
+    /// One loop shape for every type: two blocks per step with two
+    /// accumulators. `body(x, y)` returns (scale, integer lanes, extra) for
+    /// the block at `x`, `y`; `extra` is a per-block scalar term summed apart
+    /// (the `m·s` of the types with a min).
+    macro_rules! kernel {
+        ($name:ident, $wrapper:ident, $scalar:ident, $tname:literal, $wb:expr, $ab:expr,
+         |$x:ident, $y:ident| $body:block) => {
+            pub(super) fn $wrapper(n: usize, w: &[u8], a: &[u8]) -> f32 {
+                let nb = check($tname, n, w, $wb, a, $ab);
+                if !has_avx2() {
+                    return $scalar(n, w, a);
+                }
+                // SAFETY: shapes and features checked above.
+                unsafe { $name(nb, w.as_ptr(), a.as_ptr()) }
+            }
+
+            #[target_feature(enable = "avx2,fma,f16c")]
+            unsafe fn $name(nb: usize, w: *const u8, a: *const u8) -> f32 {
+                let mut acc0 = _mm256_setzero_ps();
+                let mut acc1 = _mm256_setzero_ps();
+                let mut extra = 0f32;
+                let mut ib = 0;
+                // SAFETY (every read): block ib < nb of w and a, which hold nb blocks.
+                unsafe {
+                    while ib + 2 <= nb {
+                        let ($x, $y) = (w.add(ib * $wb), a.add(ib * $ab));
+                        let (d, q, e) = $body;
+                        acc0 = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(q), acc0);
+                        extra += e;
+                        let ($x, $y) = (w.add((ib + 1) * $wb), a.add((ib + 1) * $ab));
+                        let (d, q, e) = $body;
+                        acc1 = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(q), acc1);
+                        extra += e;
+                        ib += 2;
+                    }
+                    if ib < nb {
+                        let ($x, $y) = (w.add(ib * $wb), a.add(ib * $ab));
+                        let (d, q, e) = $body;
+                        acc0 = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(q), acc0);
+                        extra += e;
+                    }
+                }
+                hsum_ps(_mm256_add_ps(acc0, acc1)) + extra
+            }
+        };
+    }
+
+    kernel!(
+        q4_0_avx2,
+        vec_dot_q4_0_q8_0_avx2,
+        vec_dot_q4_0_q8_0_scalar,
+        "Q4_0",
+        Q4_0,
+        Q8_0,
+        |x, y| {
+            let d = scale2(rd16(x), rd16(y));
+            let qx = _mm256_sub_epi8(nibbles(x.add(Q4_0_QS)), _mm256_set1_epi8(8));
+            let qy = _mm256_loadu_si256(y.add(Q8_0_QS).cast());
+            (d, dot_i8(qx, qy), 0.0)
+        }
+    );
+
+    kernel!(
+        q4_1_avx2,
+        vec_dot_q4_1_q8_1_avx2,
+        vec_dot_q4_1_q8_1_scalar,
+        "Q4_1",
+        Q4_1,
+        Q8_1,
+        |x, y| {
+            let d = scale2(rd16(x), rd16(y));
+            let (m, s) = f16x2(rd16(x.add(Q4_1_M)), rd16(y.add(Q8_1_S)));
+            let qx = nibbles(x.add(Q4_1_QS));
+            let qy = _mm256_loadu_si256(y.add(Q8_1_QS).cast());
+            (d, dot_u8i8(qx, qy), m * s)
+        }
+    );
+
+    kernel!(
+        q5_0_avx2,
+        vec_dot_q5_0_q8_0_avx2,
+        vec_dot_q5_0_q8_0_scalar,
+        "Q5_0",
+        Q5_0,
+        Q8_0,
+        |x, y| {
+            let d = scale2(rd16(x), rd16(y));
+            // q − 16 as a byte: the 4 low bits, and 0xf0 where the fifth bit is clear.
+            let hi = _mm256_andnot_si256(
+                bits_to_bytes(x.add(Q5_0_QH)),
+                _mm256_set1_epi8(0xf0u8 as i8),
+            );
+            let qx = _mm256_or_si256(nibbles(x.add(Q5_0_QS)), hi);
+            let qy = _mm256_loadu_si256(y.add(Q8_0_QS).cast());
+            (d, dot_i8(qx, qy), 0.0)
+        }
+    );
+
+    kernel!(
+        q5_1_avx2,
+        vec_dot_q5_1_q8_1_avx2,
+        vec_dot_q5_1_q8_1_scalar,
+        "Q5_1",
+        Q5_1,
+        Q8_1,
+        |x, y| {
+            let d = scale2(rd16(x), rd16(y));
+            let (m, s) = f16x2(rd16(x.add(Q5_1_M)), rd16(y.add(Q8_1_S)));
+            let hi = _mm256_and_si256(bits_to_bytes(x.add(Q5_1_QH)), _mm256_set1_epi8(0x10));
+            let qx = _mm256_or_si256(nibbles(x.add(Q5_1_QS)), hi);
+            let qy = _mm256_loadu_si256(y.add(Q8_1_QS).cast());
+            (d, dot_u8i8(qx, qy), m * s)
+        }
+    );
+
+    kernel!(
+        q8_0_avx2,
+        vec_dot_q8_0_q8_0_avx2,
+        vec_dot_q8_0_q8_0_scalar,
+        "Q8_0",
+        Q8_0,
+        Q8_0,
+        |x, y| {
+            let d = scale2(rd16(x), rd16(y));
+            let qx = _mm256_loadu_si256(x.add(Q8_0_QS).cast());
+            let qy = _mm256_loadu_si256(y.add(Q8_0_QS).cast());
+            (d, dot_i8(qx, qy), 0.0)
+        }
+    );
+
+    /// 16 packed nibbles → 32 table values (low nibbles first, then high).
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn lookup(p: *const u8, table: &[i8; 16]) -> __m256i {
+        // SAFETY: the caller guarantees 16 readable bytes; the table is 16 bytes.
+        let (q, t) = unsafe {
+            (
+                _mm_loadu_si128(p.cast()),
+                _mm_loadu_si128(table.as_ptr().cast()),
+            )
+        };
+        let m4 = _mm_set1_epi8(0x0f);
+        let lo = _mm_shuffle_epi8(t, _mm_and_si128(q, m4));
+        let hi = _mm_shuffle_epi8(t, _mm_and_si128(_mm_srli_epi16(q, 4), m4));
+        _mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1)
+    }
+
+    kernel!(
+        iq4_nl_avx2,
+        vec_dot_iq4_nl_q8_0_avx2,
+        vec_dot_iq4_nl_q8_0_scalar,
+        "IQ4_NL",
+        IQ4NL,
+        Q8_0,
+        |x, y| {
+            let d = scale2(rd16(x), rd16(y));
+            let qx = lookup(x.add(IQ4NL_QS), &KVALUES_IQ4NL);
+            let qy = _mm256_loadu_si256(y.add(Q8_0_QS).cast());
+            (d, dot_i8(qx, qy), 0.0)
+        }
+    );
+
+    kernel!(
+        mxfp4_avx2,
+        vec_dot_mxfp4_q8_0_avx2,
+        vec_dot_mxfp4_q8_0_scalar,
+        "MXFP4",
+        MXFP4,
+        Q8_0,
+        |x, y| {
+            let (dy, _) = f16x2(rd16(y), 0);
+            let d = _mm256_set1_ps(dy * e8m0_half(x.read()));
+            let qx = lookup(x.add(MXFP4_QS), &KVALUES_MXFP4);
+            let qy = _mm256_loadu_si256(y.add(Q8_0_QS).cast());
+            (d, dot_i8(qx, qy), 0.0)
+        }
+    );
+
+    // ---- AVX-512 F/BW (compiles, untested: see the module docs) ----
+    //
+    // Two blocks per 512-bit register: lanes 0..8 of the i32 sums belong to
+    // block ib, lanes 8..16 to block ib + 1. AVX-512 has no `sign_epi8`, so
+    // the signed × signed product uses |x| and y negated where x < 0.
+
+    /// Σ x·y of signed bytes in 16 i32 lanes.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw")]
+    fn dot_i8_512(x: __m512i, y: __m512i) -> __m512i {
+        let neg = _mm512_movepi8_mask(x);
+        let ax = _mm512_abs_epi8(x);
+        let sy = _mm512_mask_sub_epi8(y, neg, _mm512_setzero_si512(), y);
+        _mm512_madd_epi16(_mm512_maddubs_epi16(ax, sy), _mm512_set1_epi16(1))
+    }
+
+    /// Two 256-bit halves into one 512-bit register (`lo` in lanes 0..8).
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw")]
+    fn join(lo: __m256i, hi: __m256i) -> __m512i {
+        _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1)
+    }
+
+    /// Combined scales of two blocks: `d0` in lanes 0..8, `d1` in 8..16.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw")]
+    fn scales_512(d0: f32, d1: f32) -> __m512 {
+        _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(d0), _mm512_set1_ps(d1))
+    }
+
+    /// `f32(h0) * f32(h1)` in plain Rust (F16C may be missing under AVX-512 in theory).
+    #[inline]
+    fn dd(h0: u16, h1: u16) -> f32 {
+        f16::from_bits(h0).to_f32() * f16::from_bits(h1).to_f32()
+    }
+
+    /// 16 packed nibbles → 32 bytes in 0..16 (low nibbles, then high).
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw")]
+    unsafe fn nibbles_512(p: *const u8) -> __m256i {
+        // SAFETY: the caller guarantees 16 readable bytes.
+        let q = unsafe { _mm_loadu_si128(p.cast()) };
+        let both = _mm256_inserti128_si256(_mm256_castsi128_si256(q), _mm_srli_epi16(q, 4), 1);
+        _mm256_and_si256(both, _mm256_set1_epi8(0x0f))
+    }
+
+    pub(super) fn vec_dot_q4_0_q8_0_avx512(n: usize, w: &[u8], a: &[u8]) -> f32 {
+        let nb = check("Q4_0", n, w, Q4_0, a, Q8_0);
+        if !has_avx512() {
+            return vec_dot_q4_0_q8_0_scalar(n, w, a);
+        }
+        // SAFETY: shapes and features checked above.
+        unsafe { q4_0_avx512(nb, w.as_ptr(), a.as_ptr()) }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw")]
+    unsafe fn q4_0_avx512(nb: usize, w: *const u8, a: *const u8) -> f32 {
+        let mut acc = _mm512_setzero_ps();
+        let mut ib = 0;
+        let mut tail = 0f32;
+        // SAFETY (every read): blocks ib, ib + 1 < nb of w and a.
+        unsafe {
+            while ib + 2 <= nb {
+                let (x0, y0) = (w.add(ib * Q4_0), a.add(ib * Q8_0));
+                let (x1, y1) = (w.add((ib + 1) * Q4_0), a.add((ib + 1) * Q8_0));
+                let qx = join(nibbles_512(x0.add(Q4_0_QS)), nibbles_512(x1.add(Q4_0_QS)));
+                let qx = _mm512_sub_epi8(qx, _mm512_set1_epi8(8));
+                let qy = join(
+                    _mm256_loadu_si256(y0.add(Q8_0_QS).cast()),
+                    _mm256_loadu_si256(y1.add(Q8_0_QS).cast()),
+                );
+                let d = scales_512(dd(rd16(x0), rd16(y0)), dd(rd16(x1), rd16(y1)));
+                acc = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(dot_i8_512(qx, qy)), acc);
+                ib += 2;
+            }
+            if ib < nb {
+                let off = ib * Q4_0;
+                let w = std::slice::from_raw_parts(w.add(off), Q4_0);
+                let a = std::slice::from_raw_parts(a.add(ib * Q8_0), Q8_0);
+                tail = vec_dot_q4_0_q8_0_scalar(QK, w, a);
+            }
+        }
+        _mm512_reduce_add_ps(acc) + tail
+    }
+
+    pub(super) fn vec_dot_q8_0_q8_0_avx512(n: usize, w: &[u8], a: &[u8]) -> f32 {
+        let nb = check("Q8_0", n, w, Q8_0, a, Q8_0);
+        if !has_avx512() {
+            return vec_dot_q8_0_q8_0_scalar(n, w, a);
+        }
+        // SAFETY: shapes and features checked above.
+        unsafe { q8_0_avx512(nb, w.as_ptr(), a.as_ptr()) }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw")]
+    unsafe fn q8_0_avx512(nb: usize, w: *const u8, a: *const u8) -> f32 {
+        let mut acc = _mm512_setzero_ps();
+        let mut ib = 0;
+        let mut tail = 0f32;
+        // SAFETY (every read): blocks ib, ib + 1 < nb of w and a.
+        unsafe {
+            while ib + 2 <= nb {
+                let (x0, y0) = (w.add(ib * Q8_0), a.add(ib * Q8_0));
+                let (x1, y1) = (w.add((ib + 1) * Q8_0), a.add((ib + 1) * Q8_0));
+                let qx = join(
+                    _mm256_loadu_si256(x0.add(Q8_0_QS).cast()),
+                    _mm256_loadu_si256(x1.add(Q8_0_QS).cast()),
+                );
+                let qy = join(
+                    _mm256_loadu_si256(y0.add(Q8_0_QS).cast()),
+                    _mm256_loadu_si256(y1.add(Q8_0_QS).cast()),
+                );
+                let d = scales_512(dd(rd16(x0), rd16(y0)), dd(rd16(x1), rd16(y1)));
+                acc = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(dot_i8_512(qx, qy)), acc);
+                ib += 2;
+            }
+            if ib < nb {
+                let w = std::slice::from_raw_parts(w.add(ib * Q8_0), Q8_0);
+                let a = std::slice::from_raw_parts(a.add(ib * Q8_0), Q8_0);
+                tail = vec_dot_q8_0_q8_0_scalar(QK, w, a);
+            }
+        }
+        _mm512_reduce_add_ps(acc) + tail
+    }
+}
