@@ -1,0 +1,225 @@
+//! Dot kernels for the K-quants: Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, with the
+//! activations in Q8_K (ggml's `vec_dot_type` for these).
+//!
+//! A Q8_K activation block holds 256 `i8` values `q`, an `f32` scale `d` and
+//! `bsums`, the sums of each 16 consecutive `q`. Every kernel computes, per
+//! super-block, integer dot products of the weight's small integers with `q`
+//! weighted by the sub-block scales, and turns them into floats once per
+//! super-block: `d_w * d_a * Σ sc·(q_w·q_a)`. The "min" types (Q2_K, Q4_K,
+//! Q5_K) subtract `dmin_w * d_a * Σ m·bsum` with the precomputed `bsums`
+//! instead of touching each value twice.
+//!
+//! - [`scalar`]: the twins, `vec_dot_q4_K_q8_K_scalar` etc., the same
+//!   arithmetic as ggml's `ggml_vec_dot_*_q8_K_generic` (`ggml-cpu/quants.c`),
+//!   float operations in the same order.
+//! - `avx2` (x86-64): AVX2 + FMA + F16C variants after the ideas of ggml's
+//!   `ggml-cpu/arch/x86/quants.c`: `maddubs` of unsigned weight bytes with
+//!   signed activation bytes, `madd` with the 16-bit sub-block scales, one
+//!   `f32` FMA per super-block. Reachable only through [`DOTS`]; each one
+//!   checks the CPU before it runs, so the table's safe `fn` pointers stay
+//!   sound on any machine.
+//!
+//! The kernels take rows as bytes ([`super::VecDot`]). Block-aligned bytes
+//! are read in place; unaligned ones (a weight row at an odd offset, an
+//! activation buffer that is not 4-aligned) are copied to an aligned buffer
+//! first: correct, but slow, so callers hand aligned buffers.
+
+use std::borrow::Cow;
+
+use bytemuck::Pod;
+
+use super::DotEntry;
+use crate::blocks::QK_K;
+use crate::GgmlType;
+
+#[cfg(target_arch = "x86_64")]
+pub(in crate::kernels) mod avx2;
+pub mod scalar;
+
+pub use scalar::{
+    vec_dot_q2_K_q8_K_scalar, vec_dot_q3_K_q8_K_scalar, vec_dot_q4_K_q8_K_scalar,
+    vec_dot_q5_K_q8_K_scalar, vec_dot_q6_K_q8_K_scalar,
+};
+
+/// `Some(f)` on x86-64, `None` elsewhere (where `f` does not exist).
+#[cfg(target_arch = "x86_64")]
+macro_rules! avx2_variant {
+    ($f:path) => {
+        Some($f as $crate::kernels::VecDot)
+    };
+}
+#[cfg(not(target_arch = "x86_64"))]
+macro_rules! avx2_variant {
+    ($f:path) => {
+        None
+    };
+}
+pub(in crate::kernels) use avx2_variant;
+
+/// The kernels of this family.
+pub const DOTS: &[DotEntry] = &[
+    DotEntry {
+        weight: GgmlType::Q2_K,
+        act: GgmlType::Q8_K,
+        scalar: vec_dot_q2_K_q8_K_scalar,
+        avx2: avx2_variant!(avx2::vec_dot_q2_k_q8_k),
+        avx512: None,
+    },
+    DotEntry {
+        weight: GgmlType::Q3_K,
+        act: GgmlType::Q8_K,
+        scalar: vec_dot_q3_K_q8_K_scalar,
+        avx2: avx2_variant!(avx2::vec_dot_q3_k_q8_k),
+        avx512: None,
+    },
+    DotEntry {
+        weight: GgmlType::Q4_K,
+        act: GgmlType::Q8_K,
+        scalar: vec_dot_q4_K_q8_K_scalar,
+        avx2: avx2_variant!(avx2::vec_dot_q4_k_q8_k),
+        avx512: None,
+    },
+    DotEntry {
+        weight: GgmlType::Q5_K,
+        act: GgmlType::Q8_K,
+        scalar: vec_dot_q5_K_q8_K_scalar,
+        avx2: avx2_variant!(avx2::vec_dot_q5_k_q8_k),
+        avx512: None,
+    },
+    DotEntry {
+        weight: GgmlType::Q6_K,
+        act: GgmlType::Q8_K,
+        scalar: vec_dot_q6_K_q8_K_scalar,
+        avx2: avx2_variant!(avx2::vec_dot_q6_k_q8_k),
+        avx512: None,
+    },
+];
+
+/// The number of super-blocks of an `n`-value row.
+///
+/// # Panics
+/// If `n` is not a multiple of 256 (a caller bug: rows of these types are
+/// whole super-blocks by construction).
+#[inline]
+pub(in crate::kernels) fn super_blocks(n: usize) -> usize {
+    assert!(
+        n.is_multiple_of(QK_K),
+        "{n} values are not whole super-blocks of {QK_K}"
+    );
+    n / QK_K
+}
+
+/// The first `nb` blocks of `B` in `bytes`: borrowed when `bytes` is aligned
+/// for `B`, copied to an aligned buffer otherwise.
+///
+/// # Panics
+/// If `bytes` holds fewer than `nb` blocks.
+#[inline]
+pub(in crate::kernels) fn view<B: Pod>(bytes: &[u8], nb: usize) -> Cow<'_, [B]> {
+    let len = nb * std::mem::size_of::<B>();
+    assert!(
+        bytes.len() >= len,
+        "{} bytes hold fewer than {nb} blocks of {} bytes",
+        bytes.len(),
+        std::mem::size_of::<B>()
+    );
+    let bytes = &bytes[..len];
+    match bytemuck::try_cast_slice(bytes) {
+        Ok(blocks) => Cow::Borrowed(blocks),
+        Err(_) => Cow::Owned(bytemuck::pod_collect_to_vec(bytes)),
+    }
+}
+
+/// The 8 scales (bytes 0..8) and 8 mins (bytes 8..16) of Q4_K/Q5_K, unpacked
+/// from their 12 packed bytes of 6-bit values (ggml's `utmp` shuffle, the
+/// same values as [`crate::dequant::kquants::get_scale_min_k4`]).
+#[inline]
+pub(in crate::kernels) fn scales_mins_k4(packed: &[u8; 12]) -> [u8; 16] {
+    const KMASK1: u32 = 0x3f3f_3f3f;
+    const KMASK2: u32 = 0x0f0f_0f0f;
+    const KMASK3: u32 = 0x0303_0303;
+    let word =
+        |i: usize| u32::from_le_bytes([packed[i], packed[i + 1], packed[i + 2], packed[i + 3]]);
+    let (u0, u1, u2) = (word(0), word(4), word(8));
+    let scales_lo = u0 & KMASK1;
+    let scales_hi = (u2 & KMASK2) | (((u0 >> 6) & KMASK3) << 4);
+    let mins_lo = u1 & KMASK1;
+    let mins_hi = ((u2 >> 4) & KMASK2) | (((u1 >> 6) & KMASK3) << 4);
+    let mut out = [0u8; 16];
+    for (chunk, w) in out
+        .chunks_exact_mut(4)
+        .zip([scales_lo, scales_hi, mins_lo, mins_hi])
+    {
+        chunk.copy_from_slice(&w.to_le_bytes());
+    }
+    out
+}
+
+/// The 16 six-bit scales of Q3_K, unpacked from 12 bytes (ggml's `aux`
+/// shuffle) and re-centred: `sc - 32`, in `-32..=31`.
+#[inline]
+pub(in crate::kernels) fn scales_q3_k(packed: &[u8; 12]) -> [i8; 16] {
+    const KMASK1: u32 = 0x0303_0303;
+    const KMASK2: u32 = 0x0f0f_0f0f;
+    let word =
+        |i: usize| u32::from_le_bytes([packed[i], packed[i + 1], packed[i + 2], packed[i + 3]]);
+    let (a0, a1, tmp) = (word(0), word(4), word(8));
+    let words = [
+        (a0 & KMASK2) | ((tmp & KMASK1) << 4),
+        (a1 & KMASK2) | (((tmp >> 2) & KMASK1) << 4),
+        ((a0 >> 4) & KMASK2) | (((tmp >> 4) & KMASK1) << 4),
+        ((a1 >> 4) & KMASK2) | (((tmp >> 6) & KMASK1) << 4),
+    ];
+    let mut out = [0i8; 16];
+    for (chunk, w) in out.chunks_exact_mut(4).zip(words) {
+        for (o, b) in chunk.iter_mut().zip(w.to_le_bytes()) {
+            *o = b as i8 - 32;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dequant::kquants::get_scale_min_k4;
+
+    #[test]
+    fn scale_unpacking_matches_get_scale_min_k4() {
+        let mut state = 0x1234_5678u32;
+        for _ in 0..200 {
+            let mut packed = [0u8; 12];
+            for b in &mut packed {
+                state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                *b = (state >> 24) as u8;
+            }
+            let sm = scales_mins_k4(&packed);
+            for j in 0..8 {
+                assert_eq!(get_scale_min_k4(j, &packed), (sm[j], sm[8 + j]), "j = {j}");
+            }
+        }
+    }
+
+    #[test]
+    fn q3_k_scales_match_the_dequantizer_layout() {
+        // ggml's dequantize_row_q3_K builds the same 16 scales byte by byte.
+        let mut state = 0x9e37_79b9u32;
+        for _ in 0..200 {
+            let mut packed = [0u8; 12];
+            for b in &mut packed {
+                state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                *b = (state >> 24) as u8;
+            }
+            let got = scales_q3_k(&packed);
+            for (j, &g) in got.iter().enumerate() {
+                let low = if j < 8 {
+                    packed[j] & 0xf
+                } else {
+                    packed[j - 8] >> 4
+                };
+                let high = (packed[8 + j % 4] >> (2 * (j / 4))) & 3;
+                assert_eq!(g, (low | (high << 4)) as i8 - 32, "j = {j}");
+            }
+        }
+    }
+}
