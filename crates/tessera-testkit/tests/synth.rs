@@ -214,7 +214,7 @@ fn f16_values(m: &GgufModel, name: &str) -> Vec<f32> {
     assert_eq!(t.info.ggml_type, GgmlType::F16);
     m.tensor_data(t)
         .chunks_exact(2)
-        .map(|c| synth::fill::f16_bits_to_f32(u16::from_le_bytes([c[0], c[1]])))
+        .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
         .collect()
 }
 

@@ -1,6 +1,6 @@
 //! Seeded weight values and their encoding: a SplitMix64 generator (no
 //! dependency, stable across platforms and releases), the per-tensor stream
-//! derivation, and f32 → IEEE binary16 conversion for F16 tensors.
+//! derivation. (F16 tensors are encoded with the `half` crate.)
 //!
 //! Each tensor draws from its own stream, seeded from the model seed and the
 //! tensor's name, so a tensor's values depend only on (seed, name, shape,
@@ -80,64 +80,6 @@ impl Init {
     }
 }
 
-/// `v` as IEEE 754 binary16 bits, rounding to nearest, ties to even
-/// (what `half::f16::from_f32` and ggml's `GGML_FP32_TO_FP16` produce).
-pub fn f32_to_f16_bits(v: f32) -> u16 {
-    let x = v.to_bits();
-    let sign = ((x >> 16) & 0x8000) as u16;
-    let exp = ((x >> 23) & 0xFF) as i32;
-    let man = x & 0x007F_FFFF;
-    if exp == 0xFF {
-        // Inf stays Inf; NaN stays a (quiet) NaN.
-        let nan = if man != 0 { 0x0200 } else { 0 };
-        return sign | 0x7C00 | nan;
-    }
-    let e = exp - 127 + 15; // re-biased exponent
-    if e >= 0x1F {
-        return sign | 0x7C00; // overflow to infinity
-    }
-    if e <= 0 {
-        // Subnormal half (or zero): shift the implicit-one mantissa right.
-        if e < -10 {
-            return sign; // rounds to ±0
-        }
-        let m = man | 0x0080_0000;
-        let shift = (14 - e) as u32; // 24-bit mantissa → 10 bits, scaled by 2^(e-1)
-        let half = 1u32 << (shift - 1);
-        let rem = m & ((1u32 << shift) - 1);
-        let mut out = m >> shift;
-        if rem > half || (rem == half && out & 1 == 1) {
-            out += 1;
-        }
-        return sign | out as u16;
-    }
-    let mut out = ((e as u32) << 10) | (man >> 13);
-    let rem = man & 0x1FFF;
-    if rem > 0x1000 || (rem == 0x1000 && out & 1 == 1) {
-        out += 1; // a carry into the exponent is the correct result (up to Inf)
-    }
-    sign | out as u16
-}
-
-/// IEEE binary16 bits as f32 (exact).
-pub fn f16_bits_to_f32(h: u16) -> f32 {
-    let sign = u32::from(h & 0x8000) << 16;
-    let exp = u32::from((h >> 10) & 0x1F);
-    let man = u32::from(h & 0x03FF);
-    let bits = match (exp, man) {
-        (0, 0) => sign,
-        (0, m) => {
-            // Subnormal: normalise.
-            let shift = m.leading_zeros() - 21; // bring the top bit to position 10
-            let m = (m << shift) & 0x03FF;
-            sign | ((127 - 15 + 1 - shift) << 23) | (m << 13)
-        }
-        (0x1F, m) => sign | 0x7F80_0000 | (m << 13),
-        (e, m) => sign | ((e + 127 - 15) << 23) | (m << 13),
-    };
-    f32::from_bits(bits)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,41 +116,5 @@ mod tests {
         assert!(max <= 0.5 * 3f32.sqrt());
         let n = Init::Norm { jitter: 0.1 }.values(7, "n", 1000);
         assert!(n.iter().all(|x| (0.9..=1.1).contains(x)));
-    }
-
-    #[test]
-    fn f16_known_values() {
-        for (f, h) in [
-            (0.0f32, 0x0000u16),
-            (-0.0, 0x8000),
-            (1.0, 0x3C00),
-            (-2.0, 0xC000),
-            (0.5, 0x3800),
-            (65504.0, 0x7BFF),
-            (65520.0, 0x7C00), // rounds up to infinity
-            (1e6, 0x7C00),
-            (f32::INFINITY, 0x7C00),
-            (f32::NEG_INFINITY, 0xFC00),
-            (6.103_515_6e-5, 0x0400), // smallest normal
-            (5.960_464_5e-8, 0x0001), // smallest subnormal
-            (2.980_232_2e-8, 0x0000), // half of it: tie to even → 0
-            (4.470_348_4e-8, 0x0001), // 0.75 of it rounds up
-            (1.000_488_3, 0x3C00),    // 1 + 2^-11: tie to even → 1
-            (1.001_464_8, 0x3C02),    // 1 + 3·2^-11: tie to even → up
-            (0.333_333_34, 0x3555),
-        ] {
-            assert_eq!(f32_to_f16_bits(f), h, "{f}");
-        }
-        assert!(f16_bits_to_f32(f32_to_f16_bits(f32::NAN)).is_nan());
-    }
-
-    #[test]
-    fn f16_round_trips_every_finite_half() {
-        for h in 0..=u16::MAX {
-            if (h >> 10) & 0x1F == 0x1F {
-                continue;
-            }
-            assert_eq!(f32_to_f16_bits(f16_bits_to_f32(h)), h, "{h:#06x}");
-        }
     }
 }

@@ -389,7 +389,7 @@ fn encode(values: &[f32], ty: GgmlType) -> Vec<u8> {
     match ty {
         GgmlType::F16 => values
             .iter()
-            .flat_map(|&v| fill::f32_to_f16_bits(v).to_le_bytes())
+            .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
             .collect(),
         _ => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
     }
