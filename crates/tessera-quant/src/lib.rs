@@ -7,6 +7,7 @@ pub mod blocks;
 pub mod dequant;
 pub mod dtype;
 pub mod kernels;
+pub mod matmul;
 pub mod pool;
 pub mod quantize;
 

@@ -1,0 +1,651 @@
+//! Matrix multiplication drivers on top of the dot kernels: a weight matrix
+//! of any type that has a kernel times f32 activations, for one token
+//! (matrix-vector, decode), many tokens (matrix-matrix, prompt processing)
+//! and mixture-of-experts layers (`mul_mat_id`: only the experts each token
+//! selected).
+//!
+//! # Shapes (row-major, ggml's `ne0` is the innermost, `cols`)
+//!
+//! | operand | shape | layout |
+//! |---|---|---|
+//! | weights `w` | `[rows, cols]` | row `r` is `cols / block_size` blocks at byte `r * row_bytes` |
+//! | activations `x` | `[n_tokens, cols]` f32 | token `t` at `x[t * cols..]` |
+//! | output `y` | `[n_tokens, rows]` f32 | `y[t * rows + r] = w[r] · x[t]` |
+//! | experts `w` | `[n_expert, rows, cols]` | expert `e`'s matrix at byte `e * rows * row_bytes` |
+//! | `ids` | `[n_tokens, n_used]` i32 | the experts token `t` uses |
+//! | MoE `x` | `[n_tokens, 1 or n_used, cols]` f32 | one row per token (shared by its experts, gate/up) or per slot (down) |
+//! | MoE `y` | `[n_tokens, n_used, rows]` f32 | `y[(t * n_used + s) * rows + r] = w[ids[t, s]][r] · x[t, s or 0]` |
+//!
+//! `cols` must be a whole number of the weight type's blocks. Every shape is
+//! checked before anything runs; a mismatch is a [`QuantError::Shape`], a
+//! type without a kernel a [`QuantError::Unsupported`]. Nothing panics on a
+//! bad shape.
+//!
+//! # How it runs
+//!
+//! 1. The activations are converted once into the kernel's activation type
+//!    (Q8_0, Q8_1, Q8_K, F16, BF16; F32 is used in place) by the reference
+//!    quantizers ([`crate::quantize`]), spread over the pool by token rows.
+//!    The buffer lives in a [`MatmulCtx`] and is reused: after the first call
+//!    of a given size, a matmul allocates nothing. [`matmul`] and
+//!    [`mul_mat_id`] keep one [`MatmulCtx`] per calling thread.
+//! 2. The output rows are cut into blocks of a multiple of 8 rows, at least
+//!    four per pool thread, which the pool's threads claim one at a time.
+//! 3. Within a row block the tokens go in tiles: for each weight row, the
+//!    dot with every token of the tile, so the row is read from memory once
+//!    per tile and the next dots find it in L1; the tile's activations
+//!    (sized to about 128 KiB) stay in L2 across the block's rows. With one
+//!    token this is a plain matrix-vector product streaming the weights.
+//! 4. `mul_mat_id` groups the (token, slot) pairs by expert (a counting
+//!    sort), then runs step 3 on each selected expert's matrix with its
+//!    tokens only; experts nobody selected are never read.
+
+use std::cell::RefCell;
+
+use half::{bf16, f16};
+
+use crate::kernels::{self, SimdLevel, VecDot};
+use crate::pool::ThreadPool;
+use crate::{GgmlType, QuantError};
+
+/// Bytes of activations per token tile (kept in L2 while a row block runs).
+const TILE_ACT_BYTES: usize = 128 << 10;
+/// Bytes of weights per row block in a matrix-matrix product.
+const BLOCK_W_BYTES: usize = 256 << 10;
+/// Row blocks are multiples of this many rows.
+const ROW_ALIGN: usize = 8;
+/// Row blocks per pool thread (for balance when a thread is preempted).
+const BLOCKS_PER_THREAD: usize = 4;
+
+/// A weight matrix `[rows, cols]` of type `ggml_type`.
+#[derive(Clone, Copy, Debug)]
+pub struct Matrix<'a> {
+    /// Weight type.
+    pub ggml_type: GgmlType,
+    /// `rows * row_bytes` bytes.
+    pub data: &'a [u8],
+    /// Output features.
+    pub rows: usize,
+    /// Input features (a multiple of the type's block size).
+    pub cols: usize,
+}
+
+/// A stack of expert matrices `[n_expert, rows, cols]` of type `ggml_type`.
+#[derive(Clone, Copy, Debug)]
+pub struct Experts<'a> {
+    /// Weight type.
+    pub ggml_type: GgmlType,
+    /// `n_expert * rows * row_bytes` bytes.
+    pub data: &'a [u8],
+    /// Number of experts.
+    pub n_expert: usize,
+    /// Output features per expert.
+    pub rows: usize,
+    /// Input features (a multiple of the type's block size).
+    pub cols: usize,
+}
+
+fn shape_err(t: GgmlType, reason: String) -> QuantError {
+    QuantError::Shape {
+        ggml_type: t,
+        reason,
+    }
+}
+
+/// Bytes of one row of `cols` values of type `t`.
+pub fn row_bytes(t: GgmlType, cols: usize) -> Result<usize, QuantError> {
+    let bs = t.block_size() as usize;
+    if bs == 0 || !cols.is_multiple_of(bs) {
+        return Err(shape_err(
+            t,
+            format!("{cols} columns are not a whole number of blocks of {bs}"),
+        ));
+    }
+    (cols / bs)
+        .checked_mul(t.type_size() as usize)
+        .ok_or_else(|| shape_err(t, format!("a row of {cols} columns overflows")))
+}
+
+fn mul(t: GgmlType, a: usize, b: usize) -> Result<usize, QuantError> {
+    a.checked_mul(b)
+        .ok_or_else(|| shape_err(t, format!("{a} × {b} overflows")))
+}
+
+/// The resolved kernel of a weight type at a SIMD level.
+#[derive(Clone, Copy)]
+struct Kernel {
+    dot: VecDot,
+    act: GgmlType,
+    w_row: usize,
+    a_row: usize,
+}
+
+impl Kernel {
+    fn new(t: GgmlType, level: SimdLevel, cols: usize) -> Result<Kernel, QuantError> {
+        let e = kernels::dot_entry(t).ok_or(QuantError::Unsupported {
+            ggml_type: t,
+            op: "matmul (no dot kernel)",
+        })?;
+        let w_row = row_bytes(t, cols)?;
+        let a_row = row_bytes(e.act, cols)?;
+        if !matches!(e.act, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16)
+            && crate::info(e.act).from_f32.is_none()
+        {
+            return Err(QuantError::Unsupported {
+                ggml_type: e.act,
+                op: "quantize activations",
+            });
+        }
+        Ok(Kernel {
+            dot: e.at(level),
+            act: e.act,
+            w_row,
+            a_row,
+        })
+    }
+}
+
+/// The drivers' reusable state: the SIMD level they run at and the buffer
+/// the activations are converted into. Keep one per thread that issues
+/// matmuls (the CPU backend holds one per op stream); after the first call of
+/// a given size, calls allocate nothing.
+pub struct MatmulCtx {
+    level: SimdLevel,
+    /// 8-aligned, so every block type's rows are aligned for it.
+    buf: Vec<u64>,
+    /// Scratch for `mul_mat_id`'s grouping.
+    counts: Vec<usize>,
+    pairs: Vec<u32>,
+    used: Vec<usize>,
+}
+
+impl Default for MatmulCtx {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MatmulCtx {
+    /// A context at the best SIMD level of this CPU.
+    pub fn new() -> MatmulCtx {
+        Self::with_level(SimdLevel::detect())
+    }
+
+    /// A context at `level`, or the best this CPU has if that is lower.
+    pub fn with_level(level: SimdLevel) -> MatmulCtx {
+        MatmulCtx {
+            level: level.min(SimdLevel::detect()),
+            buf: Vec::new(),
+            counts: Vec::new(),
+            pairs: Vec::new(),
+            used: Vec::new(),
+        }
+    }
+
+    /// The level the kernels run at (per type, the best variant at or below it).
+    pub fn level(&self) -> SimdLevel {
+        self.level
+    }
+
+    /// `y = w · xᵀ`: see the [module docs](self) for shapes.
+    pub fn matmul(
+        &mut self,
+        pool: &ThreadPool,
+        w: &Matrix,
+        x: &[f32],
+        y: &mut [f32],
+    ) -> Result<(), QuantError> {
+        let t = w.ggml_type;
+        let k = Kernel::new(t, self.level, w.cols)?;
+        if w.data.len() != mul(t, w.rows, k.w_row)? {
+            return Err(shape_err(
+                t,
+                format!(
+                    "{} weight bytes for {} rows of {} bytes",
+                    w.data.len(),
+                    w.rows,
+                    k.w_row
+                ),
+            ));
+        }
+        if w.cols == 0 || !x.len().is_multiple_of(w.cols) {
+            return Err(shape_err(
+                t,
+                format!(
+                    "{} activations are not whole rows of {} columns",
+                    x.len(),
+                    w.cols
+                ),
+            ));
+        }
+        let n_tokens = x.len() / w.cols;
+        if y.len() != mul(t, n_tokens, w.rows)? {
+            return Err(shape_err(
+                t,
+                format!(
+                    "{} outputs for {} tokens × {} rows",
+                    y.len(),
+                    n_tokens,
+                    w.rows
+                ),
+            ));
+        }
+        if n_tokens == 0 || w.rows == 0 {
+            return Ok(());
+        }
+        let act = self.convert(pool, &k, x, w.cols)?;
+        let out = Out::new(y);
+        let tiles = Tiling::new(&k, w.rows, n_tokens, pool.n_threads());
+        let rows = w.rows;
+        pool.run(tiles.n_blocks, |b| {
+            // SAFETY: row blocks are disjoint, so each output t * rows + r
+            // is written by one task only.
+            unsafe {
+                dot_rows(
+                    &k,
+                    w.data,
+                    act,
+                    w.cols,
+                    tiles.block(b),
+                    n_tokens,
+                    &|t| t,
+                    tiles.tile,
+                    |t, r| out.at(t * rows + r),
+                )
+            }
+        });
+        Ok(())
+    }
+
+    /// Mixture-of-experts product: for every token `t` and slot `s`,
+    /// `y[t, s] = experts[ids[t, s]] · x[t, s or 0]`. See the
+    /// [module docs](self) for shapes.
+    pub fn mul_mat_id(
+        &mut self,
+        pool: &ThreadPool,
+        w: &Experts,
+        x: &[f32],
+        ids: &[i32],
+        n_used: usize,
+        y: &mut [f32],
+    ) -> Result<(), QuantError> {
+        let t = w.ggml_type;
+        let k = Kernel::new(t, self.level, w.cols)?;
+        let per_expert = mul(t, w.rows, k.w_row)?;
+        if w.data.len() != mul(t, w.n_expert, per_expert)? {
+            return Err(shape_err(
+                t,
+                format!(
+                    "{} weight bytes for {} experts × {} rows of {} bytes",
+                    w.data.len(),
+                    w.n_expert,
+                    w.rows,
+                    k.w_row
+                ),
+            ));
+        }
+        if n_used == 0 || !ids.len().is_multiple_of(n_used) {
+            return Err(shape_err(
+                t,
+                format!("{} expert ids are not whole rows of {n_used}", ids.len()),
+            ));
+        }
+        let n_tokens = ids.len() / n_used;
+        let x_rows = if w.cols == 0 {
+            0
+        } else if x.len() == mul(t, n_tokens, w.cols)? {
+            1
+        } else if x.len() == mul(t, mul(t, n_tokens, n_used)?, w.cols)? {
+            n_used
+        } else {
+            return Err(shape_err(
+                t,
+                format!(
+                    "{} activations for {n_tokens} tokens: need [{n_tokens}, 1 or {n_used}, {}]",
+                    x.len(),
+                    w.cols
+                ),
+            ));
+        };
+        if x_rows == 0 {
+            return Err(shape_err(t, "0 columns".into()));
+        }
+        if y.len() != mul(t, ids.len(), w.rows)? {
+            return Err(shape_err(
+                t,
+                format!(
+                    "{} outputs for {n_tokens} tokens × {n_used} experts × {} rows",
+                    y.len(),
+                    w.rows
+                ),
+            ));
+        }
+        if let Some(&bad) = ids.iter().find(|&&e| e < 0 || e as usize >= w.n_expert) {
+            return Err(shape_err(
+                t,
+                format!("expert id {bad} out of range 0..{}", w.n_expert),
+            ));
+        }
+        if ids.len() > u32::MAX as usize {
+            return Err(shape_err(t, format!("{} expert ids", ids.len())));
+        }
+        if n_tokens == 0 || w.rows == 0 {
+            return Ok(());
+        }
+
+        // Group the (token, slot) pairs by expert: counts, then offsets, then pairs.
+        let mut counts = std::mem::take(&mut self.counts);
+        let mut pairs = std::mem::take(&mut self.pairs);
+        counts.clear();
+        counts.resize(w.n_expert + 1, 0);
+        // counts[e + 1] = pairs of expert e; then counts[e] = where e's pairs start.
+        for &e in ids {
+            counts[e as usize + 1] += 1;
+        }
+        for e in 0..w.n_expert {
+            counts[e + 1] += counts[e];
+        }
+        pairs.clear();
+        pairs.resize(ids.len(), 0);
+        // Fill with counts[e] as e's cursor (ending at e + 1's start), then shift back.
+        for (p, &e) in ids.iter().enumerate() {
+            pairs[counts[e as usize]] = p as u32;
+            counts[e as usize] += 1;
+        }
+        for e in (1..=w.n_expert).rev() {
+            counts[e] = counts[e - 1];
+        }
+        counts[0] = 0;
+
+        let mut used = std::mem::take(&mut self.used);
+        used.clear();
+        used.extend((0..w.n_expert).filter(|&e| counts[e + 1] > counts[e]));
+
+        let act = match self.convert(pool, &k, x, w.cols) {
+            Ok(a) => a,
+            Err(e) => {
+                self.counts = counts;
+                self.pairs = pairs;
+                self.used = used;
+                return Err(e);
+            }
+        };
+
+        // Row blocks per expert: enough blocks in all for the pool.
+        let tiles = Tiling::new(
+            &k,
+            w.rows,
+            ids.len() / used.len().max(1),
+            pool.n_threads().div_ceil(used.len()).max(1),
+        );
+        let out = Out::new(y);
+        let (rows, cols, pairs_ref, counts_ref) = (w.rows, w.cols, &pairs[..], &counts[..]);
+        pool.run(used.len() * tiles.n_blocks, |task| {
+            let e = used[task / tiles.n_blocks];
+            let block = tiles.block(task % tiles.n_blocks);
+            let mine = &pairs_ref[counts_ref[e]..counts_ref[e + 1]];
+            let we = &w.data[e * per_expert..(e + 1) * per_expert];
+            let act_row = |i: usize| {
+                let p = mine[i] as usize;
+                if x_rows == 1 {
+                    p / n_used
+                } else {
+                    p
+                }
+            };
+            // SAFETY: each (pair, row) is written by the one task that holds
+            // the pair's expert and the row's block.
+            unsafe {
+                dot_rows(
+                    &k,
+                    we,
+                    act,
+                    cols,
+                    block,
+                    mine.len(),
+                    &act_row,
+                    tiles.tile,
+                    |i, r| out.at(mine[i] as usize * rows + r),
+                )
+            }
+        });
+        self.counts = counts;
+        self.pairs = pairs;
+        self.used = used;
+        Ok(())
+    }
+
+    /// Converts `x` (rows of `cols` f32) to `k.act`, in the context's buffer
+    /// (or in place for F32), and returns the bytes.
+    fn convert<'s>(
+        &'s mut self,
+        pool: &ThreadPool,
+        k: &Kernel,
+        x: &'s [f32],
+        cols: usize,
+    ) -> Result<&'s [u8], QuantError> {
+        if k.act == GgmlType::F32 {
+            return Ok(bytemuck::cast_slice(x));
+        }
+        let n_rows = x.len() / cols;
+        let total = mul(k.act, n_rows, k.a_row)?;
+        let words = total.div_ceil(8);
+        if self.buf.len() < words {
+            self.buf.resize(words, 0);
+        }
+        let buf: &mut [u8] = &mut bytemuck::cast_slice_mut(&mut self.buf[..words])[..total];
+        let out = Out::new(buf);
+        let act = k.act;
+        let a_row = k.a_row;
+        // Small jobs stay on the calling thread.
+        let rows_per_task = (16384 / cols.max(1)).max(1);
+        let failed = std::sync::atomic::AtomicBool::new(false);
+        pool.run(n_rows.div_ceil(rows_per_task), |task| {
+            let r0 = task * rows_per_task;
+            let r1 = (r0 + rows_per_task).min(n_rows);
+            for r in r0..r1 {
+                let src = &x[r * cols..(r + 1) * cols];
+                // SAFETY: each task converts its own rows.
+                let dst = unsafe { out.slice(r * a_row, a_row) };
+                if convert_row(act, src, dst).is_err() {
+                    failed.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        });
+        if failed.into_inner() {
+            return Err(QuantError::Unsupported {
+                ggml_type: act,
+                op: "quantize activations",
+            });
+        }
+        Ok(&bytemuck::cast_slice(&self.buf[..words])[..total])
+    }
+}
+
+/// One row of f32 to the activation type.
+fn convert_row(act: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<(), QuantError> {
+    match act {
+        GgmlType::F16 => {
+            let d: &mut [f16] = bytemuck::cast_slice_mut(dst);
+            for (d, &s) in d.iter_mut().zip(src) {
+                *d = f16::from_f32(s);
+            }
+            Ok(())
+        }
+        GgmlType::BF16 => {
+            let d: &mut [bf16] = bytemuck::cast_slice_mut(dst);
+            for (d, &s) in d.iter_mut().zip(src) {
+                *d = bf16::from_f32(s);
+            }
+            Ok(())
+        }
+        _ => crate::quantize(act, src, dst),
+    }
+}
+
+/// How rows and tokens are cut: `n_blocks` row blocks of `rows_per_block`
+/// rows (a multiple of [`ROW_ALIGN`]), tokens in tiles of `tile`.
+struct Tiling {
+    rows: usize,
+    rows_per_block: usize,
+    n_blocks: usize,
+    tile: usize,
+}
+
+impl Tiling {
+    fn new(k: &Kernel, rows: usize, n_tokens: usize, threads: usize) -> Tiling {
+        let tile = if n_tokens <= 1 {
+            1
+        } else {
+            (TILE_ACT_BYTES / k.a_row.max(1)).clamp(1, 64).min(n_tokens)
+        };
+        // Enough blocks for the pool; with many tokens, blocks small enough
+        // that their weights stay in L2 across the token tiles.
+        let for_balance = rows.div_ceil(threads * BLOCKS_PER_THREAD);
+        let mut per = if n_tokens > 1 {
+            for_balance.min((BLOCK_W_BYTES / k.w_row.max(1)).max(1))
+        } else {
+            for_balance
+        };
+        per = per.div_ceil(ROW_ALIGN) * ROW_ALIGN;
+        let per = per.clamp(ROW_ALIGN, rows.div_ceil(ROW_ALIGN) * ROW_ALIGN);
+        Tiling {
+            rows,
+            rows_per_block: per,
+            n_blocks: rows.div_ceil(per),
+            tile,
+        }
+    }
+
+    fn block(&self, b: usize) -> std::ops::Range<usize> {
+        let r0 = b * self.rows_per_block;
+        r0..(r0 + self.rows_per_block).min(self.rows)
+    }
+}
+
+/// The shared inner loops: weight rows `rows` of `w` against activation rows
+/// `act_row(i)` for `i` in `0..n`, tiled by `tile`; `put(i, r)` is where the
+/// result of (`i`, row `r`) goes.
+///
+/// # Safety
+/// Every pointer `put` returns must be valid for a write and not written by
+/// anyone else meanwhile.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+unsafe fn dot_rows(
+    k: &Kernel,
+    w: &[u8],
+    act: &[u8],
+    cols: usize,
+    rows: std::ops::Range<usize>,
+    n: usize,
+    act_row: &dyn Fn(usize) -> usize,
+    tile: usize,
+    put: impl Fn(usize, usize) -> *mut f32,
+) {
+    let dot = k.dot;
+    if n == 1 {
+        let a = &act[act_row(0) * k.a_row..][..k.a_row];
+        for r in rows {
+            let v = dot(cols, &w[r * k.w_row..(r + 1) * k.w_row], a);
+            // SAFETY: forwarded to the caller.
+            unsafe { put(0, r).write(v) };
+        }
+        return;
+    }
+    let mut i0 = 0;
+    while i0 < n {
+        let i1 = (i0 + tile).min(n);
+        for r in rows.clone() {
+            let wr = &w[r * k.w_row..(r + 1) * k.w_row];
+            for i in i0..i1 {
+                let a = &act[act_row(i) * k.a_row..][..k.a_row];
+                // SAFETY: forwarded to the caller.
+                unsafe { put(i, r).write(dot(cols, wr, a)) };
+            }
+        }
+        i0 = i1;
+    }
+}
+
+/// A mutable slice shared by the pool's tasks, each writing its own part.
+struct Out<T> {
+    ptr: *mut T,
+    len: usize,
+}
+
+// SAFETY: tasks write disjoint elements (the callers' invariant).
+unsafe impl<T: Send> Sync for Out<T> {}
+
+impl<T> Out<T> {
+    fn new(s: &mut [T]) -> Out<T> {
+        Out {
+            ptr: s.as_mut_ptr(),
+            len: s.len(),
+        }
+    }
+
+    /// Pointer to element `i`. Panics if out of range.
+    fn at(&self, i: usize) -> *mut T {
+        assert!(i < self.len, "output index {i} out of {}", self.len);
+        // SAFETY: in bounds.
+        unsafe { self.ptr.add(i) }
+    }
+
+    /// `len` elements from `start`.
+    ///
+    /// # Safety
+    /// No one else may access them while the slice lives.
+    #[allow(clippy::mut_from_ref)] // the point of `Out`: disjoint parts per task
+    unsafe fn slice(&self, start: usize, len: usize) -> &mut [T] {
+        assert!(start + len <= self.len);
+        // SAFETY: in bounds; exclusivity is the caller's.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(start), len) }
+    }
+}
+
+thread_local! {
+    static CTX: RefCell<MatmulCtx> = RefCell::new(MatmulCtx::new());
+}
+
+/// Runs `f` with this thread's context (a fresh one if it is in use).
+fn with_ctx<R>(f: impl FnOnce(&mut MatmulCtx) -> R) -> R {
+    CTX.with(|c| match c.try_borrow_mut() {
+        Ok(mut ctx) => f(&mut ctx),
+        Err(_) => f(&mut MatmulCtx::new()),
+    })
+}
+
+/// `y = w · xᵀ` for a weight matrix `[rows, cols]` of type `w_type` and
+/// activations `x` `[n_tokens, cols]`, into `y` `[n_tokens, rows]`, at the
+/// best SIMD level, with this thread's reusable [`MatmulCtx`].
+pub fn matmul(
+    pool: &ThreadPool,
+    w_type: GgmlType,
+    w: &[u8],
+    rows: usize,
+    cols: usize,
+    x: &[f32],
+    y: &mut [f32],
+) -> Result<(), QuantError> {
+    let m = Matrix {
+        ggml_type: w_type,
+        data: w,
+        rows,
+        cols,
+    };
+    with_ctx(|ctx| ctx.matmul(pool, &m, x, y))
+}
+
+/// The selected experts' products (see [`MatmulCtx::mul_mat_id`]), with
+/// this thread's reusable [`MatmulCtx`].
+pub fn mul_mat_id(
+    pool: &ThreadPool,
+    w: &Experts,
+    x: &[f32],
+    ids: &[i32],
+    n_used: usize,
+    y: &mut [f32],
+) -> Result<(), QuantError> {
+    with_ctx(|ctx| ctx.mul_mat_id(pool, w, x, ids, n_used, y))
+}
