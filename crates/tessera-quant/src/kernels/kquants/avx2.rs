@@ -92,6 +92,32 @@ pub(in crate::kernels) fn load128<T: Pod>(v: &T) -> __m128i {
     unsafe { _mm_loadu_si128((v as *const T).cast()) }
 }
 
+/// How far ahead of the block being read the kernels prefetch, in bytes.
+/// On the 2-core Zen 3 development machine the hardware prefetcher alone
+/// left a 2-thread Q4_K..Q6_K GEMV at 70-80% of a plain read loop's
+/// bandwidth; 1 KiB ahead gave 82-89%, 2 KiB 82-92% (noisy, shared host).
+/// Running past the end of a row is harmless: a prefetch never faults, and
+/// in a matrix the next row follows.
+pub(in crate::kernels) const PREFETCH_AHEAD: usize = 2048;
+
+/// Prefetches the cache lines `PREFETCH_AHEAD` bytes past block `i` of
+/// `blocks` (every line of one block's size, so consecutive calls cover a
+/// contiguous range).
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(in crate::kernels) fn prefetch_ahead<B>(blocks: &[B], i: usize) {
+    let size = std::mem::size_of::<B>();
+    let p = blocks
+        .as_ptr()
+        .cast::<i8>()
+        .wrapping_add(i * size + PREFETCH_AHEAD);
+    let mut off = 0;
+    while off < size {
+        _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(off));
+        off += 64;
+    }
+}
+
 /// Half float → `f32` with F16C (exact).
 #[inline]
 #[target_feature(enable = "f16c")]
@@ -145,7 +171,7 @@ static SHUFFLE_PAIR: [[u8; 32]; 4] = {
 
 /// Shuffles that broadcast 16-bit element `i` over both lanes (ggml's
 /// `get_scale_shuffle_k4`): a 32-value sub-block's one scale.
-static SHUFFLE_ONE: [[u8; 32]; 8] = {
+pub(in crate::kernels) static SHUFFLE_ONE: [[u8; 32]; 8] = {
     let mut t = [[0u8; 32]; 8];
     let mut i = 0;
     while i < 8 {
@@ -182,7 +208,9 @@ fn q2_k(x: &[BlockQ2K], y: &[BlockQ8K]) -> f32 {
     let m3 = _mm256_set1_epi8(3);
     let m4 = _mm_set1_epi8(0xf);
     let mut acc = _mm256_setzero_ps();
-    for (x, y) in x.iter().zip(y) {
+    let xs = x;
+    for (i, (x, y)) in x.iter().zip(y).enumerate() {
+        prefetch_ahead(xs, i);
         let d = y.d * f16_to_f32(x.d);
         let dmin = -y.d * f16_to_f32(x.dmin);
 
@@ -231,10 +259,14 @@ fn q3_k(x: &[BlockQ3K], y: &[BlockQ8K]) -> f32 {
     let m3 = _mm256_set1_epi8(3);
     let four = _mm256_set1_epi8(4);
     let mut acc = _mm256_setzero_ps();
-    for (x, y) in x.iter().zip(y) {
+    let xs = x;
+    for (i, (x, y)) in x.iter().zip(y).enumerate() {
+        prefetch_ahead(xs, i);
         let d = y.d * f16_to_f32(x.d);
 
-        let all_scales = _mm256_cvtepi8_epi16(load128(&scales_q3_k(&x.scales)));
+        let [w0, w1, w2, w3] = scales_q3_k(&x.scales).map(|w| w as i32);
+        let scales128 = _mm_sub_epi8(_mm_set_epi32(w3, w2, w1, w0), _mm_set1_epi8(32));
+        let all_scales = _mm256_cvtepi8_epi16(scales128);
         let scales = [
             _mm256_permute2x128_si256::<0x00>(all_scales, all_scales),
             _mm256_permute2x128_si256::<0x11>(all_scales, all_scales),
@@ -298,7 +330,9 @@ fn q4_k(x: &[BlockQ4K], y: &[BlockQ8K]) -> f32 {
     let m4 = _mm256_set1_epi8(0xf);
     let mut acc = _mm256_setzero_ps();
     let mut acc_m = _mm_setzero_ps();
-    for (x, y) in x.iter().zip(y) {
+    let xs = x;
+    for (i, (x, y)) in x.iter().zip(y).enumerate() {
+        prefetch_ahead(xs, i);
         let d = y.d * f16_to_f32(x.d);
         let dmin = -y.d * f16_to_f32(x.dmin);
         let (scales, mins) = k4_scales_and_mins(&x.scales, &y.bsums);
@@ -332,7 +366,9 @@ fn q5_k(x: &[BlockQ5K], y: &[BlockQ8K]) -> f32 {
     let sixteen = _mm256_set1_epi8(16);
     let mut acc = _mm256_setzero_ps();
     let mut acc_m = _mm_setzero_ps();
-    for (x, y) in x.iter().zip(y) {
+    let xs = x;
+    for (i, (x, y)) in x.iter().zip(y).enumerate() {
+        prefetch_ahead(xs, i);
         let d = y.d * f16_to_f32(x.d);
         let dmin = -y.d * f16_to_f32(x.dmin);
         let (scales, mins) = k4_scales_and_mins(&x.scales, &y.bsums);
@@ -345,16 +381,23 @@ fn q5_k(x: &[BlockQ5K], y: &[BlockQ8K]) -> f32 {
         for j in 0..4 {
             let scale_l = _mm256_shuffle_epi8(scales, load256(&SHUFFLE_ONE[2 * j]));
             let scale_h = _mm256_shuffle_epi8(scales, load256(&SHUFFLE_ONE[2 * j + 1]));
-            // The fifth bit: 16 where bit 2j (low nibbles) or 2j + 1 (high) of qh is set.
-            let fifth = |bit: usize| {
-                let m = _mm256_set1_epi8((1u8 << bit) as i8);
-                _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hbits, m), m), sixteen)
+            // The fifth bit, as 16: bit 2j (low nibbles) or 2j + 1 (high) of
+            // qh moved to bit 4. A 16-bit shift by at most 4 carries no other
+            // byte's bit into bit 4.
+            let (h_lo, h_hi) = match j {
+                0 => (_mm256_slli_epi16::<4>(hbits), _mm256_slli_epi16::<3>(hbits)),
+                1 => (_mm256_slli_epi16::<2>(hbits), _mm256_slli_epi16::<1>(hbits)),
+                2 => (hbits, _mm256_srli_epi16::<1>(hbits)),
+                _ => (_mm256_srli_epi16::<2>(hbits), _mm256_srli_epi16::<3>(hbits)),
             };
             let q5bits = load256(&qs[j]);
-            let q5l = _mm256_or_si256(_mm256_and_si256(q5bits, m4), fifth(2 * j));
+            let q5l = _mm256_or_si256(
+                _mm256_and_si256(q5bits, m4),
+                _mm256_and_si256(h_lo, sixteen),
+            );
             let q5h = _mm256_or_si256(
                 _mm256_and_si256(_mm256_srli_epi16::<4>(q5bits), m4),
-                fifth(2 * j + 1),
+                _mm256_and_si256(h_hi, sixteen),
             );
             let p16l = _mm256_maddubs_epi16(q5l, load256(&q8[2 * j]));
             let p16h = _mm256_maddubs_epi16(q5h, load256(&q8[2 * j + 1]));
@@ -374,7 +417,9 @@ fn q6_k(x: &[BlockQ6K], y: &[BlockQ8K]) -> f32 {
     let m3 = _mm256_set1_epi8(3);
     let m15 = _mm256_set1_epi8(15);
     let mut acc = _mm256_setzero_ps();
-    for (x, y) in x.iter().zip(y) {
+    let xs = x;
+    for (i, (x, y)) in x.iter().zip(y).enumerate() {
+        prefetch_ahead(xs, i);
         let d = y.d * f16_to_f32(x.d);
 
         // q - 32 = q' - 32: dot with the unsigned q' and subtract 32·Σ sc·bsum.

@@ -156,27 +156,21 @@ pub(in crate::kernels) fn scales_mins_k4(packed: &[u8; 12]) -> [u8; 16] {
 }
 
 /// The 16 six-bit scales of Q3_K, unpacked from 12 bytes (ggml's `aux`
-/// shuffle) and re-centred: `sc - 32`, in `-32..=31`.
+/// shuffle) as four little-endian words of four bytes, each in `0..64`:
+/// scale `j` is byte `j % 4` of word `j / 4`, and the weight uses `sc - 32`.
 #[inline]
-pub(in crate::kernels) fn scales_q3_k(packed: &[u8; 12]) -> [i8; 16] {
+pub(in crate::kernels) fn scales_q3_k(packed: &[u8; 12]) -> [u32; 4] {
     const KMASK1: u32 = 0x0303_0303;
     const KMASK2: u32 = 0x0f0f_0f0f;
     let word =
         |i: usize| u32::from_le_bytes([packed[i], packed[i + 1], packed[i + 2], packed[i + 3]]);
     let (a0, a1, tmp) = (word(0), word(4), word(8));
-    let words = [
+    [
         (a0 & KMASK2) | ((tmp & KMASK1) << 4),
         (a1 & KMASK2) | (((tmp >> 2) & KMASK1) << 4),
         ((a0 >> 4) & KMASK2) | (((tmp >> 4) & KMASK1) << 4),
         ((a1 >> 4) & KMASK2) | (((tmp >> 6) & KMASK1) << 4),
-    ];
-    let mut out = [0i8; 16];
-    for (chunk, w) in out.chunks_exact_mut(4).zip(words) {
-        for (o, b) in chunk.iter_mut().zip(w.to_le_bytes()) {
-            *o = b as i8 - 32;
-        }
-    }
-    out
+    ]
 }
 
 #[cfg(test)]
@@ -210,7 +204,8 @@ mod tests {
                 state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
                 *b = (state >> 24) as u8;
             }
-            let got = scales_q3_k(&packed);
+            let words = scales_q3_k(&packed);
+            let got: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
             for (j, &g) in got.iter().enumerate() {
                 let low = if j < 8 {
                     packed[j] & 0xf
@@ -218,7 +213,7 @@ mod tests {
                     packed[j - 8] >> 4
                 };
                 let high = (packed[8 + j % 4] >> (2 * (j / 4))) & 3;
-                assert_eq!(g, (low | (high << 4)) as i8 - 32, "j = {j}");
+                assert_eq!(g, low | (high << 4), "j = {j}");
             }
         }
     }

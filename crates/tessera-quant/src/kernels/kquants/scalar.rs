@@ -22,8 +22,10 @@ fn lane_sums(a: &[i8; QK_K], q8: &[i8; QK_K], scale: &[i32; 16]) -> [i32; 8] {
     let mut aux32 = [0i32; 8];
     for ((a, q8), &sc) in a.chunks_exact(16).zip(q8.chunks_exact(16)).zip(scale) {
         for (a8, q8) in a.chunks_exact(8).zip(q8.chunks_exact(8)) {
+            // ggml's aux16: |q8 · a| ≤ 127 · 63 fits in i16.
+            let aux16: [i16; 8] = std::array::from_fn(|l| i16::from(q8[l]) * i16::from(a8[l]));
             for l in 0..8 {
-                aux32[l] += sc * (i32::from(q8[l]) * i32::from(a8[l]));
+                aux32[l] += sc * i32::from(aux16[l]);
             }
         }
     }
@@ -104,7 +106,9 @@ fn dot_q3_K(x: &[BlockQ3K], y: &[BlockQ8K]) -> f32 {
                 }
             }
         }
-        let scale = scales_q3_k(&x.scales).map(i32::from);
+        let words = scales_q3_k(&x.scales);
+        let scale: [i32; 16] =
+            std::array::from_fn(|j| (words[j / 4] >> (8 * (j % 4)) & 0xff) as i32 - 32);
         let aux32 = lane_sums(&aux8, &y.qs, &scale);
         add_lanes(&mut sums, x.d.to_f32() * y.d, &aux32);
     }
@@ -138,16 +142,16 @@ fn dot_q4_K(x: &[BlockQ4K], y: &[BlockQ8K]) -> f32 {
     let mut sumf = 0.0f32;
     for (x, y) in x.iter().zip(y) {
         // Value 64j + l is the low nibble of qs[32j + l], 64j + 32 + l its high nibble.
-        let mut aux8 = [0i8; QK_K];
-        for (a, q4) in aux8.chunks_exact_mut(64).zip(x.qs.chunks_exact(32)) {
-            for l in 0..32 {
-                a[l] = (q4[l] & 0xf) as i8;
-                a[l + 32] = (q4[l] >> 4) as i8;
-            }
+        let mut aux8 = [[0i8; 32]; 8];
+        let qs: &[[u8; 32]; 4] = bytemuck::cast_ref(&x.qs);
+        for (j, q4) in qs.iter().enumerate() {
+            aux8[2 * j] = q4.map(|q| (q & 0xf) as i8);
+            aux8[2 * j + 1] = q4.map(|q| (q >> 4) as i8);
         }
+        let aux8: &[i8; QK_K] = bytemuck::cast_ref(&aux8);
         let sm = scales_mins_k4(&x.scales);
         let sumi = mins_term(&y.bsums, &sm[8..]);
-        let aux32 = lane_sums(&aux8, &y.qs, &scales_per_16(&sm[..8]));
+        let aux32 = lane_sums(aux8, &y.qs, &scales_per_16(&sm[..8]));
         add_lanes(&mut sums, x.d.to_f32() * y.d, &aux32);
         let dmin = x.dmin.to_f32() * y.d;
         sumf -= dmin * sumi as f32;
@@ -173,11 +177,11 @@ fn dot_q5_K(x: &[BlockQ5K], y: &[BlockQ8K]) -> f32 {
             .zip(x.qs.chunks_exact(32))
             .enumerate()
         {
-            let (m_lo, m_hi) = (1u8 << (2 * j), 1u8 << (2 * j + 1));
-            for l in 0..32 {
-                let hi = |m: u8| if x.qh[l] & m != 0 { 16 } else { 0 };
-                a[l] = (q4[l] & 0xf) as i8 + hi(m_lo);
-                a[l + 32] = (q4[l] >> 4) as i8 + hi(m_hi);
+            let (shift_lo, shift_hi) = (2 * j, 2 * j + 1);
+            let (lo, hi) = a.split_at_mut(32);
+            for (((lo, hi), &q), &h) in lo.iter_mut().zip(hi).zip(q4).zip(&x.qh) {
+                *lo = ((q & 0xf) | (((h >> shift_lo) & 1) << 4)) as i8;
+                *hi = ((q >> 4) | (((h >> shift_hi) & 1) << 4)) as i8;
             }
         }
         let sm = scales_mins_k4(&x.scales);
