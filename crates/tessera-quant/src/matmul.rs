@@ -437,6 +437,7 @@ impl MatmulCtx {
         let out = Out::new(buf);
         let act = k.act;
         let a_row = k.a_row;
+        let level = self.level;
         // Small jobs stay on the calling thread.
         let rows_per_task = (16384 / cols.max(1)).max(1);
         let failed = std::sync::atomic::AtomicBool::new(false);
@@ -447,7 +448,7 @@ impl MatmulCtx {
                 let src = &x[r * cols..(r + 1) * cols];
                 // SAFETY: each task converts its own rows.
                 let dst = unsafe { out.slice(r * a_row, a_row) };
-                if convert_row(act, src, dst).is_err() {
+                if convert_row(level, act, src, dst).is_err() {
                     failed.store(true, std::sync::atomic::Ordering::Relaxed);
                 }
             }
@@ -462,9 +463,30 @@ impl MatmulCtx {
     }
 }
 
-/// One row of f32 to the activation type.
-fn convert_row(act: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<(), QuantError> {
+/// One row of f32 to the activation type: Q8_0 and Q8_1 through the
+/// SIMD quantizers of [`kernels::legacy`] (byte-identical with the
+/// reference), the others through [`crate::quantize`] and `half`.
+fn convert_row(
+    level: SimdLevel,
+    act: GgmlType,
+    src: &[f32],
+    dst: &mut [u8],
+) -> Result<(), QuantError> {
+    let shape = || QuantError::Shape {
+        ggml_type: act,
+        reason: "activation buffer not aligned to its blocks".into(),
+    };
     match act {
+        GgmlType::Q8_0 => {
+            let d = crate::blocks::blocks_mut(dst).ok_or_else(shape)?;
+            kernels::legacy::quantize_act_q8_0(level, src, d);
+            Ok(())
+        }
+        GgmlType::Q8_1 => {
+            let d = crate::blocks::blocks_mut(dst).ok_or_else(shape)?;
+            kernels::legacy::quantize_act_q8_1(level, src, d);
+            Ok(())
+        }
         GgmlType::F16 => {
             let d: &mut [f16] = bytemuck::cast_slice_mut(dst);
             for (d, &s) in d.iter_mut().zip(src) {

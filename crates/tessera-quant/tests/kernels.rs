@@ -393,3 +393,71 @@ fn a_short_row_panics_instead_of_reading_past_the_end() {
         }
     }
 }
+
+/// Activation rows that probe the quantizers' rounding: exact ties after
+/// scaling (a block whose largest value is 127 has `d = 1`), values just
+/// below a tie, zeros, tiny and huge magnitudes, infinities.
+fn quantizer_rows() -> Vec<Vec<f32>> {
+    let mut rows = Vec::new();
+    let mut ties: Vec<f32> = vec![127.0, 0.5, -0.5, 1.5, -1.5, 2.5, -2.5, 126.5, -126.5];
+    ties.extend([
+        0.499_999_97,
+        -0.499_999_97,
+        1.499_999_9,
+        3.0,
+        -7.25,
+        0.0,
+        -0.0,
+        64.5,
+    ]);
+    while ties.len() < 64 {
+        ties.push((ties.len() as f32 - 40.0) + 0.5);
+    }
+    rows.push(ties);
+    rows.push(vec![0.0; 64]);
+    rows.push((0..64).map(|i| (i as f32 - 31.5) * 1e-30).collect());
+    rows.push((0..64).map(|i| (i as f32 - 31.5) * 1e30).collect());
+    let mut inf: Vec<f32> = (0..64).map(|i| i as f32).collect();
+    inf[3] = f32::INFINITY;
+    inf[40] = f32::NEG_INFINITY;
+    rows.push(inf);
+    let mut rng = Rng(11);
+    for n in [32, 96, 4096] {
+        rows.push(random_row(&mut rng, n));
+    }
+    rows
+}
+
+#[test]
+fn simd_activation_quantizers_write_the_reference_bytes() {
+    use tessera_quant::blocks::{BlockQ8_0, BlockQ8_1};
+    use tessera_quant::kernels::legacy::{quantize_act_q8_0, quantize_act_q8_1};
+    use tessera_quant::quantize::{quantize_row_q8_0, quantize_row_q8_1};
+    for level in SimdLevel::available() {
+        for x in quantizer_rows() {
+            let nb = x.len() / 32;
+            let zero0 = <BlockQ8_0 as bytemuck::Zeroable>::zeroed();
+            let (mut want, mut got) = (vec![zero0; nb], vec![zero0; nb]);
+            quantize_row_q8_0(&x, &mut want);
+            quantize_act_q8_0(level, &x, &mut got);
+            assert_eq!(
+                bytemuck::cast_slice::<_, u8>(&got),
+                bytemuck::cast_slice::<_, u8>(&want),
+                "Q8_0 {} on {:?}…",
+                level.name(),
+                &x[..4]
+            );
+            let zero1 = <BlockQ8_1 as bytemuck::Zeroable>::zeroed();
+            let (mut want, mut got) = (vec![zero1; nb], vec![zero1; nb]);
+            quantize_row_q8_1(&x, &mut want);
+            quantize_act_q8_1(level, &x, &mut got);
+            assert_eq!(
+                bytemuck::cast_slice::<_, u8>(&got),
+                bytemuck::cast_slice::<_, u8>(&want),
+                "Q8_1 {} on {:?}…",
+                level.name(),
+                &x[..4]
+            );
+        }
+    }
+}

@@ -35,7 +35,7 @@
 
 use std::mem::{offset_of, size_of};
 
-use super::{DotEntry, VecDot};
+use super::{DotEntry, SimdLevel, VecDot};
 use crate::blocks::*;
 use crate::GgmlType;
 
@@ -113,6 +113,54 @@ pub const AVX512_UNTESTED: &[(GgmlType, VecDot)] = &[
 /// AVX-512 variants that compile but have not been run (none off x86-64).
 #[cfg(not(target_arch = "x86_64"))]
 pub const AVX512_UNTESTED: &[(GgmlType, VecDot)] = &[];
+
+/// Quantizes an activation row to Q8_0 at `level`: the AVX2 variant
+/// when `level` allows and the CPU has it, else the reference quantizer
+/// ([`crate::quantize::quantize_row_q8_0`], the scalar twin). The two write
+/// the same bytes for every input without NaN (`tests/kernels.rs`).
+///
+/// # Panics
+/// If `x.len() != 32 * y.len()`.
+pub fn quantize_act_q8_0(level: SimdLevel, x: &[f32], y: &mut [BlockQ8_0]) {
+    assert_eq!(
+        x.len(),
+        QK * y.len(),
+        "Q8_0: {} values for {} blocks",
+        x.len(),
+        y.len()
+    );
+    #[cfg(target_arch = "x86_64")]
+    if level >= SimdLevel::Avx2 && x86::has_avx2() {
+        // SAFETY: features checked; lengths asserted.
+        unsafe { x86::quantize_q8_avx2::<false>(x, y.as_mut_ptr().cast(), y.len()) };
+        return;
+    }
+    let _ = level;
+    crate::quantize::quantize_row_q8_0(x, y);
+}
+
+/// Quantizes an activation row to Q8_1 at `level` (see [`quantize_act_q8_0`];
+/// the scalar twin is [`crate::quantize::quantize_row_q8_1`]).
+///
+/// # Panics
+/// If `x.len() != 32 * y.len()`.
+pub fn quantize_act_q8_1(level: SimdLevel, x: &[f32], y: &mut [BlockQ8_1]) {
+    assert_eq!(
+        x.len(),
+        QK * y.len(),
+        "Q8_1: {} values for {} blocks",
+        x.len(),
+        y.len()
+    );
+    #[cfg(target_arch = "x86_64")]
+    if level >= SimdLevel::Avx2 && x86::has_avx2() {
+        // SAFETY: features checked; lengths asserted.
+        unsafe { x86::quantize_q8_avx2::<true>(x, y.as_mut_ptr().cast(), y.len()) };
+        return;
+    }
+    let _ = level;
+    crate::quantize::quantize_row_q8_1(x, y);
+}
 
 /// Panics unless `n` is whole blocks and `w`, `a` hold them.
 #[inline]
@@ -319,7 +367,7 @@ mod x86 {
     use half::f16;
     use std::arch::x86_64::*;
 
-    fn has_avx2() -> bool {
+    pub(super) fn has_avx2() -> bool {
         is_x86_feature_detected!("avx2")
             && is_x86_feature_detected!("fma")
             && is_x86_feature_detected!("f16c")
@@ -587,6 +635,87 @@ mod x86 {
             (d, dot_i8(qx, qy), 0.0)
         }
     );
+
+    /// Q8_0 (`S = false`) or Q8_1 (`S = true`) quantization of `nb` blocks
+    /// of `x` into `y`, the reference's arithmetic in vector form:
+    /// `amax` by lane-wise max (equal to the reference's fold without NaN),
+    /// `d = amax / 127`, `id = 1 / d` (or 0), `q = round(x · id)` rounded
+    /// half away from zero (as `f32::round`: truncate, then step away from
+    /// zero when the dropped fraction is ≥ 0.5, which is exact), converted
+    /// with truncation and the low byte kept (the reference's `c_trunc` and
+    /// `as i8`); Q8_1 adds `s = f16(Σq · d)` over the stored bytes.
+    ///
+    /// # Safety
+    /// AVX2+FMA+F16C present; `x` holds `32 · nb` values; `y` points to `nb`
+    /// writable blocks of 34 (Q8_0) or 36 (Q8_1) bytes.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn quantize_q8_avx2<const S: bool>(x: &[f32], y: *mut u8, nb: usize) {
+        let (size, qs) = if S { (Q8_1, Q8_1_QS) } else { (Q8_0, Q8_0_QS) };
+        let sign = _mm256_set1_ps(-0.0);
+        let half = _mm256_set1_ps(0.5);
+        let one = _mm256_set1_ps(1.0);
+        // Byte 0 of each i32 lane, in order, into the low 4 bytes of each 128-bit half.
+        let low_bytes = _mm256_setr_epi8(
+            0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, //
+            0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+        );
+        for (b, xb) in x.chunks_exact(QK).take(nb).enumerate() {
+            // SAFETY: xb holds 32 values; block b of y is writable.
+            unsafe {
+                let p = xb.as_ptr();
+                let v = [
+                    _mm256_loadu_ps(p),
+                    _mm256_loadu_ps(p.add(8)),
+                    _mm256_loadu_ps(p.add(16)),
+                    _mm256_loadu_ps(p.add(24)),
+                ];
+                let a = v.map(|v| _mm256_andnot_ps(sign, v));
+                let m = _mm256_max_ps(_mm256_max_ps(a[0], a[1]), _mm256_max_ps(a[2], a[3]));
+                let m = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+                let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+                let m = _mm_max_ss(m, _mm_movehdup_ps(m));
+                let amax = _mm_cvtss_f32(m);
+                let d = amax / 127.0;
+                let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+                let idv = _mm256_set1_ps(id);
+                let mut sum = _mm256_setzero_si256();
+                let out = y.add(b * size);
+                for (k, v) in v.into_iter().enumerate() {
+                    let q = _mm256_mul_ps(v, idv);
+                    let t = _mm256_round_ps(q, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+                    let frac = _mm256_andnot_ps(sign, _mm256_sub_ps(q, t));
+                    let step = _mm256_or_ps(_mm256_and_ps(q, sign), one);
+                    let away = _mm256_and_ps(_mm256_cmp_ps(frac, half, _CMP_GE_OQ), step);
+                    let r = _mm256_cvttps_epi32(_mm256_add_ps(t, away));
+                    // Σ of the stored bytes (the i8 the reference sums).
+                    sum = _mm256_add_epi32(sum, _mm256_srai_epi32(_mm256_slli_epi32(r, 24), 24));
+                    let bytes = _mm256_shuffle_epi8(r, low_bytes);
+                    let lo = _mm_cvtsi128_si32(_mm256_castsi256_si128(bytes));
+                    let hi = _mm_cvtsi128_si32(_mm256_extracti128_si256(bytes, 1));
+                    let word = (lo as u32 as u64) | ((hi as u32 as u64) << 32);
+                    out.add(qs + 8 * k).cast::<u64>().write_unaligned(word);
+                }
+                let dh =
+                    _mm_extract_epi16(_mm_cvtps_ph(_mm_set_ss(d), _MM_FROUND_TO_NEAREST_INT), 0)
+                        as u16;
+                out.cast::<u16>().write_unaligned(dh);
+                if S {
+                    let s = _mm_add_epi32(
+                        _mm256_castsi256_si128(sum),
+                        _mm256_extracti128_si256(sum, 1),
+                    );
+                    let s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+                    let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01));
+                    let total = _mm_cvtsi128_si32(s);
+                    let sh = _mm_extract_epi16(
+                        _mm_cvtps_ph(_mm_set_ss(total as f32 * d), _MM_FROUND_TO_NEAREST_INT),
+                        0,
+                    ) as u16;
+                    out.add(Q8_1_S).cast::<u16>().write_unaligned(sh);
+                }
+            }
+        }
+    }
 
     // ---- AVX-512 F/BW (compiles, untested: see the module docs) ----
     //
