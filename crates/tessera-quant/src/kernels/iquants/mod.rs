@@ -12,14 +12,17 @@
 //! - [`scalar`]: the twins, after ggml's `ggml_vec_dot_*_q8_K_generic`
 //!   (`ggml-cpu/quants.c`), float operations in ggml's order.
 //! - `avx2` (x86-64): IQ4_XS (a `pshufb` table lookup of the 16 non-linear
-//!   levels, then signed byte products). The other types have no SIMD
-//!   variant yet: the table runs their scalar twin.
+//!   levels, then signed byte products); `avx2_grid`: the grid types (grid
+//!   points looked up per 4 or 8 values, signs moved onto the activations)
+//!   and the ternary types.
 
 use super::DotEntry;
 use crate::GgmlType;
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx2_grid;
 pub mod scalar;
 
 pub use scalar::{
@@ -31,13 +34,13 @@ pub use scalar::{
 
 use super::kquants::avx2_variant;
 
-/// A Q8_K-activation entry with only a scalar twin.
-const fn scalar_only(weight: GgmlType, scalar: super::VecDot) -> DotEntry {
+/// A Q8_K-activation entry.
+const fn entry(weight: GgmlType, scalar: super::VecDot, avx2: Option<super::VecDot>) -> DotEntry {
     DotEntry {
         weight,
         act: GgmlType::Q8_K,
         scalar,
-        avx2: None,
+        avx2,
         avx512: None,
     }
 }
@@ -51,13 +54,49 @@ pub const DOTS: &[DotEntry] = &[
         avx2: avx2_variant!(avx2::vec_dot_iq4_xs_q8_k),
         avx512: None,
     },
-    scalar_only(GgmlType::IQ1_S, vec_dot_iq1_s_q8_K_scalar),
-    scalar_only(GgmlType::IQ1_M, vec_dot_iq1_m_q8_K_scalar),
-    scalar_only(GgmlType::IQ2_XXS, vec_dot_iq2_xxs_q8_K_scalar),
-    scalar_only(GgmlType::IQ2_XS, vec_dot_iq2_xs_q8_K_scalar),
-    scalar_only(GgmlType::IQ2_S, vec_dot_iq2_s_q8_K_scalar),
-    scalar_only(GgmlType::IQ3_XXS, vec_dot_iq3_xxs_q8_K_scalar),
-    scalar_only(GgmlType::IQ3_S, vec_dot_iq3_s_q8_K_scalar),
-    scalar_only(GgmlType::TQ1_0, vec_dot_tq1_0_q8_K_scalar),
-    scalar_only(GgmlType::TQ2_0, vec_dot_tq2_0_q8_K_scalar),
+    entry(
+        GgmlType::IQ1_S,
+        vec_dot_iq1_s_q8_K_scalar,
+        avx2_variant!(avx2_grid::vec_dot_iq1_s_q8_k),
+    ),
+    entry(
+        GgmlType::IQ1_M,
+        vec_dot_iq1_m_q8_K_scalar,
+        avx2_variant!(avx2_grid::vec_dot_iq1_m_q8_k),
+    ),
+    entry(
+        GgmlType::IQ2_XXS,
+        vec_dot_iq2_xxs_q8_K_scalar,
+        avx2_variant!(avx2_grid::vec_dot_iq2_xxs_q8_k),
+    ),
+    entry(
+        GgmlType::IQ2_XS,
+        vec_dot_iq2_xs_q8_K_scalar,
+        avx2_variant!(avx2_grid::vec_dot_iq2_xs_q8_k),
+    ),
+    entry(
+        GgmlType::IQ2_S,
+        vec_dot_iq2_s_q8_K_scalar,
+        avx2_variant!(avx2_grid::vec_dot_iq2_s_q8_k),
+    ),
+    entry(
+        GgmlType::IQ3_XXS,
+        vec_dot_iq3_xxs_q8_K_scalar,
+        avx2_variant!(avx2_grid::vec_dot_iq3_xxs_q8_k),
+    ),
+    entry(
+        GgmlType::IQ3_S,
+        vec_dot_iq3_s_q8_K_scalar,
+        avx2_variant!(avx2_grid::vec_dot_iq3_s_q8_k),
+    ),
+    entry(
+        GgmlType::TQ1_0,
+        vec_dot_tq1_0_q8_K_scalar,
+        avx2_variant!(avx2_grid::vec_dot_tq1_0_q8_k),
+    ),
+    entry(
+        GgmlType::TQ2_0,
+        vec_dot_tq2_0_q8_K_scalar,
+        avx2_variant!(avx2_grid::vec_dot_tq2_0_q8_k),
+    ),
 ];

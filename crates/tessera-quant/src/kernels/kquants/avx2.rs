@@ -187,7 +187,7 @@ pub(in crate::kernels) static SHUFFLE_ONE: [[u8; 32]; 8] = {
 
 /// Byte shuffles that spread bytes `2i` and `2i + 1` over 8 bytes each
 /// (ggml's `get_scale_shuffle`): Q6_K's two `i8` scales of a 32-value group.
-static SHUFFLE_BYTES: [[u8; 16]; 8] = {
+pub(in crate::kernels) static SHUFFLE_BYTES: [[u8; 16]; 8] = {
     let mut t = [[0u8; 16]; 8];
     let mut i = 0;
     while i < 8 {
