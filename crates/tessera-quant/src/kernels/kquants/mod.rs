@@ -15,7 +15,9 @@
 //! - `avx2` (x86-64): AVX2 + FMA + F16C variants after the ideas of ggml's
 //!   `ggml-cpu/arch/x86/quants.c`: `maddubs` of unsigned weight bytes with
 //!   signed activation bytes, `madd` with the 16-bit sub-block scales, one
-//!   `f32` FMA per super-block. Reachable only through [`DOTS`]; each one
+//!   `f32` FMA per super-block, and a software prefetch 2 KiB ahead of the
+//!   weights (a streaming GEMV is memory-bound; the hardware prefetcher
+//!   alone leaves bandwidth unused). Reachable only through [`DOTS`]; each one
 //!   checks the CPU before it runs, so the table's safe `fn` pointers stay
 //!   sound on any machine.
 //!
