@@ -44,6 +44,7 @@ use std::cell::RefCell;
 
 use half::{bf16, f16};
 
+use crate::kernels::legacy::{DotTile, TILE_ACTS, TILE_ROWS};
 use crate::kernels::{self, SimdLevel, VecDot};
 use crate::pool::ThreadPool;
 use crate::{GgmlType, QuantError};
@@ -115,6 +116,8 @@ fn mul(t: GgmlType, a: usize, b: usize) -> Result<usize, QuantError> {
 #[derive(Clone, Copy)]
 struct Kernel {
     dot: VecDot,
+    /// Several rows × activations per pass, where the family has it.
+    tile: Option<DotTile>,
     act: GgmlType,
     w_row: usize,
     a_row: usize,
@@ -138,6 +141,7 @@ impl Kernel {
         }
         Ok(Kernel {
             dot: e.at(level),
+            tile: kernels::legacy::dot_tile(t, level),
             act: e.act,
             w_row,
             a_row,
@@ -565,6 +569,11 @@ unsafe fn dot_rows(
     tile: usize,
     put: impl Fn(usize, usize) -> *mut f32,
 ) {
+    if let Some(tile_fn) = k.tile {
+        // SAFETY: forwarded to the caller.
+        unsafe { dot_rows_tiled(k, tile_fn, w, act, cols, rows, n, act_row, tile, put) };
+        return;
+    }
     let dot = k.dot;
     if n == 1 {
         let a = &act[act_row(0) * k.a_row..][..k.a_row];
@@ -585,6 +594,57 @@ unsafe fn dot_rows(
                 // SAFETY: forwarded to the caller.
                 unsafe { put(i, r).write(dot(cols, wr, a)) };
             }
+        }
+        i0 = i1;
+    }
+}
+
+/// [`dot_rows`] with a tile kernel: [`TILE_ROWS`] weight rows ×
+/// [`TILE_ACTS`] activation rows per call.
+///
+/// # Safety
+/// As [`dot_rows`].
+#[allow(clippy::too_many_arguments)]
+unsafe fn dot_rows_tiled(
+    k: &Kernel,
+    tile_fn: DotTile,
+    w: &[u8],
+    act: &[u8],
+    cols: usize,
+    rows: std::ops::Range<usize>,
+    n: usize,
+    act_row: &dyn Fn(usize) -> usize,
+    tile: usize,
+    put: impl Fn(usize, usize) -> *mut f32,
+) {
+    let mut out = [0f32; TILE_ROWS * TILE_ACTS];
+    let mut i0 = 0;
+    while i0 < n {
+        let i1 = (i0 + tile).min(n);
+        let mut r = rows.start;
+        while r < rows.end {
+            let nr = (rows.end - r).min(TILE_ROWS);
+            let wr: [&[u8]; TILE_ROWS] = std::array::from_fn(|j| {
+                let rj = r + j.min(nr - 1);
+                &w[rj * k.w_row..(rj + 1) * k.w_row]
+            });
+            let mut i = i0;
+            while i < i1 {
+                let na = (i1 - i).min(TILE_ACTS);
+                let ar: [&[u8]; TILE_ACTS] = std::array::from_fn(|c| {
+                    let ic = act_row(i + c.min(na - 1));
+                    &act[ic * k.a_row..(ic + 1) * k.a_row]
+                });
+                tile_fn(cols, &wr[..nr], &ar[..na], &mut out);
+                for c in 0..na {
+                    for j in 0..nr {
+                        // SAFETY: forwarded to the caller.
+                        unsafe { put(i + c, r + j).write(out[c * nr + j]) };
+                    }
+                }
+                i += na;
+            }
+            r += nr;
         }
         i0 = i1;
     }

@@ -461,3 +461,83 @@ fn simd_activation_quantizers_write_the_reference_bytes() {
         }
     }
 }
+
+/// The tile kernels against their scalar twins (the type's scalar dot per
+/// pair), for every tile shape up to 4 rows × 2 activations.
+#[test]
+fn tile_kernels_match_the_scalar_dot_of_every_pair() {
+    use tessera_quant::kernels::legacy::{dot_tile, TILE_ACTS, TILE_ROWS};
+    let mut rng = Rng(21);
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for e in kernels::legacy::DOTS {
+        for level in SimdLevel::available() {
+            let Some(tile) = dot_tile(e.weight, level) else {
+                continue;
+            };
+            for n in [32, 7 * 32, 4096] {
+                let nb = n / 32;
+                let ws: Vec<Vec<u8>> = (0..TILE_ROWS)
+                    .map(|i| {
+                        if i % 2 == 0 {
+                            random_weight_bytes(&mut rng, e.weight, nb)
+                        } else {
+                            make(e.weight, &random_row(&mut rng, n)).unwrap()
+                        }
+                    })
+                    .collect();
+                let acts: Vec<Vec<u8>> = (0..TILE_ACTS)
+                    .map(|_| make(e.act, &random_row(&mut rng, n)).unwrap())
+                    .collect();
+                // One row at an odd address.
+                let (w_odd, wr) = shifted(&ws[1]);
+                for nr in 1..=TILE_ROWS {
+                    for na in 1..=TILE_ACTS {
+                        let w: Vec<&[u8]> = (0..nr)
+                            .map(|i| {
+                                if i == 1 {
+                                    &w_odd[wr.clone()]
+                                } else {
+                                    &ws[i][..]
+                                }
+                            })
+                            .collect();
+                        let a: Vec<&[u8]> = acts[..na].iter().map(|v| &v[..]).collect();
+                        let mut out = vec![f32::NAN; nr * na];
+                        tile(n, &w, &a, &mut out);
+                        for c in 0..na {
+                            for r in 0..nr {
+                                let want = (e.scalar)(n, w[r], a[c]);
+                                let (wf, af) = (
+                                    to_f32(e.weight, w[r], n).unwrap(),
+                                    to_f32(e.act, a[c], n).unwrap(),
+                                );
+                                let mag: f64 = wf
+                                    .iter()
+                                    .zip(&af)
+                                    .map(|(&p, &q)| (f64::from(p) * f64::from(q)).abs())
+                                    .sum();
+                                let got = out[c * nr + r];
+                                checked += 1;
+                                if !within(got, f64::from(want), mag, simd_tolerance(e.weight)) {
+                                    failures.push(format!(
+                                        "{} {} tile {nr}×{na} n={n} [{c}][{r}]: {got} vs scalar {want} (mag {mag:.3e})",
+                                        e.weight,
+                                        level.name()
+                                    ));
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    eprintln!("{checked} tile outputs checked");
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}

@@ -162,6 +162,65 @@ pub fn quantize_act_q8_1(level: SimdLevel, x: &[f32], y: &mut [BlockQ8_1]) {
     crate::quantize::quantize_row_q8_1(x, y);
 }
 
+/// A tile kernel: `out[c * w.len() + r] = dot(n, w[r], a[c])` for up to
+/// [`TILE_ROWS`] weight rows and [`TILE_ACTS`] activation rows in one pass
+/// over the blocks, so each activation block is loaded (and its scale
+/// converted) once for all rows, and each weight block is unpacked once for
+/// all activation rows. Its scalar twin is the type's scalar dot, once per
+/// (row, activation) pair; the results differ from the twin only by f32
+/// summation order, as the one-row variants do.
+///
+/// # Panics
+/// If `w` or `a` is empty or longer than the limits, a row is shorter than
+/// `n` values, `n` is not whole blocks, or `out` is shorter than
+/// `w.len() * a.len()`.
+pub type DotTile = fn(n: usize, w: &[&[u8]], a: &[&[u8]], out: &mut [f32]);
+
+/// Most weight rows of one tile.
+pub const TILE_ROWS: usize = 4;
+/// Most activation rows of one tile.
+pub const TILE_ACTS: usize = 2;
+
+/// The tile kernel of weight type `t` at `level`, if there is one (AVX2:
+/// every type of this family). Callers without one use the one-row dots.
+pub fn dot_tile(t: GgmlType, level: SimdLevel) -> Option<DotTile> {
+    #[cfg(target_arch = "x86_64")]
+    if level >= SimdLevel::Avx2 {
+        return x86::TILES.iter().find(|(ty, _)| *ty == t).map(|&(_, f)| f);
+    }
+    let _ = (t, level);
+    None
+}
+
+/// Checks a tile's shapes; returns the number of blocks.
+fn check_tile(
+    name: &str,
+    n: usize,
+    w: &[&[u8]],
+    wb: usize,
+    a: &[&[u8]],
+    ab: usize,
+    out: &[f32],
+) -> usize {
+    assert!(
+        (1..=TILE_ROWS).contains(&w.len()) && (1..=TILE_ACTS).contains(&a.len()),
+        "{name} tile: {} rows × {} activations (at most {TILE_ROWS} × {TILE_ACTS})",
+        w.len(),
+        a.len()
+    );
+    assert!(
+        out.len() >= w.len() * a.len(),
+        "{name} tile: output too short"
+    );
+    let mut nb = 0;
+    for &wr in w {
+        for &ar in a {
+            nb = check(name, n, wr, wb, ar, ab);
+        }
+    }
+    nb
+}
+
 /// Panics unless `n` is whole blocks and `w`, `a` hold them.
 #[inline]
 fn check(name: &str, n: usize, w: &[u8], wb: usize, a: &[u8], ab: usize) -> usize {
@@ -420,8 +479,9 @@ mod x86 {
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn nibbles(p: *const u8) -> __m256i {
         // SAFETY: the caller guarantees 16 readable bytes.
-        let q = unsafe { _mm_loadu_si128(p.cast()) };
-        let both = _mm256_inserti128_si256(_mm256_castsi128_si256(q), _mm_srli_epi16(q, 4), 1);
+        let q = unsafe { _mm256_broadcastsi128_si256(_mm_loadu_si128(p.cast())) };
+        // The low half as it is, the high half shifted down by 4.
+        let both = _mm256_srlv_epi64(q, _mm256_setr_epi64x(0, 0, 4, 4));
         _mm256_and_si256(both, _mm256_set1_epi8(0x0f))
     }
 
@@ -716,6 +776,322 @@ mod x86 {
             }
         }
     }
+
+    // ---- Tiles: up to 4 weight rows × 2 activation rows per pass ----
+
+    /// How a type's unpacked bytes meet the signed activation bytes.
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    enum Mode {
+        /// Unsigned values `u` standing for `u − k`: `maddubs(u, y) − maddubs(k, y)`,
+        /// the second shared by all rows.
+        Offset(i8),
+        /// Unsigned values used as they are (the types with a min).
+        Unsigned,
+        /// Signed values: `maddubs(|x|, sign(y, x))`.
+        Signed,
+    }
+
+    /// A weight type as the tile kernel sees it.
+    trait TileType {
+        /// Weight block bytes.
+        const W: usize;
+        /// Activation block bytes (Q8_0 or Q8_1) and where their `qs` start.
+        const A: usize;
+        const A_QS: usize;
+        const MODE: Mode;
+        /// `m` at byte 2 of the weight block, `s` at byte 2 of the activation block.
+        const MIN: bool;
+        /// The 32 values of the block at `x`, as bytes.
+        unsafe fn unpack(x: *const u8) -> __m256i;
+        /// The scales of the blocks at `x[0..R]` as f32 lanes (unused lanes 0).
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn scales<const R: usize>(x: [*const u8; R]) -> __m128 {
+            let mut bits = 0u64;
+            for (r, &p) in x.iter().enumerate() {
+                // SAFETY: each block starts with its f16 scale.
+                bits |= u64::from(unsafe { rd16(p) }) << (16 * r);
+            }
+            cvt_f16x4(bits)
+        }
+    }
+
+    /// How far ahead of the current block the tile kernels prefetch weights.
+    const PREFETCH: usize = 768;
+
+    /// Four f16 (in the low 64 bits) → four f32.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn cvt_f16x4(bits: u64) -> __m128 {
+        _mm_cvtph_ps(_mm_cvtsi64_si128(bits as i64))
+    }
+
+    struct TQ4_0;
+    impl TileType for TQ4_0 {
+        const W: usize = Q4_0;
+        const A: usize = Q8_0;
+        const A_QS: usize = Q8_0_QS;
+        const MODE: Mode = Mode::Offset(8);
+        const MIN: bool = false;
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn unpack(x: *const u8) -> __m256i {
+            // SAFETY: a whole block at x.
+            unsafe { nibbles(x.add(Q4_0_QS)) }
+        }
+    }
+
+    struct TQ4_1;
+    impl TileType for TQ4_1 {
+        const W: usize = Q4_1;
+        const A: usize = Q8_1;
+        const A_QS: usize = Q8_1_QS;
+        const MODE: Mode = Mode::Unsigned;
+        const MIN: bool = true;
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn unpack(x: *const u8) -> __m256i {
+            // SAFETY: a whole block at x.
+            unsafe { nibbles(x.add(Q4_1_QS)) }
+        }
+    }
+
+    struct TQ5_0;
+    impl TileType for TQ5_0 {
+        const W: usize = Q5_0;
+        const A: usize = Q8_0;
+        const A_QS: usize = Q8_0_QS;
+        const MODE: Mode = Mode::Offset(16);
+        const MIN: bool = false;
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn unpack(x: *const u8) -> __m256i {
+            // SAFETY: a whole block at x.
+            unsafe {
+                let hi = _mm256_and_si256(bits_to_bytes(x.add(Q5_0_QH)), _mm256_set1_epi8(0x10));
+                _mm256_or_si256(nibbles(x.add(Q5_0_QS)), hi)
+            }
+        }
+    }
+
+    struct TQ5_1;
+    impl TileType for TQ5_1 {
+        const W: usize = Q5_1;
+        const A: usize = Q8_1;
+        const A_QS: usize = Q8_1_QS;
+        const MODE: Mode = Mode::Unsigned;
+        const MIN: bool = true;
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn unpack(x: *const u8) -> __m256i {
+            // SAFETY: a whole block at x.
+            unsafe {
+                let hi = _mm256_and_si256(bits_to_bytes(x.add(Q5_1_QH)), _mm256_set1_epi8(0x10));
+                _mm256_or_si256(nibbles(x.add(Q5_1_QS)), hi)
+            }
+        }
+    }
+
+    struct TQ8_0;
+    impl TileType for TQ8_0 {
+        const W: usize = Q8_0;
+        const A: usize = Q8_0;
+        const A_QS: usize = Q8_0_QS;
+        const MODE: Mode = Mode::Signed;
+        const MIN: bool = false;
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn unpack(x: *const u8) -> __m256i {
+            // SAFETY: a whole block at x.
+            unsafe { _mm256_loadu_si256(x.add(Q8_0_QS).cast()) }
+        }
+    }
+
+    struct TIq4Nl;
+    impl TileType for TIq4Nl {
+        const W: usize = IQ4NL;
+        const A: usize = Q8_0;
+        const A_QS: usize = Q8_0_QS;
+        const MODE: Mode = Mode::Signed;
+        const MIN: bool = false;
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn unpack(x: *const u8) -> __m256i {
+            // SAFETY: a whole block at x.
+            unsafe { lookup(x.add(IQ4NL_QS), &KVALUES_IQ4NL) }
+        }
+    }
+
+    struct TMxfp4;
+    impl TileType for TMxfp4 {
+        const W: usize = MXFP4;
+        const A: usize = Q8_0;
+        const A_QS: usize = Q8_0_QS;
+        const MODE: Mode = Mode::Signed;
+        const MIN: bool = false;
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn unpack(x: *const u8) -> __m256i {
+            // SAFETY: a whole block at x.
+            unsafe { lookup(x.add(MXFP4_QS), &KVALUES_MXFP4) }
+        }
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn scales<const R: usize>(x: [*const u8; R]) -> __m128 {
+            let mut v = [0f32; 4];
+            for (v, &p) in v.iter_mut().zip(&x) {
+                // SAFETY: each block starts with its exponent byte.
+                *v = e8m0_half(unsafe { p.read() });
+            }
+            // SAFETY: 4 floats.
+            unsafe { _mm_loadu_ps(v.as_ptr()) }
+        }
+    }
+
+    /// Broadcast of lane `i` of `v`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn lane(v: __m128, i: usize) -> __m256 {
+        _mm256_permutevar8x32_ps(_mm256_castps128_ps256(v), _mm256_set1_epi32(i as i32))
+    }
+
+    /// The tile body: `R` weight rows × `C` activation rows over `nb` blocks.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn tile<T: TileType, const R: usize, const C: usize>(
+        nb: usize,
+        w: [*const u8; R],
+        a: [*const u8; C],
+    ) -> [[f32; R]; C] {
+        let ones = _mm256_set1_epi16(1);
+        let mut acc = [[_mm256_setzero_ps(); R]; C];
+        let mut acc_min = [_mm_setzero_ps(); C];
+        for ib in 0..nb {
+            // SAFETY (every read): block ib < nb of every row.
+            unsafe {
+                let xb = w.map(|p| p.add(ib * T::W));
+                let yb = a.map(|p| p.add(ib * T::A));
+                let y = yb.map(|p| _mm256_loadu_si256(p.add(T::A_QS).cast()));
+                let corr = match T::MODE {
+                    Mode::Offset(k) => y.map(|y| _mm256_maddubs_epi16(_mm256_set1_epi8(k), y)),
+                    _ => [_mm256_setzero_si256(); C],
+                };
+                // Activation d (and s) of up to 2 rows in one conversion.
+                let mut bits = 0u64;
+                for (c, &p) in yb.iter().enumerate() {
+                    bits |= u64::from(rd16(p)) << (32 * c);
+                    if T::MIN {
+                        bits |= u64::from(rd16(p.add(Q8_1_S))) << (32 * c + 16);
+                    }
+                }
+                let ds = cvt_f16x4(bits);
+                let dx = T::scales(xb);
+                // dx·dy of every (row, activation), rows in lanes.
+                let dxy: [__m128; C] = std::array::from_fn(|c| {
+                    _mm_mul_ps(dx, _mm256_castps256_ps128(lane(ds, 2 * c)))
+                });
+                if T::MIN {
+                    let mut mbits = 0u64;
+                    for (r, &p) in xb.iter().enumerate() {
+                        mbits |= u64::from(rd16(p.add(Q4_1_M))) << (16 * r);
+                    }
+                    let m = cvt_f16x4(mbits);
+                    for (c, acc_min) in acc_min.iter_mut().enumerate() {
+                        let s = _mm256_castps256_ps128(lane(ds, 2 * c + 1));
+                        *acc_min = _mm_fmadd_ps(m, s, *acc_min);
+                    }
+                }
+                for r in 0..R {
+                    // The hardware prefetcher sees short interleaved streams
+                    // (one per row); ask for the lines ahead explicitly.
+                    _mm_prefetch::<_MM_HINT_T0>(xb[r].add(PREFETCH).cast());
+                    let q = T::unpack(xb[r]);
+                    let ax = _mm256_sign_epi8(q, q);
+                    for c in 0..C {
+                        let p = match T::MODE {
+                            Mode::Offset(_) => {
+                                _mm256_sub_epi16(_mm256_maddubs_epi16(q, y[c]), corr[c])
+                            }
+                            Mode::Unsigned => _mm256_maddubs_epi16(q, y[c]),
+                            Mode::Signed => _mm256_maddubs_epi16(ax, _mm256_sign_epi8(y[c], q)),
+                        };
+                        let sf = _mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones));
+                        acc[c][r] = _mm256_fmadd_ps(lane(dxy[c], r), sf, acc[c][r]);
+                    }
+                }
+            }
+        }
+        let mut out = [[0f32; R]; C];
+        for c in 0..C {
+            let mut mins = [0f32; 4];
+            // SAFETY: 4 floats.
+            unsafe { _mm_storeu_ps(mins.as_mut_ptr(), acc_min[c]) };
+            for r in 0..R {
+                out[c][r] = hsum_ps(acc[c][r]) + mins[r];
+            }
+        }
+        out
+    }
+
+    /// Dispatches a tile of `w.len()` × `a.len()` rows to its instance.
+    macro_rules! tile_fn {
+        ($name:ident, $T:ty, $tname:literal, $scalar:ident) => {
+            fn $name(n: usize, w: &[&[u8]], a: &[&[u8]], out: &mut [f32]) {
+                let nb = check_tile($tname, n, w, <$T>::W, a, <$T>::A, out);
+                if !has_avx2() {
+                    for (c, ar) in a.iter().enumerate() {
+                        for (r, wr) in w.iter().enumerate() {
+                            out[c * w.len() + r] = $scalar(n, wr, ar);
+                        }
+                    }
+                    return;
+                }
+                fn run<const R: usize, const C: usize>(
+                    nb: usize,
+                    w: &[&[u8]],
+                    a: &[&[u8]],
+                    out: &mut [f32],
+                ) {
+                    let wp: [*const u8; R] = std::array::from_fn(|r| w[r].as_ptr());
+                    let ap: [*const u8; C] = std::array::from_fn(|c| a[c].as_ptr());
+                    // SAFETY: shapes checked by check_tile, features by has_avx2.
+                    let res = unsafe { tile::<$T, R, C>(nb, wp, ap) };
+                    for c in 0..C {
+                        out[c * R..(c + 1) * R].copy_from_slice(&res[c]);
+                    }
+                }
+                match (w.len(), a.len()) {
+                    (1, 1) => run::<1, 1>(nb, w, a, out),
+                    (2, 1) => run::<2, 1>(nb, w, a, out),
+                    (3, 1) => run::<3, 1>(nb, w, a, out),
+                    (4, 1) => run::<4, 1>(nb, w, a, out),
+                    (1, 2) => run::<1, 2>(nb, w, a, out),
+                    (2, 2) => run::<2, 2>(nb, w, a, out),
+                    (3, 2) => run::<3, 2>(nb, w, a, out),
+                    _ => run::<4, 2>(nb, w, a, out),
+                }
+            }
+        };
+    }
+
+    tile_fn!(tile_q4_0, TQ4_0, "Q4_0", vec_dot_q4_0_q8_0_scalar);
+    tile_fn!(tile_q4_1, TQ4_1, "Q4_1", vec_dot_q4_1_q8_1_scalar);
+    tile_fn!(tile_q5_0, TQ5_0, "Q5_0", vec_dot_q5_0_q8_0_scalar);
+    tile_fn!(tile_q5_1, TQ5_1, "Q5_1", vec_dot_q5_1_q8_1_scalar);
+    tile_fn!(tile_q8_0, TQ8_0, "Q8_0", vec_dot_q8_0_q8_0_scalar);
+    tile_fn!(tile_iq4_nl, TIq4Nl, "IQ4_NL", vec_dot_iq4_nl_q8_0_scalar);
+    tile_fn!(tile_mxfp4, TMxfp4, "MXFP4", vec_dot_mxfp4_q8_0_scalar);
+
+    /// The AVX2 tile kernels.
+    pub(super) const TILES: &[(GgmlType, DotTile)] = &[
+        (GgmlType::Q4_0, tile_q4_0),
+        (GgmlType::Q4_1, tile_q4_1),
+        (GgmlType::Q5_0, tile_q5_0),
+        (GgmlType::Q5_1, tile_q5_1),
+        (GgmlType::Q8_0, tile_q8_0),
+        (GgmlType::IQ4_NL, tile_iq4_nl),
+        (GgmlType::MXFP4, tile_mxfp4),
+    ];
 
     // ---- AVX-512 F/BW (compiles, untested: see the module docs) ----
     //
