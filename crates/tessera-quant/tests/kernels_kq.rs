@@ -423,3 +423,20 @@ fn rows_longer_than_n_use_only_n_values() {
         }
     }
 }
+
+#[test]
+fn empty_rows_give_zero() {
+    for (t, _) in TYPES {
+        for level in SimdLevel::available() {
+            assert_eq!(entry(*t).at(level)(0, &[], &[]), 0.0, "{t:?} {}", level.name());
+        }
+    }
+}
+
+#[test]
+#[should_panic(expected = "not whole super-blocks")]
+fn a_partial_super_block_is_a_caller_bug() {
+    let w = random_weights(GgmlType::Q4_K, 1, 1);
+    let a = random_activations(1, 2);
+    (entry(GgmlType::Q4_K).scalar)(200, &w, bytemuck::cast_slice(&a));
+}
