@@ -428,7 +428,12 @@ fn rows_longer_than_n_use_only_n_values() {
 fn empty_rows_give_zero() {
     for (t, _) in TYPES {
         for level in SimdLevel::available() {
-            assert_eq!(entry(*t).at(level)(0, &[], &[]), 0.0, "{t:?} {}", level.name());
+            assert_eq!(
+                entry(*t).at(level)(0, &[], &[]),
+                0.0,
+                "{t:?} {}",
+                level.name()
+            );
         }
     }
 }
