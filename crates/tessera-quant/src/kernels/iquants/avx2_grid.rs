@@ -311,9 +311,57 @@ fn iq1_s(x: &[BlockIq1S], y: &[BlockQ8K]) -> f32 {
     hsum_ps(acc) + 0.125 * acc_delta
 }
 
+/// The 16 IQ1_M scales `2s + 1` (3-bit `s`, one per 16 values: bits
+/// `3(j % 4)..` of the `u16` `j / 4` of `scales`) as bytes, in order.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn iq1m_scales(scales: [u8; 8]) -> __m128i {
+    let v = _mm256_set1_epi64x(i64::from_le_bytes(scales));
+    // 16-bit lane j gets u16 j / 4 (lanes 0..8 in the low half, 8..16 high).
+    let spread = _mm256_setr_epi8(
+        0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3, 2, 3, //
+        4, 5, 4, 5, 4, 5, 4, 5, 6, 7, 6, 7, 6, 7, 6, 7,
+    );
+    let v = _mm256_shuffle_epi8(v, spread);
+    // Bits 3(j % 4).. to the top by a multiplication, then down.
+    let up = _mm256_setr_epi16(
+        1 << 13,
+        1 << 10,
+        1 << 7,
+        1 << 4,
+        1 << 13,
+        1 << 10,
+        1 << 7,
+        1 << 4, //
+        1 << 13,
+        1 << 10,
+        1 << 7,
+        1 << 4,
+        1 << 13,
+        1 << 10,
+        1 << 7,
+        1 << 4,
+    );
+    let s = _mm256_srli_epi16::<13>(_mm256_mullo_epi16(v, up));
+    let s = _mm256_add_epi16(_mm256_add_epi16(s, s), _mm256_set1_epi16(1));
+    // Bytes: lane 0 holds scales 0..8 twice, lane 1 scales 8..16; take one of each.
+    let p = _mm256_packus_epi16(s, s);
+    _mm256_castsi256_si128(_mm256_permute4x64_epi64::<0b1000>(p))
+}
+
 #[target_feature(enable = "avx2,fma,f16c")]
 fn iq1_m(x: &[BlockIq1M], y: &[BlockQ8K]) -> f32 {
     let ones = _mm256_set1_epi8(1);
+    // Byte j of 32: qh byte j / 16, tested against bit 3 (first 8 values of
+    // each 16) or bit 7: the sign of the shift of values 8(j / 8)...
+    let spread = _mm256_setr_epi8(
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, //
+        1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    );
+    let select = _mm256_setr_epi8(
+        8, 8, 8, 8, 8, 8, 8, 8, -128, -128, -128, -128, -128, -128, -128, -128, //
+        8, 8, 8, 8, 8, 8, 8, 8, -128, -128, -128, -128, -128, -128, -128, -128,
+    );
     let mut acc = _mm256_setzero_ps();
     let mut acc_delta = _mm256_setzero_ps();
     let xs = x;
@@ -324,6 +372,7 @@ fn iq1_m(x: &[BlockIq1M], y: &[BlockQ8K]) -> f32 {
             std::array::from_fn(|i| u16::from_le_bytes([x.scales[2 * i], x.scales[2 * i + 1]]));
         let d_bits =
             (sc[0] >> 12) | ((sc[1] >> 8) & 0x00f0) | ((sc[2] >> 4) & 0x0f00) | (sc[3] & 0xf000);
+        let scales = iq1m_scales(x.scales);
         let q8: &[[i8; 32]; 8] = bytemuck::cast_ref(&y.qs);
         let mut sumi = _mm256_setzero_si256();
         let mut sumi_delta = _mm256_setzero_si256();
@@ -337,26 +386,13 @@ fn iq1_m(x: &[BlockIq1M], y: &[BlockQ8K]) -> f32 {
                 IQ1S_GRID[usize::from(u16::from(qs[3]) | ((h1 << 4) & 0x700))],
             ];
             // The shift's sign per 8 values, as ±1 bytes.
-            let delta = |h: u16, bit: u16| -> u64 {
-                if h & bit != 0 {
-                    u64::MAX
-                } else {
-                    0x0101_0101_0101_0101
-                }
-            };
-            let deltas = [
-                delta(h0, 0x08),
-                delta(h0, 0x80),
-                delta(h1, 0x08),
-                delta(h1, 0x80),
-            ];
+            let hh = _mm256_shuffle_epi8(_mm256_set1_epi16((h0 | (h1 << 8)) as i16), spread);
+            let neg = _mm256_cmpeq_epi8(_mm256_and_si256(hh, select), select);
+            let deltas = _mm256_or_si256(neg, ones);
             let q8v = load256(&q8[ib]);
             let dot = mul_add_i8(grid_u64(g), q8v);
-            let dot_delta = _mm256_maddubs_epi16(ones, _mm256_sign_epi8(q8v, grid_u64(deltas)));
-            let s = sc[ib / 2] >> (6 * (ib % 2));
-            let ls1 = (2 * (s & 7) + 1) as i16;
-            let ls2 = (2 * ((s >> 3) & 7) + 1) as i16;
-            let scale = _mm256_set_m128i(_mm_set1_epi16(ls2), _mm_set1_epi16(ls1));
+            let dot_delta = _mm256_maddubs_epi16(ones, _mm256_sign_epi8(q8v, deltas));
+            let scale = half_scales(scales, ib);
             sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(dot, scale));
             sumi_delta = _mm256_add_epi32(sumi_delta, _mm256_madd_epi16(dot_delta, scale));
         }
