@@ -376,7 +376,7 @@ fn iq1_m(x: &[BlockIq1M], y: &[BlockQ8K]) -> f32 {
         let q8: &[[i8; 32]; 8] = bytemuck::cast_ref(&y.qs);
         let mut sumi = _mm256_setzero_si256();
         let mut sumi_delta = _mm256_setzero_si256();
-        for ib in 0..8 {
+        for (ib, q8) in q8.iter().enumerate() {
             let (h0, h1) = (u16::from(x.qh[2 * ib]), u16::from(x.qh[2 * ib + 1]));
             let qs = &x.qs[4 * ib..4 * ib + 4];
             let g = [
@@ -389,7 +389,7 @@ fn iq1_m(x: &[BlockIq1M], y: &[BlockQ8K]) -> f32 {
             let hh = _mm256_shuffle_epi8(_mm256_set1_epi16((h0 | (h1 << 8)) as i16), spread);
             let neg = _mm256_cmpeq_epi8(_mm256_and_si256(hh, select), select);
             let deltas = _mm256_or_si256(neg, ones);
-            let q8v = load256(&q8[ib]);
+            let q8v = load256(q8);
             let dot = mul_add_i8(grid_u64(g), q8v);
             let dot_delta = _mm256_maddubs_epi16(ones, _mm256_sign_epi8(q8v, deltas));
             let scale = half_scales(scales, ib);
