@@ -5,6 +5,7 @@
 
 mod inspect;
 mod models;
+mod tokenize;
 
 use std::process::ExitCode;
 
@@ -22,12 +23,15 @@ struct Cli {
 enum Command {
     /// Show what a GGUF model holds: architecture, sizes, quant mix, metadata, tensors.
     Inspect(inspect::Args),
+    /// Turn text into token ids with a model's tokenizer (as llama-tokenize does).
+    Tokenize(tokenize::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Inspect(args) => inspect::run(&args),
+        Command::Tokenize(args) => tokenize::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
