@@ -19,7 +19,11 @@
 //! - **GEMV cold** (one token): the matrix is copied enough times to make
 //!   `--cold-mib` (default 256 MiB, far beyond any L3), and one run
 //!   multiplies every copy in turn, like the layers of a model: weight bytes
-//!   / time, and that as a % of the read bandwidth at the same thread count.
+//!   / time. Just before, the same pool sums those same bytes ("read", the
+//!   speed limit at that moment), and the GEMV is given as a % of it: on a
+//!   machine shared with other work the two are measured under the same
+//!   conditions, where the 1 GiB figure at the start may be from a quieter
+//!   or busier moment.
 //! - **GEMV hot**: the same matrix again and again (it stays in cache if it
 //!   fits): the kernels' compute speed.
 //! - **GEMM** (`--tokens`, default 64): 2·rows·cols·tokens / time, one matrix.
@@ -188,6 +192,18 @@ fn make_weights(rng: &mut Rng, t: GgmlType, rows: usize, cols: usize) -> Vec<u8>
     w
 }
 
+/// `copies` copies of `w` back to back (at least `bytes` in all), in u64
+/// words so that the read test can sum the very same memory.
+fn cold_copies(w: &[u8], bytes: usize) -> (Vec<u64>, usize) {
+    let copies = bytes.div_ceil(w.len()).max(1);
+    let mut words = vec![0u64; (copies * w.len()).div_ceil(8)];
+    let b: &mut [u8] = bytemuck::cast_slice_mut(&mut words);
+    for c in b.chunks_exact_mut(w.len()) {
+        c.copy_from_slice(w);
+    }
+    (words, copies)
+}
+
 /// Read bandwidth in GB/s: sum of `buf` in 8 MiB tasks over `pool`.
 fn bandwidth(pool: &ThreadPool, buf: &[u64], quick: bool) -> f64 {
     const TASK: usize = (8 << 20) / 8;
@@ -271,6 +287,8 @@ struct Row {
     shape: String,
     mib: f64,
     threads: usize,
+    /// Read bandwidth of the cold set, measured just before the GEMV.
+    read: f64,
     cold: f64,
     pct: f64,
     hot: f64,
@@ -307,7 +325,6 @@ fn main() {
     };
 
     // Bandwidth.
-    let mut bw = Vec::new();
     {
         let buf: Vec<u64> = (0..o.bw_bytes / 8).map(|i| i as u64 * 0x9e37).collect();
         println!(
@@ -318,7 +335,6 @@ fn main() {
         for p in &pools {
             let g = bandwidth(p, &buf, o.quick);
             println!("| {} | {g:.1} |", p.n_threads());
-            bw.push(g);
         }
     }
 
@@ -326,12 +342,14 @@ fn main() {
     let mut rows_out = Vec::new();
     let mut ctx = MatmulCtx::new();
     println!(
-        "\n## Matmul (GEMV cold: {} MiB of weight copies streamed; % of the read bandwidth at the same thread count; GEMM: {} tokens)\n",
+        "\n## Matmul (GEMV cold: {} MiB of weight copies streamed; read: the sum of those same bytes on the same pool just before, the paired limit; GEMM: {} tokens)\n",
         o.cold_bytes >> 20,
         o.tokens
     );
-    println!("| type | SIMD | shape | MiB | threads | GEMV cold GB/s | % BW | GEMV hot GB/s | GEMM GFLOP/s |");
-    println!("|---|---|---|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "| type | SIMD | shape | MiB | threads | read GB/s | GEMV cold GB/s | % of read | GEMV hot GB/s | GEMM GFLOP/s |"
+    );
+    println!("|---|---|---|---:|---:|---:|---:|---:|---:|---:|");
     for &t in &o.types {
         if kernels::dot_entry(t).is_none() {
             eprintln!("{t}: no dot kernel, skipped");
@@ -344,14 +362,12 @@ fn main() {
                 continue;
             }
             let w = make_weights(&mut rng, t, rows, cols);
-            let copies = o.cold_bytes.div_ceil(w.len()).max(1);
-            let mut cold_set = Vec::with_capacity(copies * w.len());
-            for _ in 0..copies {
-                cold_set.extend_from_slice(&w);
-            }
+            let (cold_words, copies) = cold_copies(&w, o.cold_bytes);
+            let cold_set: &[u8] = &bytemuck::cast_slice(&cold_words)[..copies * w.len()];
             let x: Vec<f32> = (0..cols * o.tokens.max(1)).map(|_| rng.unit()).collect();
             let mut y = vec![0f32; rows * o.tokens.max(1)];
-            for (pi, pool) in pools.iter().enumerate() {
+            for pool in &pools {
+                let read = bandwidth(pool, &cold_words, o.quick);
                 let m = |data| Matrix {
                     ggml_type: t,
                     data,
@@ -384,7 +400,8 @@ fn main() {
                     mib: w.len() as f64 / (1 << 20) as f64,
                     threads: pool.n_threads(),
                     cold: cold_gbs,
-                    pct: 100.0 * cold_gbs / bw[pi],
+                    read,
+                    pct: 100.0 * cold_gbs / read,
                     hot: hot_gbs,
                     gflops,
                 };
@@ -397,15 +414,13 @@ fn main() {
         let (n_expert, rows, cols, n_tokens, n_used) = (8, 1408, 2048, 4, 2);
         if cols % bs == 0 {
             let w = make_weights(&mut rng, t, n_expert * rows, cols);
-            let copies = o.cold_bytes.div_ceil(w.len()).max(1);
-            let mut cold_set = Vec::with_capacity(copies * w.len());
-            for _ in 0..copies {
-                cold_set.extend_from_slice(&w);
-            }
+            let (cold_words, copies) = cold_copies(&w, o.cold_bytes);
+            let cold_set: &[u8] = &bytemuck::cast_slice(&cold_words)[..copies * w.len()];
             let ids: Vec<i32> = (0..(n_tokens * n_used) as i32).collect();
             let x: Vec<f32> = (0..cols * n_tokens).map(|_| rng.unit()).collect();
             let mut y = vec![0f32; n_tokens * n_used * rows];
-            for (pi, pool) in pools.iter().enumerate() {
+            for pool in &pools {
+                let read = bandwidth(pool, &cold_words, o.quick);
                 let ex = |data| Experts {
                     ggml_type: t,
                     data,
@@ -435,7 +450,8 @@ fn main() {
                     mib: w.len() as f64 / (1 << 20) as f64,
                     threads: pool.n_threads(),
                     cold: cold_gbs,
-                    pct: 100.0 * cold_gbs / bw[pi],
+                    read,
+                    pct: 100.0 * cold_gbs / read,
                     hot: hot_gbs,
                     gflops: Some(flops / (hot / reps as f64) / 1e9),
                 };
@@ -463,12 +479,13 @@ fn main() {
 
 fn print_row(r: &Row) {
     println!(
-        "| {} | {} | {} | {:.1} | {} | {:.1} | {:.0} | {:.1} | {} |",
+        "| {} | {} | {} | {:.1} | {} | {:.1} | {:.1} | {:.0} | {:.1} | {} |",
         r.t,
         level_of(r.t),
         r.shape,
         r.mib,
         r.threads,
+        r.read,
         r.cold,
         r.pct,
         r.hot,

@@ -166,9 +166,13 @@ pub fn quantize_act_q8_1(level: SimdLevel, x: &[f32], y: &mut [BlockQ8_1]) {
 /// [`TILE_ROWS`] weight rows and [`TILE_ACTS`] activation rows in one pass
 /// over the blocks, so each activation block is loaded (and its scale
 /// converted) once for all rows, and each weight block is unpacked once for
-/// all activation rows. Its scalar twin is the type's scalar dot, once per
-/// (row, activation) pair; the results differ from the twin only by f32
-/// summation order, as the one-row variants do.
+/// all activation rows. The nibble types (Q4_0, Q4_1, Q5_0, Q5_1, MXFP4)
+/// go two blocks at a time: the 16-byte halves of two blocks fill one
+/// register, the activations are rearranged to match (once for all rows),
+/// and one int→float conversion and one FMA serve both blocks. Its scalar
+/// twin is the type's scalar dot, once per (row, activation) pair; the
+/// results differ from the twin only by f32 summation order, as the one-row
+/// variants do.
 ///
 /// # Panics
 /// If `w` or `a` is empty or longer than the limits, a row is shorter than
@@ -803,6 +807,23 @@ mod x86 {
         const MIN: bool;
         /// The 32 values of the block at `x`, as bytes.
         unsafe fn unpack(x: *const u8) -> __m256i;
+        /// Whether [`TileType::unpack2`] exists: blocks taken two at a time.
+        const PAIR: bool = false;
+        /// The values of the blocks at `x0`, `x1` as unsigned bytes in
+        /// halves: `lo = [x0 0..16 | x1 0..16]`, `hi = [x0 16..32 | x1 16..32]`
+        /// (the activations are rearranged to match, once for all rows).
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn unpack2(_x0: *const u8, _x1: *const u8) -> (__m256i, __m256i) {
+            unreachable!("unpack2 of a type without PAIR")
+        }
+        /// The scales of blocks `x0[r]`, `x1[r]`: lanes `r` and `4 + r`.
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn scales2<const R: usize>(x0: [*const u8; R], x1: [*const u8; R]) -> __m256 {
+            // SAFETY: each block starts with its f16 scale.
+            unsafe { halves8(x0, x1, 0) }
+        }
         /// The scales of the blocks at `x[0..R]` as f32 lanes (unused lanes 0).
         #[inline]
         #[target_feature(enable = "avx2,fma,f16c")]
@@ -814,6 +835,74 @@ mod x86 {
             }
             cvt_f16x4(bits)
         }
+    }
+
+    /// The f16 at byte `off` of the blocks `x0[r]` (lanes `r`) and `x1[r]`
+    /// (lanes `4 + r`) as f32; lanes of missing rows are 0.
+    ///
+    /// # Safety
+    /// Every pointer has 2 readable bytes at `off`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn halves8<const R: usize>(
+        x0: [*const u8; R],
+        x1: [*const u8; R],
+        off: usize,
+    ) -> __m256 {
+        let (mut b0, mut b1) = (0u64, 0u64);
+        for r in 0..R {
+            // SAFETY: the caller's.
+            unsafe {
+                b0 |= u64::from(rd16(x0[r].add(off))) << (16 * r);
+                b1 |= u64::from(rd16(x1[r].add(off))) << (16 * r);
+            }
+        }
+        _mm256_cvtph_ps(_mm_set_epi64x(b1 as i64, b0 as i64))
+    }
+
+    /// `[x0 qs | x1 qs]` of two nibble blocks (16 bytes each at `qs`), split
+    /// into low and high nibbles.
+    ///
+    /// # Safety
+    /// 16 readable bytes at `x0 + qs` and `x1 + qs`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn nibbles2(x0: *const u8, x1: *const u8, qs: usize) -> (__m256i, __m256i) {
+        // SAFETY: the caller's.
+        let q = unsafe {
+            _mm256_inserti128_si256(
+                _mm256_castsi128_si256(_mm_loadu_si128(x0.add(qs).cast())),
+                _mm_loadu_si128(x1.add(qs).cast()),
+                1,
+            )
+        };
+        let m4 = _mm256_set1_epi8(0x0f);
+        (
+            _mm256_and_si256(q, m4),
+            _mm256_and_si256(_mm256_srli_epi16(q, 4), m4),
+        )
+    }
+
+    /// The fifth bits of two Q5 blocks (`qh` at `qh`) as `0x10` bytes in the
+    /// halves layout of [`TileType::unpack2`].
+    ///
+    /// # Safety
+    /// 4 readable bytes at `x0 + qh` and `x1 + qh`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn fifth_bits2(x0: *const u8, x1: *const u8, qh: usize) -> (__m256i, __m256i) {
+        let m = _mm256_set1_epi8(0x10);
+        // SAFETY: the caller's.
+        let (h0, h1) = unsafe {
+            (
+                _mm256_and_si256(bits_to_bytes(x0.add(qh)), m),
+                _mm256_and_si256(bits_to_bytes(x1.add(qh)), m),
+            )
+        };
+        (
+            _mm256_permute2x128_si256(h0, h1, 0x20),
+            _mm256_permute2x128_si256(h0, h1, 0x31),
+        )
     }
 
     /// How far ahead of the current block the tile kernels prefetch weights.
@@ -839,6 +928,13 @@ mod x86 {
             // SAFETY: a whole block at x.
             unsafe { nibbles(x.add(Q4_0_QS)) }
         }
+        const PAIR: bool = true;
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn unpack2(x0: *const u8, x1: *const u8) -> (__m256i, __m256i) {
+            // SAFETY: whole blocks at x0, x1.
+            unsafe { nibbles2(x0, x1, Q4_0_QS) }
+        }
     }
 
     struct TQ4_1;
@@ -853,6 +949,13 @@ mod x86 {
         unsafe fn unpack(x: *const u8) -> __m256i {
             // SAFETY: a whole block at x.
             unsafe { nibbles(x.add(Q4_1_QS)) }
+        }
+        const PAIR: bool = true;
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn unpack2(x0: *const u8, x1: *const u8) -> (__m256i, __m256i) {
+            // SAFETY: whole blocks at x0, x1.
+            unsafe { nibbles2(x0, x1, Q4_1_QS) }
         }
     }
 
@@ -872,6 +975,17 @@ mod x86 {
                 _mm256_or_si256(nibbles(x.add(Q5_0_QS)), hi)
             }
         }
+        const PAIR: bool = true;
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn unpack2(x0: *const u8, x1: *const u8) -> (__m256i, __m256i) {
+            // SAFETY: whole blocks at x0, x1.
+            unsafe {
+                let (lo, hi) = nibbles2(x0, x1, Q5_0_QS);
+                let (hl, hh) = fifth_bits2(x0, x1, Q5_0_QH);
+                (_mm256_or_si256(lo, hl), _mm256_or_si256(hi, hh))
+            }
+        }
     }
 
     struct TQ5_1;
@@ -888,6 +1002,17 @@ mod x86 {
             unsafe {
                 let hi = _mm256_and_si256(bits_to_bytes(x.add(Q5_1_QH)), _mm256_set1_epi8(0x10));
                 _mm256_or_si256(nibbles(x.add(Q5_1_QS)), hi)
+            }
+        }
+        const PAIR: bool = true;
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn unpack2(x0: *const u8, x1: *const u8) -> (__m256i, __m256i) {
+            // SAFETY: whole blocks at x0, x1.
+            unsafe {
+                let (lo, hi) = nibbles2(x0, x1, Q5_1_QS);
+                let (hl, hh) = fifth_bits2(x0, x1, Q5_1_QH);
+                (_mm256_or_si256(lo, hl), _mm256_or_si256(hi, hh))
             }
         }
     }
@@ -922,18 +1047,29 @@ mod x86 {
         }
     }
 
+    /// MXFP4's values plus 12, so they are unsigned (0..=24).
+    const KVALUES_MXFP4_U: [i8; 16] = {
+        let mut t = [0i8; 16];
+        let mut i = 0;
+        while i < 16 {
+            t[i] = KVALUES_MXFP4[i] + 12;
+            i += 1;
+        }
+        t
+    };
+
     struct TMxfp4;
     impl TileType for TMxfp4 {
         const W: usize = MXFP4;
         const A: usize = Q8_0;
         const A_QS: usize = Q8_0_QS;
-        const MODE: Mode = Mode::Signed;
+        const MODE: Mode = Mode::Offset(12);
         const MIN: bool = false;
         #[inline]
         #[target_feature(enable = "avx2,fma,f16c")]
         unsafe fn unpack(x: *const u8) -> __m256i {
             // SAFETY: a whole block at x.
-            unsafe { lookup(x.add(MXFP4_QS), &KVALUES_MXFP4) }
+            unsafe { lookup(x.add(MXFP4_QS), &KVALUES_MXFP4_U) }
         }
         #[inline]
         #[target_feature(enable = "avx2,fma,f16c")]
@@ -945,6 +1081,32 @@ mod x86 {
             }
             // SAFETY: 4 floats.
             unsafe { _mm_loadu_ps(v.as_ptr()) }
+        }
+        const PAIR: bool = true;
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn unpack2(x0: *const u8, x1: *const u8) -> (__m256i, __m256i) {
+            // SAFETY: whole blocks at x0, x1; the table is 16 bytes.
+            unsafe {
+                let (lo, hi) = nibbles2(x0, x1, MXFP4_QS);
+                let t =
+                    _mm256_broadcastsi128_si256(_mm_loadu_si128(KVALUES_MXFP4_U.as_ptr().cast()));
+                (_mm256_shuffle_epi8(t, lo), _mm256_shuffle_epi8(t, hi))
+            }
+        }
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn scales2<const R: usize>(x0: [*const u8; R], x1: [*const u8; R]) -> __m256 {
+            let mut v = [0f32; 8];
+            for r in 0..R {
+                // SAFETY: each block starts with its exponent byte.
+                unsafe {
+                    v[r] = e8m0_half(x0[r].read());
+                    v[4 + r] = e8m0_half(x1[r].read());
+                }
+            }
+            // SAFETY: 8 floats.
+            unsafe { _mm256_loadu_ps(v.as_ptr()) }
         }
     }
 
@@ -966,7 +1128,83 @@ mod x86 {
         let ones = _mm256_set1_epi16(1);
         let mut acc = [[_mm256_setzero_ps(); R]; C];
         let mut acc_min = [_mm_setzero_ps(); C];
-        for ib in 0..nb {
+        let mut acc_min2 = [_mm256_setzero_ps(); C];
+        let mut ib = 0;
+        if T::PAIR {
+            // Lane r of a scale vector is block ib of row r, lane 4 + r block ib + 1.
+            let pick: [__m256i; R] = std::array::from_fn(|r| {
+                let (r, r4) = (r as i32, r as i32 + 4);
+                _mm256_setr_epi32(r, r, r, r, r4, r4, r4, r4)
+            });
+            let halves = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
+            while ib + 2 <= nb {
+                // SAFETY (every read): blocks ib, ib + 1 < nb of every row.
+                unsafe {
+                    let x0 = w.map(|p| p.add(ib * T::W));
+                    let x1 = w.map(|p| p.add((ib + 1) * T::W));
+                    let y0 = a.map(|p| p.add(ib * T::A));
+                    let y1 = a.map(|p| p.add((ib + 1) * T::A));
+                    // The activations in the halves layout of `unpack2`.
+                    let join = |p: *const u8, q: *const u8| {
+                        _mm256_inserti128_si256(
+                            _mm256_castsi128_si256(_mm_loadu_si128(p.cast())),
+                            _mm_loadu_si128(q.cast()),
+                            1,
+                        )
+                    };
+                    let ylo: [__m256i; C] =
+                        std::array::from_fn(|c| join(y0[c].add(T::A_QS), y1[c].add(T::A_QS)));
+                    let yhi: [__m256i; C] = std::array::from_fn(|c| {
+                        join(y0[c].add(T::A_QS + 16), y1[c].add(T::A_QS + 16))
+                    });
+                    let corr: [__m256i; C] = match T::MODE {
+                        Mode::Offset(k) => std::array::from_fn(|c| {
+                            let k = _mm256_set1_epi8(k);
+                            _mm256_add_epi16(
+                                _mm256_maddubs_epi16(k, ylo[c]),
+                                _mm256_maddubs_epi16(k, yhi[c]),
+                            )
+                        }),
+                        _ => [_mm256_setzero_si256(); C],
+                    };
+                    let dx = T::scales2(x0, x1);
+                    let mut dxy = [_mm256_setzero_ps(); C];
+                    for c in 0..C {
+                        let mut bits = u64::from(rd16(y0[c])) | (u64::from(rd16(y1[c])) << 16);
+                        if T::MIN {
+                            bits |= u64::from(rd16(y0[c].add(Q8_1_S))) << 32;
+                            bits |= u64::from(rd16(y1[c].add(Q8_1_S))) << 48;
+                        }
+                        let v = _mm256_castps128_ps256(cvt_f16x4(bits));
+                        dxy[c] = _mm256_mul_ps(dx, _mm256_permutevar8x32_ps(v, halves));
+                        if T::MIN {
+                            let two = _mm256_set1_epi32(2);
+                            let s = _mm256_permutevar8x32_ps(v, _mm256_add_epi32(halves, two));
+                            let m = halves8(x0, x1, Q4_1_M);
+                            acc_min2[c] = _mm256_fmadd_ps(m, s, acc_min2[c]);
+                        }
+                    }
+                    for r in 0..R {
+                        _mm_prefetch::<_MM_HINT_T0>(x0[r].add(PREFETCH).cast());
+                        let (lo, hi) = T::unpack2(x0[r], x1[r]);
+                        for c in 0..C {
+                            let mut p = _mm256_add_epi16(
+                                _mm256_maddubs_epi16(lo, ylo[c]),
+                                _mm256_maddubs_epi16(hi, yhi[c]),
+                            );
+                            if let Mode::Offset(_) = T::MODE {
+                                p = _mm256_sub_epi16(p, corr[c]);
+                            }
+                            let sf = _mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones));
+                            let d = _mm256_permutevar8x32_ps(dxy[c], pick[r]);
+                            acc[c][r] = _mm256_fmadd_ps(d, sf, acc[c][r]);
+                        }
+                    }
+                }
+                ib += 2;
+            }
+        }
+        while ib < nb {
             // SAFETY (every read): block ib < nb of every row.
             unsafe {
                 let xb = w.map(|p| p.add(ib * T::W));
@@ -1020,14 +1258,19 @@ mod x86 {
                     }
                 }
             }
+            ib += 1;
         }
         let mut out = [[0f32; R]; C];
         for c in 0..C {
             let mut mins = [0f32; 4];
-            // SAFETY: 4 floats.
-            unsafe { _mm_storeu_ps(mins.as_mut_ptr(), acc_min[c]) };
+            let mut mins2 = [0f32; 8];
+            // SAFETY: 4 and 8 floats.
+            unsafe {
+                _mm_storeu_ps(mins.as_mut_ptr(), acc_min[c]);
+                _mm256_storeu_ps(mins2.as_mut_ptr(), acc_min2[c]);
+            }
             for r in 0..R {
-                out[c][r] = hsum_ps(acc[c][r]) + mins[r];
+                out[c][r] = hsum_ps(acc[c][r]) + (mins[r] + (mins2[r] + mins2[4 + r]));
             }
         }
         out
