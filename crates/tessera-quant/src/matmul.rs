@@ -24,8 +24,10 @@
 //! # How it runs
 //!
 //! 1. The activations are converted once into the kernel's activation type
-//!    (Q8_0, Q8_1, Q8_K, F16, BF16; F32 is used in place) by the reference
-//!    quantizers ([`crate::quantize`]), spread over the pool by token rows.
+//!    (Q8_0, Q8_1, Q8_K, F16, BF16; F32 is used in place), spread over the
+//!    pool by token rows: Q8_0 and Q8_1 by the SIMD quantizers of
+//!    [`kernels::legacy`] (byte-identical with the reference ones), Q8_K by
+//!    the reference quantizer ([`crate::quantize()`]).
 //!    The buffer lives in a [`MatmulCtx`] and is reused: after the first call
 //!    of a given size, a matmul allocates nothing. [`matmul`] and
 //!    [`mul_mat_id`] keep one [`MatmulCtx`] per calling thread.
@@ -36,6 +38,8 @@
 //!    per tile and the next dots find it in L1; the tile's activations
 //!    (sized to about 128 KiB) stay in L2 across the block's rows. With one
 //!    token this is a plain matrix-vector product streaming the weights.
+//!    Where the type has a tile kernel ([`kernels::legacy::dot_tile`]), 4
+//!    rows × 2 tokens go through it at once; otherwise one dot per pair.
 //! 4. `mul_mat_id` groups the (token, slot) pairs by expert (a counting
 //!    sort), then runs step 3 on each selected expert's matrix with its
 //!    tokens only; experts nobody selected are never read.

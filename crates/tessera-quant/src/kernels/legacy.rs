@@ -905,8 +905,8 @@ mod x86 {
         )
     }
 
-    /// How far ahead of the current block the tile kernels prefetch weights.
-    const PREFETCH: usize = 768;
+    /// How many tiles ahead the tile kernels prefetch weights.
+    const PREFETCH_TILES: usize = 1;
 
     /// Four f16 (in the low 64 bits) → four f32.
     #[inline]
@@ -1129,6 +1129,12 @@ mod x86 {
         let mut acc = [[_mm256_setzero_ps(); R]; C];
         let mut acc_min = [_mm_setzero_ps(); C];
         let mut acc_min2 = [_mm256_setzero_ps(); C];
+        // Prefetch: the rows of the next tile, at the same column. A GEMV's
+        // rows are consecutive, so that is where the stream goes next; the
+        // hardware prefetcher only sees short interleaved streams (one per
+        // row) and restarts at every tile. Rows that are not consecutive
+        // just waste the hint (a prefetch never faults).
+        let ahead = PREFETCH_TILES * R * nb * T::W;
         let mut ib = 0;
         if T::PAIR {
             // Lane r of a scale vector is block ib of row r, lane 4 + r block ib + 1.
@@ -1185,7 +1191,7 @@ mod x86 {
                         }
                     }
                     for r in 0..R {
-                        _mm_prefetch::<_MM_HINT_T0>(x0[r].add(PREFETCH).cast());
+                        _mm_prefetch::<_MM_HINT_T0>(x0[r].wrapping_add(ahead).cast());
                         let (lo, hi) = T::unpack2(x0[r], x1[r]);
                         for c in 0..C {
                             let mut p = _mm256_add_epi16(
@@ -1240,9 +1246,7 @@ mod x86 {
                     }
                 }
                 for r in 0..R {
-                    // The hardware prefetcher sees short interleaved streams
-                    // (one per row); ask for the lines ahead explicitly.
-                    _mm_prefetch::<_MM_HINT_T0>(xb[r].add(PREFETCH).cast());
+                    _mm_prefetch::<_MM_HINT_T0>(xb[r].wrapping_add(ahead).cast());
                     let q = T::unpack(xb[r]);
                     let ax = _mm256_sign_epi8(q, q);
                     for c in 0..C {
