@@ -110,13 +110,14 @@ fn build_bpe(vocab: &Vocab) -> Result<(tokenizers::Tokenizer, BuildReport)> {
 }
 
 fn build_spm(vocab: &Vocab) -> Result<(tokenizers::Tokenizer, BuildReport)> {
-    let merges = spm_merges(vocab);
+    let ids = hf_vocab(vocab);
+    let merges = spm_merges(vocab, &ids);
     let report = BuildReport {
         dropped_merges: 0,
         merges: merges.len(),
     };
     let model = BPE::builder()
-        .vocab_and_merges(hf_vocab(vocab), merges)
+        .vocab_and_merges(ids, merges)
         .byte_fallback(true)
         .build()
         .map_err(|e| TokenizerError::hf("SentencePiece-as-BPE model", e))?;
@@ -150,7 +151,10 @@ fn build_spm(vocab: &Vocab) -> Result<(tokenizers::Tokenizer, BuildReport)> {
 /// Starting symbols are the single-character tokens and, for characters that
 /// are no token, the byte tokens (byte fallback). A token is buildable when
 /// it is a starting symbol or some split of it has two buildable halves.
-pub(crate) fn spm_merges(vocab: &Vocab) -> Vec<(String, String)> {
+pub(crate) fn spm_merges(
+    vocab: &Vocab,
+    ids: &tokenizers::models::bpe::Vocab,
+) -> Vec<(String, String)> {
     let n = vocab.len();
     // Tokens by length in characters, so halves are decided before wholes.
     let mut by_len: Vec<(usize, u32)> = vocab
@@ -173,8 +177,7 @@ pub(crate) fn spm_merges(vocab: &Vocab) -> Vec<(String, String)> {
         }
         for (pos, _) in text.char_indices().skip(1) {
             let (a, b) = text.split_at(pos);
-            let (Some(&ia), Some(&ib)) = (vocab.token_to_id.get(a), vocab.token_to_id.get(b))
-            else {
+            let (Some(&ia), Some(&ib)) = (ids.get(a), ids.get(b)) else {
                 continue;
             };
             if buildable[ia as usize] && buildable[ib as usize] {

@@ -72,12 +72,35 @@ impl Tokenizer {
         let vocab = Vocab::from_metadata(meta)?;
         let (hf, report) = hf::build(&vocab)?;
         let partitioner = Partitioner::new(&vocab)?;
-        Ok(Tokenizer {
+        let mut tok = Tokenizer {
             vocab,
             hf,
             partitioner,
             report,
-        })
+        };
+        tok.vocab.special.nl = tok.newline_token()?;
+        Ok(tok)
+    }
+
+    /// llama.cpp's `linefeed_id`.
+    fn newline_token(&self) -> Result<Option<u32>> {
+        let v = &self.vocab;
+        let nl = match v.kind {
+            VocabKind::Spm => v
+                .token_to_id
+                .get("<0x0A>")
+                .or_else(|| v.token_to_id.get("\n"))
+                .copied(),
+            // llama.cpp tokenizes "\n" before it knows the special tokens.
+            VocabKind::Bpe => self
+                .hf
+                .encode_fast("\n", false)
+                .map_err(|e| TokenizerError::hf("encode", e))?
+                .get_ids()
+                .first()
+                .copied(),
+        };
+        Ok(nl.or(v.special.pad))
     }
 
     /// Encodes `text` into token ids.
@@ -237,6 +260,11 @@ impl Tokenizer {
     /// Whether SentencePiece text gets a leading space (`▁`).
     pub fn add_space_prefix(&self) -> bool {
         self.vocab.add_space_prefix
+    }
+
+    /// Whether [`Tokenizer::decode`] applies llama.cpp's `clean_spaces` pass.
+    pub fn clean_spaces(&self) -> bool {
+        self.vocab.clean_spaces
     }
 
     /// BPE or SentencePiece.

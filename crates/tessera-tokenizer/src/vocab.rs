@@ -146,6 +146,9 @@ pub struct SpecialTokens {
     pub fim_rep: Option<u32>,
     /// Fill-in-the-middle: file separator.
     pub fim_sep: Option<u32>,
+    /// The newline token (llama.cpp's `linefeed_id`: SentencePiece's
+    /// `<0x0A>`, else the first token of `"\n"`; PAD when there is none).
+    pub nl: Option<u32>,
 }
 
 /// The vocabulary, as llama.cpp has it after loading.
@@ -436,7 +439,8 @@ impl Vocab {
             let id = meta.get_u64(key)?;
             Ok(((id as usize) < n).then_some(id as u32))
         };
-        let id_keys: [(&str, fn(&mut SpecialTokens) -> &mut Option<u32>); 17] = [
+        type Slot = fn(&mut SpecialTokens) -> &mut Option<u32>;
+        let id_keys: [(&str, Slot); 17] = [
             ("tokenizer.ggml.bos_token_id", |s| &mut s.bos),
             ("tokenizer.ggml.eos_token_id", |s| &mut s.eos),
             ("tokenizer.ggml.eot_token_id", |s| &mut s.eot),
@@ -469,8 +473,12 @@ impl Vocab {
         }
 
         // Special tokens found by their text; each found one becomes control.
+        // (llama.cpp takes the first match in hash-map order; here the lowest id.)
         let find = |texts: &[&str]| -> Option<u32> {
-            (0..n as u32).find(|&id| texts.contains(&tokens[id as usize].as_str()))
+            texts
+                .iter()
+                .filter_map(|t| token_to_id.get(*t).copied())
+                .min()
         };
         for (slot, texts) in [
             (&mut sp.eot, EOT_TEXTS),
@@ -501,19 +509,15 @@ impl Vocab {
         eog.extend(sp.fim_pad);
         eog.extend(sp.fim_rep);
         eog.extend(sp.fim_sep);
-        for (id, (t, a)) in tokens.iter().zip(attrs.iter_mut()).enumerate() {
-            if EOG_TEXTS.contains(&t.as_str()) {
-                eog.insert(id as u32);
-                *a = a.with(TokenAttr::CONTROL, true);
-            }
+        for &id in EOG_TEXTS.iter().filter_map(|t| token_to_id.get(*t)) {
+            eog.insert(id);
+            let a = &mut attrs[id as usize];
+            *a = a.with(TokenAttr::CONTROL, true);
         }
         // gpt-oss: these are always rendered.
-        for (t, a) in tokens.iter().zip(attrs.iter_mut()) {
-            if matches!(
-                t.as_str(),
-                "<|channel|>" | "<|message|>" | "<|start|>" | "<|constrain|>"
-            ) {
-                *a = TokenAttr::USER_DEFINED;
+        for t in ["<|channel|>", "<|message|>", "<|start|>", "<|constrain|>"] {
+            if let Some(&id) = token_to_id.get(t) {
+                attrs[id as usize] = TokenAttr::USER_DEFINED;
             }
         }
         eog.extend(sp.eos);
@@ -532,7 +536,7 @@ impl Vocab {
                 has("<|flush|>"),
             );
             if let Some(end) = end_id {
-                if (ret && call) || (call && flush) {
+                if call && (ret || flush) {
                     eog.remove(&end);
                     attrs[end as usize] = TokenAttr::USER_DEFINED;
                 }
