@@ -24,6 +24,13 @@
 //! *different* tokens with *equal* scores are merged when both are possible
 //! at once (llama.cpp: leftmost; here: the lower-ranked, ties by id). The
 //! Hugging Face Unigram model would be a different algorithm (Viterbi).
+//!
+//! [`Direct`] runs the same pipeline step by step on plain strings — the
+//! same regexes split the text, the same byte-to-character map is applied, the
+//! same `BPE` model merges — without the `NormalizedString` offset bookkeeping
+//! and `Encoding` that `tokenizers::Tokenizer::encode` builds and tessera does
+//! not use; that is where most of its time went. A test checks that both
+//! paths give the same ids.
 
 use tokenizers::decoders::byte_fallback::ByteFallback;
 use tokenizers::decoders::fuse::Fuse;
@@ -34,7 +41,10 @@ use tokenizers::normalizers::{Prepend, Replace, Sequence as NormalizerSequence};
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::pre_tokenizers::sequence::Sequence as PreSequence;
 use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
-use tokenizers::{DecoderWrapper, NormalizerWrapper, PreTokenizerWrapper, SplitDelimiterBehavior};
+use tokenizers::{
+    DecoderWrapper, Model, ModelWrapper, NormalizerWrapper, PreTokenizerWrapper,
+    SplitDelimiterBehavior,
+};
 
 use crate::error::{Result, TokenizerError};
 use crate::vocab::{TokenAttr, Vocab, VocabKind};
@@ -177,10 +187,8 @@ pub(crate) fn spm_merges(
         }
         for (pos, _) in text.char_indices().skip(1) {
             let (a, b) = text.split_at(pos);
-            let (Some(&ia), Some(&ib)) = (ids.get(a), ids.get(b)) else {
-                continue;
-            };
-            if buildable[ia as usize] && buildable[ib as usize] {
+            let usable = |t: &str| ids.get(t).is_some_and(|&i| buildable[i as usize]);
+            if usable(a) && usable(b) {
                 buildable[id as usize] = true;
                 // -0.0 and 0.0 compare equal in llama.cpp's queue.
                 let score = vocab.scores[id as usize] + 0.0;
@@ -196,4 +204,136 @@ pub(crate) fn spm_merges(
             (a.to_string(), b.to_string())
         })
         .collect()
+}
+
+/// The pipeline of [`build`] run directly on strings (see the module docs).
+pub(crate) enum Direct {
+    /// Split with each regex in turn, map bytes to GPT-2 characters, merge.
+    Bpe {
+        regexes: Vec<fancy_regex::Regex>,
+        byte_chars: [char; 256],
+    },
+    /// Write spaces as `▁` (and prefix one), merge the whole fragment.
+    Spm { add_space_prefix: bool },
+}
+
+impl std::fmt::Debug for Direct {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Direct::Bpe { regexes, .. } => write!(f, "Direct::Bpe({} regexes)", regexes.len()),
+            Direct::Spm { add_space_prefix } => write!(f, "Direct::Spm({add_space_prefix})"),
+        }
+    }
+}
+
+impl Direct {
+    /// The direct path for `vocab`.
+    pub fn new(vocab: &Vocab) -> Result<Direct> {
+        Ok(match vocab.kind {
+            VocabKind::Spm => Direct::Spm {
+                add_space_prefix: vocab.add_space_prefix,
+            },
+            VocabKind::Bpe => {
+                let pre = vocab.pre.as_ref().ok_or_else(|| {
+                    TokenizerError::BadVocab("a BPE vocabulary without pre-tokenizer".into())
+                })?;
+                let regexes = pre
+                    .regexes
+                    .iter()
+                    .map(|r| fancy_regex::Regex::new(r))
+                    .collect::<std::result::Result<Vec<_>, _>>()
+                    .map_err(|e| TokenizerError::hf("pre-tokenizer regex", e))?;
+                let mut byte_chars = ['\0'; 256];
+                for (b, c) in byte_chars.iter_mut().enumerate() {
+                    *c = byte_to_char(b as u8);
+                }
+                Direct::Bpe {
+                    regexes,
+                    byte_chars,
+                }
+            }
+        })
+    }
+
+    /// Appends the ids of `text` (a fragment without special tokens).
+    pub fn encode(&self, model: &ModelWrapper, text: &str, out: &mut Vec<u32>) -> Result<()> {
+        let mut word = String::new();
+        match self {
+            Direct::Spm { add_space_prefix } => {
+                word.reserve(text.len() + 3);
+                if *add_space_prefix {
+                    word.push('\u{2581}');
+                }
+                for c in text.chars() {
+                    word.push(if c == ' ' { '\u{2581}' } else { c });
+                }
+                tokenize(model, &word, out)
+            }
+            Direct::Bpe {
+                regexes,
+                byte_chars,
+            } => {
+                let mut pieces = vec![0..text.len()];
+                let mut next = Vec::with_capacity(text.len() / 4 + 1);
+                for re in regexes {
+                    next.clear();
+                    for r in &pieces {
+                        split_isolated(re, text, r.clone(), &mut next)?;
+                    }
+                    std::mem::swap(&mut pieces, &mut next);
+                }
+                for r in pieces {
+                    word.clear();
+                    word.extend(text.as_bytes()[r].iter().map(|&b| byte_chars[b as usize]));
+                    tokenize(model, &word, out)?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// `Split(regex, Isolated)`: matches and the gaps between them, in order.
+fn split_isolated(
+    re: &fancy_regex::Regex,
+    text: &str,
+    range: std::ops::Range<usize>,
+    out: &mut Vec<std::ops::Range<usize>>,
+) -> Result<()> {
+    let s = &text[range.clone()];
+    let mut prev = 0;
+    for m in re.find_iter(s) {
+        let m = m.map_err(|e| TokenizerError::hf("pre-tokenizer regex", e))?;
+        if m.start() == m.end() {
+            continue;
+        }
+        if m.start() > prev {
+            out.push(range.start + prev..range.start + m.start());
+        }
+        out.push(range.start + m.start()..range.start + m.end());
+        prev = m.end();
+    }
+    if prev < s.len() {
+        out.push(range.start + prev..range.end);
+    }
+    Ok(())
+}
+
+fn tokenize(model: &ModelWrapper, word: &str, out: &mut Vec<u32>) -> Result<()> {
+    let tokens = model
+        .tokenize(word)
+        .map_err(|e| TokenizerError::hf("BPE model", e))?;
+    out.extend(tokens.iter().map(|t| t.id));
+    Ok(())
+}
+
+/// GPT-2's printable spelling of byte `b` (`bytes_to_unicode`).
+pub(crate) fn byte_to_char(b: u8) -> char {
+    let printable = |x: u8| matches!(x, b'!'..=b'~' | 0xA1..=0xAC | 0xAE..=0xFF);
+    if printable(b) {
+        char::from(b)
+    } else {
+        let rank = (0..b).filter(|&x| !printable(x)).count() as u32;
+        char::from_u32(0x100 + rank).unwrap_or('\u{FFFD}')
+    }
 }

@@ -12,7 +12,7 @@ use std::path::Path;
 use tessera_gguf::{GgufModel, Metadata};
 
 use crate::error::{Result, TokenizerError};
-use crate::hf::{self, BuildReport};
+use crate::hf::{self, BuildReport, Direct};
 use crate::partition::{Fragment, Partitioner};
 use crate::stream::StreamDecoder;
 use crate::vocab::{SpecialTokens, TokenAttr, Vocab, VocabKind};
@@ -54,6 +54,7 @@ pub struct DecodeOptions {
 pub struct Tokenizer {
     vocab: Vocab,
     hf: tokenizers::Tokenizer,
+    direct: Direct,
     partitioner: Partitioner,
     report: BuildReport,
 }
@@ -72,9 +73,11 @@ impl Tokenizer {
         let vocab = Vocab::from_metadata(meta)?;
         let (hf, report) = hf::build(&vocab)?;
         let partitioner = Partitioner::new(&vocab)?;
+        let direct = Direct::new(&vocab)?;
         let mut tok = Tokenizer {
             vocab,
             hf,
+            direct,
             partitioner,
             report,
         };
@@ -105,6 +108,32 @@ impl Tokenizer {
 
     /// Encodes `text` into token ids.
     pub fn encode(&self, text: &str, opts: EncodeOptions) -> Result<Vec<u32>> {
+        self.encode_with(text, opts, |tok, fragment, out| {
+            tok.direct.encode(tok.hf.get_model(), fragment, out)
+        })
+    }
+
+    /// [`Tokenizer::encode`] with each text fragment encoded by
+    /// `tokenizers::Tokenizer::encode` on [`Tokenizer::hf`] (slower, same ids;
+    /// for tests).
+    #[doc(hidden)]
+    pub fn encode_via_hf_tokenizer(&self, text: &str, opts: EncodeOptions) -> Result<Vec<u32>> {
+        self.encode_with(text, opts, |tok, fragment, out| {
+            let enc = tok
+                .hf
+                .encode_fast(fragment, false)
+                .map_err(|e| TokenizerError::hf("encode", e))?;
+            out.extend_from_slice(enc.get_ids());
+            Ok(())
+        })
+    }
+
+    fn encode_with(
+        &self,
+        text: &str,
+        opts: EncodeOptions,
+        fragment: impl Fn(&Tokenizer, &str, &mut Vec<u32>) -> Result<()>,
+    ) -> Result<Vec<u32>> {
         let frags = self.partitioner.split(text, opts.parse_special);
         let mut out = Vec::with_capacity(text.len() / 3 + 2);
         if opts.add_special && self.vocab.add_bos {
@@ -118,13 +147,7 @@ impl Tokenizer {
         for f in frags {
             match f {
                 Fragment::Token(id) => out.push(id),
-                Fragment::Text(r) => {
-                    let enc = self
-                        .hf
-                        .encode_fast(&text[r], false)
-                        .map_err(|e| TokenizerError::hf("encode", e))?;
-                    out.extend_from_slice(enc.get_ids());
-                }
+                Fragment::Text(r) => fragment(self, &text[r], &mut out)?,
             }
         }
         if opts.add_special && self.vocab.add_eos {

@@ -705,18 +705,6 @@ fn read_merges(meta: &Metadata) -> Result<Vec<(String, String)>> {
     Ok(merges)
 }
 
-/// GPT-2's printable spelling of byte `b` (`bytes_to_unicode`).
-#[cfg(test)]
-fn byte_to_char(b: u8) -> char {
-    let printable = |x: u8| matches!(x, b'!'..=b'~' | 0xA1..=0xAC | 0xAE..=0xFF);
-    if printable(b) {
-        char::from(b)
-    } else {
-        let rank = (0..b).filter(|&x| !printable(x)).count() as u32;
-        char::from_u32(0x100 + rank).unwrap_or('\u{FFFD}')
-    }
-}
-
 /// The byte a GPT-2 byte-level character stands for.
 fn char_to_byte(c: char) -> Option<u8> {
     let cp = c as u32;
@@ -757,6 +745,7 @@ fn decode_byte_level(text: &str) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hf::byte_to_char;
 
     #[test]
     fn byte_map_round_trips() {

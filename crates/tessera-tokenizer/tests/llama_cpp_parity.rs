@@ -88,8 +88,26 @@ fn report(name: &str, mismatches: &[String], checked: usize) {
     );
 }
 
+/// The direct encode path and `tokenizers::Tokenizer::encode` give the same ids.
+fn check_direct_equals_hf(name: &str, tok: &Tokenizer) {
+    for text in corpus() {
+        for parse_special in [true, false] {
+            let opts = EncodeOptions {
+                add_special: true,
+                parse_special,
+            };
+            assert_eq!(
+                tok.encode(&text, opts).unwrap(),
+                tok.encode_via_hf_tokenizer(&text, opts).unwrap(),
+                "{name}: {text:?}"
+            );
+        }
+    }
+}
+
 /// Compares every string of the corpus (both parse modes) and the special ids.
 fn check_full(name: &str, tok: &Tokenizer, fx: &Value) {
+    check_direct_equals_hf(name, tok);
     let corpus = corpus();
     let expected = fx["ids"].as_array().expect("ids");
     assert_eq!(
@@ -207,6 +225,7 @@ fn smollm2_vocab_under_each_pre_tokenizer_matches_llama_cpp() {
         meta.set("tokenizer.ggml.pre", GgufValue::String(pre.to_string()));
         let tok = Tokenizer::from_metadata(&meta).unwrap_or_else(|e| panic!("{pre}: {e}"));
         check_special(pre, &tok, &fx["special"]);
+        check_direct_equals_hf(pre, &tok);
         let hashes = fx["hashes"].as_array().expect("hashes");
         assert_eq!(hashes.len(), corpus.len());
         let mut bad = 0;
