@@ -211,7 +211,7 @@ pub(crate) enum Direct {
     /// Split with each regex in turn, map bytes to GPT-2 characters, merge.
     Bpe {
         regexes: Vec<fancy_regex::Regex>,
-        byte_chars: [char; 256],
+        byte_chars: Box<[char; 256]>,
     },
     /// Write spaces as `▁` (and prefix one), merge the whole fragment.
     Spm { add_space_prefix: bool },
@@ -243,7 +243,7 @@ impl Direct {
                     .map(|r| fancy_regex::Regex::new(r))
                     .collect::<std::result::Result<Vec<_>, _>>()
                     .map_err(|e| TokenizerError::hf("pre-tokenizer regex", e))?;
-                let mut byte_chars = ['\0'; 256];
+                let mut byte_chars = Box::new(['\0'; 256]);
                 for (b, c) in byte_chars.iter_mut().enumerate() {
                     *c = byte_to_char(b as u8);
                 }
