@@ -38,8 +38,9 @@
 //!    per tile and the next dots find it in L1; the tile's activations
 //!    (sized to about 128 KiB) stay in L2 across the block's rows. With one
 //!    token this is a plain matrix-vector product streaming the weights.
-//!    Where the type has a tile kernel ([`kernels::legacy::dot_tile`]), 4
-//!    rows × 2 tokens go through it at once; otherwise one dot per pair.
+//!    Where the type has a tile kernel ([`kernels::legacy::dot_tile`],
+//!    [`kernels::float::dot_tile`]), 4 rows × 2 tokens go through it at
+//!    once; otherwise one dot per pair.
 //! 4. `mul_mat_id` groups the (token, slot) pairs by expert (a counting
 //!    sort), then runs step 3 on each selected expert's matrix with its
 //!    tokens only; experts nobody selected are never read.
@@ -145,7 +146,8 @@ impl Kernel {
         }
         Ok(Kernel {
             dot: e.at(level),
-            tile: kernels::legacy::dot_tile(t, level),
+            tile: kernels::legacy::dot_tile(t, level)
+                .or_else(|| kernels::float::dot_tile(t, level)),
             act: e.act,
             w_row,
             a_row,

@@ -462,21 +462,36 @@ fn simd_activation_quantizers_write_the_reference_bytes() {
     }
 }
 
-/// The tile kernels against their scalar twins (the type's scalar dot per
-/// pair), for every tile shape up to 4 rows × 2 activations.
+/// The tile kernels (32-value block and float families) against their
+/// scalar twins (the type's scalar dot per pair), for every tile shape up
+/// to 4 rows × 2 activations.
 #[test]
 fn tile_kernels_match_the_scalar_dot_of_every_pair() {
-    use tessera_quant::kernels::legacy::{dot_tile, TILE_ACTS, TILE_ROWS};
+    use tessera_quant::kernels::legacy::{DotTile, TILE_ACTS, TILE_ROWS};
+    type TileOf = fn(GgmlType, SimdLevel) -> Option<DotTile>;
+    let families: [(&[DotEntry], TileOf); 2] = [
+        (kernels::legacy::DOTS, kernels::legacy::dot_tile),
+        (kernels::float::DOTS, kernels::float::dot_tile),
+    ];
     let mut rng = Rng(21);
     let mut failures = Vec::new();
     let mut checked = 0;
-    for e in kernels::legacy::DOTS {
+    for (e, dot_tile) in families
+        .iter()
+        .flat_map(|(dots, f)| dots.iter().map(move |e| (e, *f)))
+    {
         for level in SimdLevel::available() {
             let Some(tile) = dot_tile(e.weight, level) else {
                 continue;
             };
-            for n in [32, 7 * 32, 4096] {
-                let nb = n / 32;
+            let bs = e.weight.block_size() as usize;
+            let lengths: &[usize] = if bs == 1 {
+                &[5, 37, 4099]
+            } else {
+                &[32, 7 * 32, 4096]
+            };
+            for &n in lengths {
+                let nb = n / bs;
                 let ws: Vec<Vec<u8>> = (0..TILE_ROWS)
                     .map(|i| {
                         if i % 2 == 0 {

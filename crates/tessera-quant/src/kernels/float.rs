@@ -25,7 +25,8 @@
 //! until `tests/kernels.rs` has passed on an AVX-512 machine (it runs every
 //! entry of [`AVX512_UNTESTED`] against its scalar twin when the CPU allows).
 
-use super::{DotEntry, VecDot};
+use super::legacy::{DotTile, TILE_ACTS, TILE_ROWS};
+use super::{DotEntry, SimdLevel, VecDot};
 use crate::GgmlType;
 
 /// The kernels of this family.
@@ -75,6 +76,45 @@ const AVX2_F32: Option<VecDot> = None;
 const AVX2_F16: Option<VecDot> = None;
 #[cfg(not(target_arch = "x86_64"))]
 const AVX2_BF16: Option<VecDot> = None;
+
+/// The tile kernel of float weight type `t` at `level`, if there is one
+/// (AVX2: F32, F16, BF16): up to [`TILE_ROWS`] weight rows × [`TILE_ACTS`]
+/// activation rows per pass (see [`DotTile`]), each activation vector loaded
+/// once for all rows, the next tile's rows prefetched. Its scalar twin is
+/// the type's scalar dot per pair.
+pub fn dot_tile(t: GgmlType, level: SimdLevel) -> Option<DotTile> {
+    #[cfg(target_arch = "x86_64")]
+    if level >= SimdLevel::Avx2 {
+        return match t {
+            GgmlType::F32 => Some(x86::tile_f32),
+            GgmlType::F16 => Some(x86::tile_f16),
+            GgmlType::BF16 => Some(x86::tile_bf16),
+            _ => None,
+        };
+    }
+    let _ = (t, level);
+    None
+}
+
+/// Checks a tile's shapes (as [`super::legacy::DotTile`] documents).
+#[cfg(target_arch = "x86_64")]
+fn check_tile(name: &str, n: usize, elem: usize, w: &[&[u8]], a: &[&[u8]], out: &[f32]) {
+    assert!(
+        (1..=TILE_ROWS).contains(&w.len()) && (1..=TILE_ACTS).contains(&a.len()),
+        "{name} tile: {} rows × {} activations (at most {TILE_ROWS} × {TILE_ACTS})",
+        w.len(),
+        a.len()
+    );
+    assert!(
+        out.len() >= w.len() * a.len(),
+        "{name} tile: output too short"
+    );
+    for &wr in w {
+        for &ar in a {
+            check(name, n, elem, wr, ar);
+        }
+    }
+}
 
 /// Panics unless `w` and `a` hold `n` values of `elem` bytes each.
 #[inline]
@@ -307,6 +347,145 @@ mod x86 {
             sum
         }
     }
+
+    // ---- Tiles: up to 4 weight rows × 2 activation rows per pass ----
+
+    /// 8 values of a float type at element `i` of `p`, as f32.
+    trait Load {
+        const ELEM: usize;
+        unsafe fn load8(p: *const u8, i: usize) -> __m256;
+        fn one(b: &[u8], i: usize) -> f32;
+    }
+
+    struct LF32;
+    impl Load for LF32 {
+        const ELEM: usize = 4;
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn load8(p: *const u8, i: usize) -> __m256 {
+            // SAFETY: the caller guarantees 8 values at i.
+            unsafe { _mm256_loadu_ps(p.cast::<f32>().add(i)) }
+        }
+        fn one(b: &[u8], i: usize) -> f32 {
+            f32_at(b, i)
+        }
+    }
+
+    struct LF16;
+    impl Load for LF16 {
+        const ELEM: usize = 2;
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn load8(p: *const u8, i: usize) -> __m256 {
+            // SAFETY: the caller guarantees 8 values at i.
+            unsafe { load_f16x8(p.cast::<u16>().add(i)) }
+        }
+        fn one(b: &[u8], i: usize) -> f32 {
+            half::f16::from_bits(u16_at(b, i)).to_f32()
+        }
+    }
+
+    struct LBf16;
+    impl Load for LBf16 {
+        const ELEM: usize = 2;
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn load8(p: *const u8, i: usize) -> __m256 {
+            // SAFETY: the caller guarantees 8 values at i.
+            unsafe { load_bf16x8(p.cast::<u16>().add(i)) }
+        }
+        fn one(b: &[u8], i: usize) -> f32 {
+            f32::from_bits(u32::from(u16_at(b, i)) << 16)
+        }
+    }
+
+    /// The tile body: 8 values per step, one accumulator per pair, the
+    /// values past the last multiple of 8 in scalar f32.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn tile<L: Load, const R: usize, const C: usize>(
+        n: usize,
+        w: [&[u8]; R],
+        a: [&[u8]; C],
+    ) -> [[f32; R]; C] {
+        let mut acc = [[_mm256_setzero_ps(); R]; C];
+        let wp = w.map(|r| r.as_ptr());
+        let ap = a.map(|r| r.as_ptr());
+        // The next tile's rows, at the same column (see legacy's tiles).
+        let ahead = R * n * L::ELEM;
+        let mut i = 0;
+        while i + 8 <= n {
+            // SAFETY: i + 8 <= n values in every row.
+            unsafe {
+                let y: [__m256; C] = std::array::from_fn(|c| L::load8(ap[c], i));
+                for r in 0..R {
+                    if (i * L::ELEM) % 64 == 0 {
+                        _mm_prefetch::<_MM_HINT_T0>(wp[r].wrapping_add(ahead + i * L::ELEM).cast());
+                    }
+                    let x = L::load8(wp[r], i);
+                    for c in 0..C {
+                        acc[c][r] = _mm256_fmadd_ps(x, y[c], acc[c][r]);
+                    }
+                }
+            }
+            i += 8;
+        }
+        let mut out = [[0f32; R]; C];
+        for c in 0..C {
+            for r in 0..R {
+                let mut s = hsum_ps(acc[c][r]);
+                for j in i..n {
+                    s += L::one(w[r], j) * L::one(a[c], j);
+                }
+                out[c][r] = s;
+            }
+        }
+        out
+    }
+
+    macro_rules! float_tile_fn {
+        ($name:ident, $L:ty, $tname:literal, $scalar:ident) => {
+            pub(super) fn $name(n: usize, w: &[&[u8]], a: &[&[u8]], out: &mut [f32]) {
+                check_tile($tname, n, <$L>::ELEM, w, a, out);
+                if !has_avx2() {
+                    for (c, ar) in a.iter().enumerate() {
+                        for (r, wr) in w.iter().enumerate() {
+                            out[c * w.len() + r] = $scalar(n, wr, ar);
+                        }
+                    }
+                    return;
+                }
+                fn run<const R: usize, const C: usize>(
+                    n: usize,
+                    w: &[&[u8]],
+                    a: &[&[u8]],
+                    out: &mut [f32],
+                ) {
+                    let wr: [&[u8]; R] = std::array::from_fn(|r| w[r]);
+                    let ar: [&[u8]; C] = std::array::from_fn(|c| a[c]);
+                    // SAFETY: shapes checked by check_tile, features by has_avx2.
+                    let res = unsafe { tile::<$L, R, C>(n, wr, ar) };
+                    for c in 0..C {
+                        out[c * R..(c + 1) * R].copy_from_slice(&res[c]);
+                    }
+                }
+                match (w.len(), a.len()) {
+                    (1, 1) => run::<1, 1>(n, w, a, out),
+                    (2, 1) => run::<2, 1>(n, w, a, out),
+                    (3, 1) => run::<3, 1>(n, w, a, out),
+                    (4, 1) => run::<4, 1>(n, w, a, out),
+                    (1, 2) => run::<1, 2>(n, w, a, out),
+                    (2, 2) => run::<2, 2>(n, w, a, out),
+                    (3, 2) => run::<3, 2>(n, w, a, out),
+                    _ => run::<4, 2>(n, w, a, out),
+                }
+            }
+        };
+    }
+
+    float_tile_fn!(tile_f32, LF32, "F32", vec_dot_f32_scalar);
+    float_tile_fn!(tile_f16, LF16, "F16", vec_dot_f16_scalar);
+    float_tile_fn!(tile_bf16, LBf16, "BF16", vec_dot_bf16_scalar);
 
     // ---- AVX-512F (compiles, untested: see the module docs) ----
 
