@@ -237,12 +237,13 @@ impl Direct {
                 let pre = vocab.pre.as_ref().ok_or_else(|| {
                     TokenizerError::BadVocab("a BPE vocabulary without pre-tokenizer".into())
                 })?;
-                let regexes = pre
-                    .regexes
-                    .iter()
-                    .map(|r| fancy_regex::Regex::new(r))
-                    .collect::<std::result::Result<Vec<_>, _>>()
-                    .map_err(|e| TokenizerError::hf("pre-tokenizer regex", e))?;
+                let mut regexes = Vec::with_capacity(pre.regexes.len());
+                for r in &pre.regexes {
+                    regexes.push(
+                        fancy_regex::Regex::new(r)
+                            .map_err(|e| TokenizerError::hf("pre-tokenizer regex", e))?,
+                    );
+                }
                 let mut byte_chars = Box::new(['\0'; 256]);
                 for (b, c) in byte_chars.iter_mut().enumerate() {
                     *c = byte_to_char(b as u8);
@@ -273,7 +274,8 @@ impl Direct {
                 regexes,
                 byte_chars,
             } => {
-                let mut pieces = vec![0..text.len()];
+                let mut pieces = Vec::with_capacity(text.len() / 4 + 1);
+                pieces.push(0..text.len());
                 let mut next = Vec::with_capacity(text.len() / 4 + 1);
                 for re in regexes {
                     next.clear();
