@@ -49,11 +49,16 @@ for model in SmolLM2-135M-Instruct.Q4_1.gguf gemma-3-270m-q4_k_m.gguf; do
   s=$(date +%s.%N)
   "$LLAMA_BIN/llama-tokenize" -m "$m" -f "$text" --ids --no-escape --log-disable >"$tmp/llama.ids"
   e=$(date +%s.%N)
-  echo "llama-tokenize: $(python3 -c "print(f'{$e-$s:.3f}')") s wall, $(tail -1 "$tmp/llama.ids" | tr ',' '\n' | wc -l) tokens"
+  printf x >"$tmp/one.txt"
+  s1=$(date +%s.%N)
+  "$LLAMA_BIN/llama-tokenize" -m "$m" -f "$tmp/one.txt" --ids --no-escape --log-disable >/dev/null
+  e1=$(date +%s.%N)
+  echo "llama-tokenize: $(python3 -c "print(f'{$e-$s:.3f}')") s wall, $(tail -1 "$tmp/llama.ids" | tr ',' '\n' | wc -l) tokens;" \
+    "on a 1-byte text $(python3 -c "print(f'{$e1-$s1:.3f}')") s (load), so encoding ~$(python3 -c "print(f'{($e-$s)-($e1-$s1):.3f}')") s"
   s=$(date +%s.%N)
   "$tessera" tokenize -m "$m" -f "$text" --ids --no-escape >"$tmp/tessera.ids"
   e=$(date +%s.%N)
-  echo "tessera tokenize: $(python3 -c "print(f'{$e-$s:.3f}')") s wall"
+  echo "tessera tokenize: $(python3 -c "print(f'{$e-$s:.3f}')") s wall (load + encode + print)"
   if cmp -s <(tail -1 "$tmp/llama.ids") "$tmp/tessera.ids"; then
     echo "ids: identical"
   else

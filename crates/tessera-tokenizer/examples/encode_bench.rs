@@ -23,7 +23,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let t0 = Instant::now();
     let tok = Tokenizer::from_gguf(&args[1])?;
     let load = t0.elapsed();
-    eprintln!("merges in the BPE model: {}", tok.hf_merges());
     let opts = EncodeOptions {
         add_special: tok.add_bos(),
         parse_special: true,
@@ -37,8 +36,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let mb = text.len() as f64 / 1e6;
     println!(
-        "load {:.3} s; encode {:.3} MB in {:.3} s = {:.2} MB/s, {} tokens = {:.0} tokens/s",
+        "load {:.3} s ({} BPE merges); encode {:.3} MB in {:.3} s = {:.2} MB/s, {} tokens = {:.0} tokens/s",
         load.as_secs_f64(),
+        tok.hf_merges(),
         mb,
         best,
         mb / best,

@@ -12,16 +12,28 @@
 //! ```
 //!
 //! - [`Tokenizer`] reads the vocabulary stored in a GGUF file
-//!   (`tokenizer.ggml.*`) and encodes text to the ids llama.cpp gives:
-//!   byte-level BPE (`gpt2`, with the pre-tokenizer regexes of
-//!   `tokenizer.ggml.pre`) and SentencePiece (`llama`). The merging itself
-//!   runs in Hugging Face's `tokenizers` crate; tessera reproduces what
-//!   llama.cpp does around it (special-token splitting, BOS/EOS, token
-//!   attributes). Module [`hf`](crate::Tokenizer::hf) docs explain the mapping.
+//!   (`tokenizer.ggml.*`) and encodes text to exactly the ids llama.cpp
+//!   gives. Byte-level BPE (`gpt2`) splits text with llama.cpp's regexes for
+//!   the file's `tokenizer.ggml.pre` ([`supported_pre_tokenizers`]; an unknown
+//!   name is an error) and merges with the GGUF merges; SentencePiece
+//!   (`llama`, e.g. Gemma 3) is Hugging Face BPE with byte fallback and one
+//!   merge per way of writing a token as two tokens, ranked by score — the
+//!   same algorithm as llama.cpp's score-driven bigram merging. The merging
+//!   itself is the `tokenizers` crate's ([`Tokenizer::hf`] is the whole
+//!   pipeline); tessera reproduces what llama.cpp does around it: the token
+//!   attributes it derives at load time, cutting special tokens out of the
+//!   text first (control tokens only with `parse_special`, user-defined ones
+//!   always), BOS/EOS, the newline and end-of-generation ids.
 //! - [`StreamDecoder`] turns ids back into text one token at a time without
-//!   ever emitting a broken UTF-8 character.
-//! - [`ChatTemplates`] renders `tokenizer.chat_template` with minijinja and
-//!   the Python-compatible extras Hugging Face templates rely on.
+//!   ever emitting a broken UTF-8 character; [`Tokenizer::decode`] is
+//!   llama.cpp's `llama_detokenize`.
+//! - [`ChatTemplates`] renders `tokenizer.chat_template` (and named
+//!   alternatives) with minijinja and the Python-compatible extras Hugging
+//!   Face templates rely on, with a documented fallback for models without one.
+//!
+//! Parity with llama.cpp is checked by the tests against fixtures written by
+//! `scripts/make-tokenizer-fixtures.py` (`llama-tokenize` over a corpus of
+//! several hundred strings, `llama-server --jinja` for chat templates).
 //!
 //! Modules: `vocab` (llama.cpp's vocabulary loading rules), `pre`
 //! (`tokenizer.ggml.pre` → regexes), `partition` (special-token splitting),

@@ -382,6 +382,13 @@ fn clean_spaces(text: &mut Vec<u8>) {
 mod tests {
     use super::*;
 
+    #[test]
+    fn tokenizer_and_templates_are_shareable_across_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Tokenizer>();
+        send_sync::<crate::ChatTemplates>();
+    }
+
     fn clean(s: &str) -> String {
         let mut v = s.as_bytes().to_vec();
         clean_spaces(&mut v);
