@@ -73,6 +73,9 @@ pub fn run(args: &Args) -> Result<()> {
     let path = models::resolve(args.model.as_deref())?;
     let tok = Tokenizer::from_gguf(&path)
         .with_context(|| format!("cannot load the tokenizer of {}", path.display()))?;
+    for w in tok.warnings() {
+        eprintln!("warning: {w}");
+    }
     let ids = tok.encode(
         &text,
         EncodeOptions {

@@ -322,6 +322,26 @@ impl Tokenizer {
     pub fn dropped_merges(&self) -> usize {
         self.report.dropped_merges
     }
+
+    /// What llama.cpp would warn about when loading this vocabulary and
+    /// what tessera could not express (empty for a well-formed file).
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        if self.vocab.kind == VocabKind::Bpe && !self.vocab.pre_given {
+            w.push(
+                "tokenizer.ggml.pre is missing: using llama.cpp's 'default' pre-tokenizer \
+                 (llama.cpp warns that generation quality will be degraded)"
+                    .to_string(),
+            );
+        }
+        if self.report.dropped_merges > 0 {
+            w.push(format!(
+                "{} BPE merges whose parts or result are not tokens were left out",
+                self.report.dropped_merges
+            ));
+        }
+        w
+    }
 }
 
 /// llama.cpp's `clean_spaces` pass over detokenized text: no space before

@@ -157,6 +157,8 @@ pub(crate) struct Vocab {
     pub kind: VocabKind,
     pub model: String,
     pub pre: Option<PreSpec>,
+    /// Whether `tokenizer.ggml.pre` is in the file.
+    pub pre_given: bool,
     pub tokens: Vec<String>,
     pub scores: Vec<f32>,
     pub attrs: Vec<TokenAttr>,
@@ -570,6 +572,7 @@ impl Vocab {
             kind,
             model,
             pre,
+            pre_given: pre_name.is_some(),
             tokens,
             scores,
             attrs,

@@ -175,6 +175,7 @@ fn smollm2_matches_llama_cpp() {
     };
     let tok = Tokenizer::from_gguf(&path).expect("tokenizer");
     assert_eq!(tok.dropped_merges(), 0);
+    assert!(tok.warnings().is_empty(), "{:?}", tok.warnings());
     check_full("smollm2 (gpt2/smollm)", &tok, &fixture("smollm2.json"));
 }
 
