@@ -412,7 +412,7 @@ mod x86 {
         let wp = w.map(|r| r.as_ptr());
         let ap = a.map(|r| r.as_ptr());
         // The next tile's rows, at the same column (see legacy's tiles).
-        let ahead = R * n * L::ELEM;
+        let ahead = super::super::legacy::prefetch_ahead_bytes(R * n * L::ELEM);
         let mut i = 0;
         while i + 8 <= n {
             // SAFETY: i + 8 <= n values in every row.

@@ -196,6 +196,13 @@ pub fn dot_tile(t: GgmlType, level: SimdLevel) -> Option<DotTile> {
     None
 }
 
+/// How far ahead of a tile of `tile_bytes` (its rows' bytes) the tile
+/// kernels prefetch: whole tiles, at least 8 KiB.
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn prefetch_ahead_bytes(tile_bytes: usize) -> usize {
+    x86::prefetch_ahead(tile_bytes)
+}
+
 /// Checks a tile's shapes; returns the number of blocks.
 fn check_tile(
     name: &str,
@@ -905,8 +912,17 @@ mod x86 {
         )
     }
 
-    /// How many tiles ahead the tile kernels prefetch weights.
-    const PREFETCH_TILES: usize = 1;
+    /// The tile kernels prefetch whole tiles ahead, at least this many bytes.
+    pub(super) const PREFETCH_BYTES: usize = 8192;
+
+    /// Bytes from a tile's rows to the rows to prefetch: whole tiles of
+    /// `tile_bytes`, at least [`PREFETCH_BYTES`] ahead (short rows make short
+    /// tiles, and one tile ahead would leave the loads too little time).
+    #[inline]
+    pub(super) fn prefetch_ahead(tile_bytes: usize) -> usize {
+        let tile_bytes = tile_bytes.max(1);
+        PREFETCH_BYTES.div_ceil(tile_bytes) * tile_bytes
+    }
 
     /// Four f16 (in the low 64 bits) → four f32.
     #[inline]
@@ -1134,7 +1150,7 @@ mod x86 {
         // hardware prefetcher only sees short interleaved streams (one per
         // row) and restarts at every tile. Rows that are not consecutive
         // just waste the hint (a prefetch never faults).
-        let ahead = PREFETCH_TILES * R * nb * T::W;
+        let ahead = prefetch_ahead(R * nb * T::W);
         let mut ib = 0;
         if T::PAIR {
             // Lane r of a scale vector is block ib of row r, lane 4 + r block ib + 1.
