@@ -25,6 +25,9 @@
 //! until `tests/kernels.rs` has passed on an AVX-512 machine (it runs every
 //! entry of [`AVX512_UNTESTED`] against its scalar twin when the CPU allows).
 
+// Offsets, checks and imports used only by the x86-64 variants.
+#![cfg_attr(not(target_arch = "x86_64"), allow(dead_code, unused_imports))]
+
 use super::legacy::{DotTile, TILE_ACTS, TILE_ROWS};
 use super::{DotEntry, SimdLevel, VecDot};
 use crate::GgmlType;

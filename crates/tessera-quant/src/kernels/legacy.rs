@@ -33,6 +33,9 @@
 //! selects them until `tests/kernels.rs` (which runs them against their
 //! scalar twins whenever the CPU has AVX-512 F/BW) has passed on such a CPU.
 
+// Offsets, checks and imports used only by the x86-64 variants.
+#![cfg_attr(not(target_arch = "x86_64"), allow(dead_code, unused_imports))]
+
 use std::mem::{offset_of, size_of};
 
 use super::{DotEntry, SimdLevel, VecDot};
