@@ -6,16 +6,24 @@
 //!   has `n - 1` workers, and `run` does tasks itself while they do.
 //! - Tasks are claimed dynamically (an atomic counter), so a thread that the
 //!   OS preempts delays at most the task it holds; the others take the rest.
-//!   This is what keeps the pool fast when the machine is oversubscribed:
-//!   throughput drops with the cores taken, it does not collapse waiting for
-//!   a descheduled thread's fixed share.
+//! - `run` returns when every *task* is done, not when every worker has
+//!   checked in: a worker that wakes late finds the job closed and leaves it
+//!   alone. This is what keeps the pool fast when the machine is
+//!   oversubscribed: throughput drops with the cores taken, it does not
+//!   collapse waiting for a descheduled thread.
 //! - Idle workers spin briefly (ops come back to back during decode), then
 //!   yield, then sleep on a condition variable, so a busy neighbour process
 //!   gets the cores back.
+//!
+//! Protocol: one atomic `state` holds the job's generation (high 32 bits), a
+//! closed flag and the number of workers inside the job. A worker enters
+//! with a compare-and-swap that succeeds only for the current, open job; the
+//! caller, once all tasks are done, closes the job and waits only for the
+//! workers inside it, which have nothing left to claim.
 
 use std::cell::UnsafeCell;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::*};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::*};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -23,8 +31,17 @@ use std::time::{Duration, Instant};
 /// How long an idle worker polls for the next job before it sleeps.
 const SPIN: Duration = Duration::from_micros(200);
 
+/// `state` bit: the current job takes no new workers.
+const CLOSED: u64 = 1 << 31;
+/// `state` bits: workers inside the current job.
+const ACTIVE: u64 = CLOSED - 1;
+
+fn generation(state: u64) -> u64 {
+    state >> 32
+}
+
 /// A job: a task function and its task count. The function pointer's lifetime
-/// is erased; `run` does not return before every worker is done with it.
+/// is erased; `run` does not return before every worker inside the job left.
 #[derive(Clone, Copy)]
 struct Job {
     f: *const (dyn Fn(usize) + Sync),
@@ -32,12 +49,11 @@ struct Job {
 }
 
 struct Shared {
-    /// Bumped (SeqCst) for every job and for shutdown.
-    generation: AtomicUsize,
+    /// Generation << 32 | CLOSED | workers inside.
+    state: AtomicU64,
     job: UnsafeCell<Job>,
     next_task: AtomicUsize,
-    /// Workers still busy with the current job.
-    busy: AtomicUsize,
+    done_tasks: AtomicUsize,
     shutdown: AtomicBool,
     panicked: Mutex<Option<Box<dyn std::any::Any + Send>>>,
     sleepers: AtomicUsize,
@@ -45,9 +61,11 @@ struct Shared {
     wake: Condvar,
 }
 
-// SAFETY: `job` is written only by the thread holding `ThreadPool::caller`
-// while no worker reads it (before the generation bump, after all workers
-// reported done), and read by workers only between those two points.
+// SAFETY: `job` is written only by the thread holding `ThreadPool::caller`,
+// while the previous job is closed with no worker inside and before the new
+// generation is published; workers read it only after entering the job (a
+// successful compare-and-swap on `state` for that generation), and the job
+// stays unchanged until the last of them has left.
 unsafe impl Sync for Shared {}
 unsafe impl Send for Shared {}
 
@@ -66,13 +84,13 @@ impl ThreadPool {
         let n_workers = n_threads.max(1) - 1;
         let noop: &'static (dyn Fn(usize) + Sync) = &noop;
         let shared = Arc::new(Shared {
-            generation: AtomicUsize::new(0),
+            state: AtomicU64::new(CLOSED),
             job: UnsafeCell::new(Job {
                 f: noop,
                 n_tasks: 0,
             }),
             next_task: AtomicUsize::new(0),
-            busy: AtomicUsize::new(0),
+            done_tasks: AtomicUsize::new(0),
             shutdown: AtomicBool::new(false),
             panicked: Mutex::new(None),
             sleepers: AtomicUsize::new(0),
@@ -118,8 +136,8 @@ impl ThreadPool {
         let _guard = self.caller.lock().unwrap_or_else(|e| e.into_inner());
         let s = &*self.shared;
         let f: &(dyn Fn(usize) + Sync) = &f;
-        // SAFETY: see `Shared`; workers are idle (busy == 0) here, and `f`
-        // outlives its use because we wait for busy == 0 before returning.
+        // SAFETY: see `Shared`: the previous job is closed and empty, and `f`
+        // outlives its use because we wait for the workers inside to leave.
         unsafe {
             *s.job.get() = Job {
                 f: std::mem::transmute::<
@@ -130,18 +148,18 @@ impl ThreadPool {
             };
         }
         s.next_task.store(0, Relaxed);
-        s.busy.store(self.workers.len(), SeqCst);
-        s.generation.fetch_add(1, SeqCst);
+        s.done_tasks.store(0, Relaxed);
+        let gen = generation(s.state.load(Relaxed)) + 1;
+        s.state.store(gen << 32, SeqCst);
         if s.sleepers.load(SeqCst) > 0 {
             let _l = s.sleep_lock.lock().unwrap_or_else(|e| e.into_inner());
             s.wake.notify_all();
         }
 
-        let mine = catch_unwind(AssertUnwindSafe(|| claim_tasks(s, f, n_tasks)));
-        wait_until(|| s.busy.load(Acquire) == 0);
-        if let Err(p) = mine {
-            resume_unwind(p);
-        }
+        claim_tasks(s, f, n_tasks);
+        wait_until(|| s.done_tasks.load(Acquire) == n_tasks);
+        s.state.fetch_or(CLOSED, SeqCst);
+        wait_until(|| s.state.load(Acquire) & ACTIVE == 0);
         if let Some(p) = s.panicked.lock().unwrap_or_else(|e| e.into_inner()).take() {
             resume_unwind(p);
         }
@@ -171,13 +189,19 @@ pub fn chunk_size(n: usize, min_chunk: usize, threads: usize) -> usize {
     n.div_ceil(threads * 4).max(min_chunk).max(1)
 }
 
+/// Claims and runs tasks until none is left. Every claimed task is counted
+/// done, even one that panicked (its panic is kept for the caller).
 fn claim_tasks(s: &Shared, f: &(dyn Fn(usize) + Sync), n_tasks: usize) {
     loop {
         let t = s.next_task.fetch_add(1, Relaxed);
         if t >= n_tasks {
             return;
         }
-        f(t);
+        if let Err(p) = catch_unwind(AssertUnwindSafe(|| f(t))) {
+            let mut slot = s.panicked.lock().unwrap_or_else(|e| e.into_inner());
+            slot.get_or_insert(p);
+        }
+        s.done_tasks.fetch_add(1, Release);
     }
 }
 
@@ -194,6 +218,20 @@ fn wait_until(done: impl Fn() -> bool) {
     }
 }
 
+/// Enters the job of generation `gen` if it is still open.
+fn try_enter(s: &Shared, gen: u64) -> bool {
+    let mut cur = s.state.load(SeqCst);
+    loop {
+        if generation(cur) != gen || cur & CLOSED != 0 {
+            return false;
+        }
+        match s.state.compare_exchange_weak(cur, cur + 1, SeqCst, SeqCst) {
+            Ok(_) => return true,
+            Err(now) => cur = now,
+        }
+    }
+}
+
 fn worker(s: &Shared) {
     // Generation 0 is the pool's start: a job posted before this thread got
     // here is still seen as new.
@@ -202,10 +240,7 @@ fn worker(s: &Shared) {
         // Wait for a new generation: spin, then yield, then sleep.
         let start = Instant::now();
         let mut spins = 0u32;
-        loop {
-            if s.generation.load(SeqCst) != seen {
-                break;
-            }
+        while generation(s.state.load(SeqCst)) == seen && !s.shutdown.load(Relaxed) {
             if start.elapsed() < SPIN {
                 std::hint::spin_loop();
                 spins += 1;
@@ -216,23 +251,23 @@ fn worker(s: &Shared) {
             }
             let mut lock = s.sleep_lock.lock().unwrap_or_else(|e| e.into_inner());
             s.sleepers.fetch_add(1, SeqCst);
-            while s.generation.load(SeqCst) == seen {
+            while generation(s.state.load(SeqCst)) == seen && !s.shutdown.load(SeqCst) {
                 lock = s.wake.wait(lock).unwrap_or_else(|e| e.into_inner());
             }
             s.sleepers.fetch_sub(1, SeqCst);
-            break;
         }
-        seen = s.generation.load(SeqCst);
         if s.shutdown.load(SeqCst) {
             return;
         }
-        // SAFETY: see `Shared`: the job is fixed until we decrement `busy`.
+        seen = generation(s.state.load(SeqCst));
+        if !try_enter(s, seen) {
+            continue; // finished or superseded before we got here
+        }
+        // SAFETY: see `Shared`: the job is fixed while we are inside it.
         let job = unsafe { *s.job.get() };
         let f = unsafe { &*job.f };
-        if let Err(p) = catch_unwind(AssertUnwindSafe(|| claim_tasks(s, f, job.n_tasks))) {
-            *s.panicked.lock().unwrap_or_else(|e| e.into_inner()) = Some(p);
-        }
-        s.busy.fetch_sub(1, Release);
+        claim_tasks(s, f, job.n_tasks);
+        s.state.fetch_sub(1, Release);
     }
 }
 
@@ -240,7 +275,6 @@ impl Drop for ThreadPool {
     fn drop(&mut self) {
         let s = &*self.shared;
         s.shutdown.store(true, SeqCst);
-        s.generation.fetch_add(1, SeqCst);
         {
             let _l = s.sleep_lock.lock().unwrap_or_else(|e| e.into_inner());
             s.wake.notify_all();
