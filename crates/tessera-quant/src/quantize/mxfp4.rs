@@ -6,20 +6,10 @@
 //! levels by absolute error, the first one on ties.
 
 use crate::blocks::{BlockMxfp4, QK};
+use crate::dequant::legacy::e8m0_to_f32_half;
 
 /// The 16 FP4 (E2M1) levels, doubled (`kvalues_mxfp4`); index 8 is -0.
 pub const KVALUES_MXFP4: [i8; 16] = [0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12];
-
-/// Half of the E8M0 value `2^(e - 127)`, which matches the doubled levels
-/// (ggml's `ggml_e8m0_to_fp32_half`; `e < 2` gives subnormals).
-fn e8m0_to_f32_half(e: u8) -> f32 {
-    let bits = if e < 2 {
-        0x0020_0000u32 << e
-    } else {
-        u32::from(e - 1) << 23
-    };
-    f32::from_bits(bits)
-}
 
 fn best_index(x: f32, d: f32) -> u8 {
     let mut best = 0;
@@ -90,8 +80,8 @@ mod tests {
 
     #[test]
     fn e8m0_half_covers_subnormals() {
-        assert_eq!(e8m0_to_f32_half(0), 2f32.powi(-128));
-        assert_eq!(e8m0_to_f32_half(1), 2f32.powi(-127));
+        assert_eq!(e8m0_to_f32_half(0), f32::from_bits(1 << 21));
+        assert_eq!(e8m0_to_f32_half(1), f32::from_bits(1 << 22));
         assert_eq!(e8m0_to_f32_half(127), 0.5);
         assert_eq!(e8m0_to_f32_half(254), 2f32.powi(126));
     }
