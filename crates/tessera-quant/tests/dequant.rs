@@ -28,6 +28,7 @@ use tessera_gguf::GgufModel;
 use tessera_quant::blocks::*;
 use tessera_quant::{dequantize, GgmlType, QuantError};
 use tessera_testkit::env;
+use tessera_testkit::rng::SplitMix64 as Rng;
 
 /// Every type tessera dequantizes.
 const TYPES: &[GgmlType] = &[
@@ -65,41 +66,6 @@ const NOT_IN_GGUF_PY: &[GgmlType] = &[GgmlType::Q8_1, GgmlType::Q8_K];
 
 // ---------------------------------------------------------------- data
 
-/// SplitMix64: a small seeded generator, enough for test data.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn fill(&mut self, buf: &mut [u8]) {
-        for chunk in buf.chunks_mut(8) {
-            let r = self.next().to_le_bytes();
-            chunk.copy_from_slice(&r[..chunk.len()]);
-        }
-    }
-
-    /// A uniform value in [0, 1).
-    fn unit(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 24) as f32
-    }
-
-    /// A random finite half float (any sign, exponent and mantissa, subnormals included).
-    fn finite_f16(&mut self) -> [u8; 2] {
-        loop {
-            let h = self.next() as u16;
-            if h & 0x7c00 != 0x7c00 {
-                return h.to_le_bytes();
-            }
-        }
-    }
-}
-
 /// Byte offsets, within a block, of the half-float scale fields of `t`.
 fn f16_fields(t: GgmlType) -> Vec<usize> {
     use GgmlType as T;
@@ -133,9 +99,9 @@ fn f16_fields(t: GgmlType) -> Vec<usize> {
 /// F16/BF16/F32 stay fully random, NaNs and infinities included.
 fn random_blocks(t: GgmlType, n: usize, seed: u64) -> Vec<u8> {
     let ts = t.type_size() as usize;
-    let mut rng = Rng(seed ^ (u64::from(t.id()) << 32));
+    let mut rng = Rng::new(seed ^ (u64::from(t.id()) << 32));
     let mut bytes = vec![0u8; n * ts];
-    rng.fill(&mut bytes);
+    rng.fill_bytes(&mut bytes);
     for block in bytes.chunks_exact_mut(ts) {
         for off in f16_fields(t) {
             block[off..off + 2].copy_from_slice(&rng.finite_f16());
@@ -145,7 +111,7 @@ fn random_blocks(t: GgmlType, n: usize, seed: u64) -> Vec<u8> {
                 // `d` is an f32: a random finite one.
                 let mut d = f32::NAN;
                 while !d.is_finite() {
-                    d = f32::from_bits(rng.next() as u32);
+                    d = f32::from_bits(rng.next_u64() as u32);
                 }
                 block[..4].copy_from_slice(&d.to_le_bytes());
             }
@@ -163,7 +129,7 @@ fn random_blocks(t: GgmlType, n: usize, seed: u64) -> Vec<u8> {
                     if d & 0x7c00 != 0x7c00 {
                         break;
                     }
-                    rng.fill(&mut block[sc..sc + 8]);
+                    rng.fill_bytes(&mut block[sc..sc + 8]);
                 }
             }
             _ => {}
@@ -176,7 +142,7 @@ fn random_blocks(t: GgmlType, n: usize, seed: u64) -> Vec<u8> {
 /// per-row scale over six orders of magnitude, a few outliers, one zero
 /// row and one constant row.
 fn synthetic_f32(rows: usize, n_per_row: usize, seed: u64) -> Vec<f32> {
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let mut v = Vec::with_capacity(rows * n_per_row);
     for r in 0..rows {
         let scale = 10f32.powf(-4.0 + 6.0 * r as f32 / rows as f32);
@@ -768,5 +734,22 @@ fn unsupported_types_are_an_error() {
             tessera_quant::info(t).to_f32.is_some(),
             "{t:?} is not registered"
         );
+    }
+}
+
+/// Test-data helpers on top of the shared generator.
+trait RngExt {
+    /// A random finite half float (any sign, exponent and mantissa, subnormals included).
+    fn finite_f16(&mut self) -> [u8; 2];
+}
+
+impl RngExt for Rng {
+    fn finite_f16(&mut self) -> [u8; 2] {
+        loop {
+            let h = self.next_u64() as u16;
+            if h & 0x7c00 != 0x7c00 {
+                return h.to_le_bytes();
+            }
+        }
     }
 }

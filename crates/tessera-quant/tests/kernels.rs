@@ -26,6 +26,7 @@
 
 use tessera_quant::kernels::{self, DotEntry, SimdLevel, VecDot};
 use tessera_quant::{dequantize, info, quantize, GgmlType};
+use tessera_testkit::rng::SplitMix64 as Rng;
 
 /// Named tolerance, SIMD variant vs scalar twin, relative to `mag`.
 fn simd_tolerance(t: GgmlType) -> f64 {
@@ -49,32 +50,19 @@ fn ground_tolerance(t: GgmlType) -> f64 {
 /// Absolute floor added to every tolerance (rows whose dot is ~0).
 const ABS_FLOOR: f64 = 1e-30;
 
-/// SplitMix64.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    /// Uniform in [-1, 1).
-    fn unit(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-    }
-}
-
 /// Random values, 32 at a time with a magnitude in 1e-2..10; in rows of at
 /// least 8 × 32 values the second 32 are zeros.
 fn random_row(rng: &mut Rng, n: usize) -> Vec<f32> {
     let mut x = Vec::with_capacity(n);
     while x.len() < n {
-        let scale = 10f32.powf(rng.unit() * 1.5 - 0.5);
+        let scale = 10f32.powf(rng.next_signed_unit() * 1.5 - 0.5);
         let zero = n >= 256 && x.len() == 32;
         for _ in 0..32.min(n - x.len()) {
-            x.push(if zero { 0.0 } else { rng.unit() * scale });
+            x.push(if zero {
+                0.0
+            } else {
+                rng.next_signed_unit() * scale
+            });
         }
     }
     x
@@ -111,7 +99,7 @@ fn make(t: GgmlType, x: &[f32]) -> Option<Vec<u8>> {
 /// its exponent bytes limited to 2^±16 instead.
 fn random_weight_bytes(rng: &mut Rng, t: GgmlType, nb: usize) -> Vec<u8> {
     let ts = t.type_size() as usize;
-    let mut b: Vec<u8> = (0..nb * ts).map(|_| rng.next() as u8).collect();
+    let mut b: Vec<u8> = (0..nb * ts).map(|_| rng.next_u64() as u8).collect();
     match t {
         GgmlType::MXFP4 => {
             for blk in b.chunks_exact_mut(ts) {
@@ -120,7 +108,7 @@ fn random_weight_bytes(rng: &mut Rng, t: GgmlType, nb: usize) -> Vec<u8> {
         }
         GgmlType::F32 => {
             // Random f32 bits would be NaN/Inf: use values instead.
-            let v: Vec<f32> = (0..nb).map(|_| rng.unit()).collect();
+            let v: Vec<f32> = (0..nb).map(|_| rng.next_signed_unit()).collect();
             b = bytemuck::cast_slice(&v).to_vec();
         }
         _ => {
@@ -181,7 +169,7 @@ struct Case {
 }
 
 fn cases(e: &DotEntry, seed: u64) -> Vec<Case> {
-    let mut rng = Rng(seed ^ (e.weight as u64).wrapping_mul(0x1234_5678_9abc_def1));
+    let mut rng = Rng::new(seed ^ (e.weight as u64).wrapping_mul(0x1234_5678_9abc_def1));
     let mut out = Vec::new();
     for n in lengths(e.weight) {
         let nb = n / e.weight.block_size() as usize;
@@ -421,7 +409,7 @@ fn quantizer_rows() -> Vec<Vec<f32>> {
     inf[3] = f32::INFINITY;
     inf[40] = f32::NEG_INFINITY;
     rows.push(inf);
-    let mut rng = Rng(11);
+    let mut rng = Rng::new(11);
     for n in [32, 96, 4096] {
         rows.push(random_row(&mut rng, n));
     }
@@ -473,7 +461,7 @@ fn tile_kernels_match_the_scalar_dot_of_every_pair() {
         (kernels::legacy::DOTS, kernels::legacy::dot_tile),
         (kernels::float::DOTS, kernels::float::dot_tile),
     ];
-    let mut rng = Rng(21);
+    let mut rng = Rng::new(21);
     let mut failures = Vec::new();
     let mut checked = 0;
     for (e, dot_tile) in families

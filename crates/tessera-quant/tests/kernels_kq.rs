@@ -22,6 +22,7 @@ use tessera_quant::blocks::*;
 use tessera_quant::kernels::{dot_entry, DotEntry, SimdLevel};
 use tessera_quant::quantize::quantize_row_q8_K;
 use tessera_quant::{dequantize, GgmlType, QuantError};
+use tessera_testkit::rng::SplitMix64 as Rng;
 
 /// Tolerances of one weight type, relative to `Σ |w_i · a_i|`.
 struct Tol {
@@ -72,42 +73,6 @@ const ROW_BLOCKS: &[usize] = &[1, 2, 3, 7, 16];
 
 // ---------------------------------------------------------------- data
 
-/// SplitMix64: a small seeded generator, enough for test data.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Rng(seed)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn fill(&mut self, buf: &mut [u8]) {
-        for chunk in buf.chunks_mut(8) {
-            let r = self.next().to_le_bytes();
-            chunk.copy_from_slice(&r[..chunk.len()]);
-        }
-    }
-
-    /// Uniform in [-1, 1).
-    fn signed_unit(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-    }
-
-    /// A finite half float of random sign, magnitude in [2^-12, 2).
-    fn scale_f16(&mut self) -> f16 {
-        let mag = (1.0 + self.signed_unit().abs()) * 2f32.powi(-((self.next() % 13) as i32));
-        let sign = if self.next() & 1 == 0 { 1.0 } else { -1.0 };
-        f16::from_f32(sign * mag)
-    }
-}
-
 /// Byte offsets, within a block, of the half-float scale fields of `t`.
 fn f16_fields(t: GgmlType) -> Vec<usize> {
     use GgmlType as T;
@@ -153,7 +118,7 @@ fn random_weights(t: GgmlType, nb: usize, seed: u64) -> Vec<u8> {
     let ts = t.type_size() as usize;
     let mut rng = Rng::new(seed ^ (u64::from(t.id()) << 40));
     let mut bytes = vec![0u8; nb * ts];
-    rng.fill(&mut bytes);
+    rng.fill_bytes(&mut bytes);
     for block in bytes.chunks_exact_mut(ts) {
         set_scales(t, block, &mut rng);
     }
@@ -183,8 +148,8 @@ fn random_activations(nb: usize, seed: u64) -> Vec<BlockQ8K> {
     let mut rng = Rng::new(seed);
     let mut x = Vec::with_capacity(nb * QK_K);
     for _ in 0..nb {
-        let scale = 2f32.powi((rng.next() % 9) as i32 - 4);
-        x.extend((0..QK_K).map(|_| scale * rng.signed_unit()));
+        let scale = 2f32.powi((rng.next_u64() % 9) as i32 - 4);
+        x.extend((0..QK_K).map(|_| scale * rng.next_signed_unit()));
     }
     q8k(&x)
 }
@@ -444,4 +409,19 @@ fn a_partial_super_block_is_a_caller_bug() {
     let w = random_weights(GgmlType::Q4_K, 1, 1);
     let a = random_activations(1, 2);
     (entry(GgmlType::Q4_K).scalar)(200, &w, bytemuck::cast_slice(&a));
+}
+
+/// Test-data helpers on top of the shared generator.
+trait RngExt {
+    /// A finite half float of random sign, magnitude in [2^-12, 2).
+    fn scale_f16(&mut self) -> f16;
+}
+
+impl RngExt for Rng {
+    fn scale_f16(&mut self) -> f16 {
+        let mag =
+            (1.0 + self.next_signed_unit().abs()) * 2f32.powi(-((self.next_u64() % 13) as i32));
+        let sign = if self.next_u64() & 1 == 0 { 1.0 } else { -1.0 };
+        f16::from_f32(sign * mag)
+    }
 }

@@ -20,6 +20,7 @@ use tessera_quant::kernels::{self, DotEntry, SimdLevel};
 use tessera_quant::matmul::{self, Experts, MatmulCtx, Matrix};
 use tessera_quant::pool::ThreadPool;
 use tessera_quant::{dequantize, quantize, GgmlType, QuantError};
+use tessera_testkit::rng::SplitMix64 as Rng;
 
 /// Named tolerance: driver output vs the f64 reference on the same
 /// converted activations, relative to `Σ|w·a|`.
@@ -48,30 +49,12 @@ fn act_error_bound(act: GgmlType, v: f32, amax: f32) -> f64 {
     }
 }
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn unit(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
 fn random_values(rng: &mut Rng, n: usize) -> Vec<f32> {
     let mut x = Vec::with_capacity(n);
     while x.len() < n {
-        let scale = 10f32.powf(rng.unit() - 0.5);
+        let scale = 10f32.powf(rng.next_signed_unit() - 0.5);
         for _ in 0..32.min(n - x.len()) {
-            x.push(rng.unit() * scale);
+            x.push(rng.next_signed_unit() * scale);
         }
     }
     x
@@ -109,7 +92,7 @@ fn weights(rng: &mut Rng, t: GgmlType, rows: usize, cols: usize) -> Vec<u8> {
     let n = rows * cols / t.block_size() as usize * t.type_size() as usize;
     (0..n)
         .map(|i| {
-            let b = rng.next() as u8;
+            let b = rng.next_u64() as u8;
             if i % 2 == 1 {
                 b & !0x40
             } else {
@@ -208,7 +191,7 @@ fn matmul_matches_the_f64_reference_for_every_type_level_and_thread_count() {
     let mut skipped = Vec::new();
     let mut checked = 0;
     for e in entries() {
-        let mut rng = Rng(0xc0ffee ^ e.weight as u64);
+        let mut rng = Rng::new(0xc0ffee ^ e.weight as u64);
         for cols in col_counts(e.weight) {
             for rows in [5, 7, 13, 32, 67] {
                 let w = weights(&mut rng, e.weight, rows, cols);
@@ -275,7 +258,7 @@ fn wide_rows_split_into_token_tiles_and_row_blocks() {
             eprintln!("skipped: {t} has no kernel yet");
             continue;
         };
-        let mut rng = Rng(7 ^ t as u64);
+        let mut rng = Rng::new(7 ^ t as u64);
         let (rows, cols, n_tokens) = (67, 8192, 17);
         let w = weights(&mut rng, t, rows, cols);
         let wf = to_f32(t, &w, rows * cols).unwrap();
@@ -313,7 +296,7 @@ fn mul_mat_id_equals_one_matmul_per_selected_expert() {
             eprintln!("skipped: {t} has no kernel yet");
             continue;
         }
-        let mut rng = Rng(99 ^ t as u64);
+        let mut rng = Rng::new(99 ^ t as u64);
         let (n_expert, rows, cols, n_used) = (6, 13, 2 * 256, 2);
         let w = weights(&mut rng, t, n_expert * rows, cols);
         let per_expert = w.len() / n_expert;
@@ -515,7 +498,7 @@ fn allocs() -> usize {
 
 #[test]
 fn a_repeated_matmul_allocates_nothing() {
-    let mut rng = Rng(5);
+    let mut rng = Rng::new(5);
     let (rows, cols) = (64, 512);
     for t in [
         GgmlType::Q4_0,

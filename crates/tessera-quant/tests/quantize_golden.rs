@@ -18,6 +18,7 @@ use std::sync::OnceLock;
 use tessera_quant::blocks::BlockIq4Nl;
 use tessera_quant::GgmlType;
 use tessera_testkit::env;
+use tessera_testkit::rng::SplitMix64 as Rng;
 
 const N_PER_ROW: usize = 4096;
 /// Rows of input: 12288 super-blocks in release (the CI profile), a quarter
@@ -51,34 +52,6 @@ fn harness() -> Option<&'static Path> {
         }
     })
     .as_deref()
-}
-
-/// splitmix64: small, seeded, reproducible.
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    /// Uniform in [0, 1).
-    fn unit(&mut self) -> f32 {
-        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
-    }
-    fn uniform(&mut self, lo: f32, hi: f32) -> f32 {
-        lo + (hi - lo) * self.unit()
-    }
-    fn normal(&mut self) -> f32 {
-        let u1 = (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
-        let u2 = (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
-        ((-2.0 * (1.0 - u1).ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n as u64) as usize
-    }
 }
 
 /// The kinds of data a run of values is drawn from.
@@ -163,7 +136,7 @@ fn fill(rng: &mut Rng, kind: &str, out: &mut [f32]) {
 fn inputs() -> &'static (Vec<f32>, Vec<&'static str>) {
     static DATA: OnceLock<(Vec<f32>, Vec<&'static str>)> = OnceLock::new();
     DATA.get_or_init(|| {
-        let mut rng = Rng(0x7e55_e4a0_0001);
+        let mut rng = Rng::new(0x7e55_e4a0_0001);
         let mut x = vec![0f32; N_PER_ROW * NROWS];
         let mut kinds = Vec::with_capacity(x.len() / 32);
         for (c, sb) in x.chunks_exact_mut(256).enumerate() {
@@ -351,4 +324,16 @@ fn iq4_match_ggml() {
 #[test]
 fn mxfp4_matches_ggml() {
     check(&[case(GgmlType::MXFP4, "chunk")]);
+}
+
+/// Test-data helpers on top of the shared generator.
+trait RngExt {
+    /// Uniform in `[lo, hi)`.
+    fn uniform(&mut self, lo: f32, hi: f32) -> f32;
+}
+
+impl RngExt for Rng {
+    fn uniform(&mut self, lo: f32, hi: f32) -> f32 {
+        lo + (hi - lo) * self.unit()
+    }
 }

@@ -1,37 +1,11 @@
-//! Seeded weight values and their encoding: a SplitMix64 generator (no
-//! dependency, stable across platforms and releases), the per-tensor stream
-//! derivation. (F16 tensors are encoded with the `half` crate.)
+//! Seeded weight values: the per-tensor stream derivation over
+//! [`crate::rng::SplitMix64`]. (F16 tensors are encoded with the `half` crate.)
 //!
 //! Each tensor draws from its own stream, seeded from the model seed and the
 //! tensor's name, so a tensor's values depend only on (seed, name, shape,
 //! init): adding a layer or an expert leaves every other tensor unchanged.
 
-/// SplitMix64 (Steele, Lea, Flood 2014): tiny, fast, and good enough for
-/// test weights. Not for cryptography.
-#[derive(Clone, Debug)]
-pub struct SplitMix64(u64);
-
-impl SplitMix64 {
-    /// A generator whose first output is determined by `seed`.
-    pub fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `[-1, 1)`, from the top 24 bits (exact in f32).
-    pub fn next_signed_unit(&mut self) -> f32 {
-        let bits = (self.next_u64() >> 40) as u32; // 24 bits
-        (bits as f32) * (2.0 / (1u32 << 24) as f32) - 1.0
-    }
-}
+pub use crate::rng::SplitMix64;
 
 /// FNV-1a of `s`: mixes the tensor name into its stream seed.
 fn fnv1a(s: &str) -> u64 {
@@ -83,14 +57,6 @@ impl Init {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn splitmix_reference_values() {
-        // First outputs of SplitMix64 seeded with 0 (reference implementation).
-        let mut r = SplitMix64::new(0);
-        assert_eq!(r.next_u64(), 0xE220_A839_7B1D_CDAF);
-        assert_eq!(r.next_u64(), 0x6E78_9E6A_A1B9_65F4);
-    }
 
     #[test]
     fn streams_differ_by_name_and_seed() {
