@@ -188,11 +188,7 @@ mod x86 {
     use super::*;
     use std::arch::x86_64::*;
 
-    fn has_avx2() -> bool {
-        is_x86_feature_detected!("avx2")
-            && is_x86_feature_detected!("fma")
-            && is_x86_feature_detected!("f16c")
-    }
+    use crate::kernels::{has_avx2, store_tile, tile_by_dots, tile_shape};
 
     fn has_avx512() -> bool {
         is_x86_feature_detected!("avx512f")
@@ -451,12 +447,7 @@ mod x86 {
             pub(super) fn $name(n: usize, w: &[&[u8]], a: &[&[u8]], out: &mut [f32]) {
                 check_tile($tname, n, <$L>::ELEM, w, a, out);
                 if !has_avx2() {
-                    for (c, ar) in a.iter().enumerate() {
-                        for (r, wr) in w.iter().enumerate() {
-                            out[c * w.len() + r] = $scalar(n, wr, ar);
-                        }
-                    }
-                    return;
+                    return tile_by_dots(n, w, a, out, $scalar);
                 }
                 fn run<const R: usize, const C: usize>(
                     n: usize,
@@ -467,21 +458,9 @@ mod x86 {
                     let wr: [&[u8]; R] = std::array::from_fn(|r| w[r]);
                     let ar: [&[u8]; C] = std::array::from_fn(|c| a[c]);
                     // SAFETY: shapes checked by check_tile, features by has_avx2.
-                    let res = unsafe { tile::<$L, R, C>(n, wr, ar) };
-                    for c in 0..C {
-                        out[c * R..(c + 1) * R].copy_from_slice(&res[c]);
-                    }
+                    store_tile(&unsafe { tile::<$L, R, C>(n, wr, ar) }, out);
                 }
-                match (w.len(), a.len()) {
-                    (1, 1) => run::<1, 1>(n, w, a, out),
-                    (2, 1) => run::<2, 1>(n, w, a, out),
-                    (3, 1) => run::<3, 1>(n, w, a, out),
-                    (4, 1) => run::<4, 1>(n, w, a, out),
-                    (1, 2) => run::<1, 2>(n, w, a, out),
-                    (2, 2) => run::<2, 2>(n, w, a, out),
-                    (3, 2) => run::<3, 2>(n, w, a, out),
-                    _ => run::<4, 2>(n, w, a, out),
-                }
+                tile_shape!(w.len(), a.len(), run(n, w, a, out))
             }
         };
     }

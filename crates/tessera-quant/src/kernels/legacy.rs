@@ -440,11 +440,8 @@ mod x86 {
     use half::f16;
     use std::arch::x86_64::*;
 
-    pub(super) fn has_avx2() -> bool {
-        is_x86_feature_detected!("avx2")
-            && is_x86_feature_detected!("fma")
-            && is_x86_feature_detected!("f16c")
-    }
+    pub(super) use crate::kernels::has_avx2;
+    use crate::kernels::{store_tile, tile_by_dots, tile_shape};
 
     fn has_avx512() -> bool {
         is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw")
@@ -1305,12 +1302,7 @@ mod x86 {
             fn $name(n: usize, w: &[&[u8]], a: &[&[u8]], out: &mut [f32]) {
                 let nb = check_tile($tname, n, w, <$T>::W, a, <$T>::A, out);
                 if !has_avx2() {
-                    for (c, ar) in a.iter().enumerate() {
-                        for (r, wr) in w.iter().enumerate() {
-                            out[c * w.len() + r] = $scalar(n, wr, ar);
-                        }
-                    }
-                    return;
+                    return tile_by_dots(n, w, a, out, $scalar);
                 }
                 fn run<const R: usize, const C: usize>(
                     nb: usize,
@@ -1321,21 +1313,9 @@ mod x86 {
                     let wp: [*const u8; R] = std::array::from_fn(|r| w[r].as_ptr());
                     let ap: [*const u8; C] = std::array::from_fn(|c| a[c].as_ptr());
                     // SAFETY: shapes checked by check_tile, features by has_avx2.
-                    let res = unsafe { tile::<$T, R, C>(nb, wp, ap) };
-                    for c in 0..C {
-                        out[c * R..(c + 1) * R].copy_from_slice(&res[c]);
-                    }
+                    store_tile(&unsafe { tile::<$T, R, C>(nb, wp, ap) }, out);
                 }
-                match (w.len(), a.len()) {
-                    (1, 1) => run::<1, 1>(nb, w, a, out),
-                    (2, 1) => run::<2, 1>(nb, w, a, out),
-                    (3, 1) => run::<3, 1>(nb, w, a, out),
-                    (4, 1) => run::<4, 1>(nb, w, a, out),
-                    (1, 2) => run::<1, 2>(nb, w, a, out),
-                    (2, 2) => run::<2, 2>(nb, w, a, out),
-                    (3, 2) => run::<3, 2>(nb, w, a, out),
-                    _ => run::<4, 2>(nb, w, a, out),
-                }
+                tile_shape!(w.len(), a.len(), run(nb, w, a, out))
             }
         };
     }

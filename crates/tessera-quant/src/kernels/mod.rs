@@ -36,9 +36,7 @@ impl SimdLevel {
     pub fn detect() -> SimdLevel {
         #[cfg(target_arch = "x86_64")]
         {
-            let avx2 = is_x86_feature_detected!("avx2")
-                && is_x86_feature_detected!("fma")
-                && is_x86_feature_detected!("f16c");
+            let avx2 = has_avx2();
             let avx512 = avx2
                 && is_x86_feature_detected!("avx512f")
                 && is_x86_feature_detected!("avx512bw")
@@ -71,6 +69,55 @@ impl SimdLevel {
         }
     }
 }
+
+/// Whether the CPU has what the AVX2 kernels use (AVX2, FMA, F16C); a
+/// cached bit test, cheap enough to ask in every kernel entry point.
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn has_avx2() -> bool {
+    is_x86_feature_detected!("avx2")
+        && is_x86_feature_detected!("fma")
+        && is_x86_feature_detected!("f16c")
+}
+
+/// A tile computed one dot at a time: `out[c * w.len() + r] = dot(w[r], a[c])`.
+/// The fallback of the tile kernels when the CPU lacks their SIMD level.
+pub(crate) fn tile_by_dots(n: usize, w: &[&[u8]], a: &[&[u8]], out: &mut [f32], dot: VecDot) {
+    for (c, ar) in a.iter().enumerate() {
+        for (r, wr) in w.iter().enumerate() {
+            out[c * w.len() + r] = dot(n, wr, ar);
+        }
+    }
+}
+
+/// Copies a tile result `res[c][r]` (C activation rows × R weight rows) to
+/// `out[c * R + r]`.
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn store_tile<const R: usize, const C: usize>(res: &[[f32; R]; C], out: &mut [f32]) {
+    for (c, row) in res.iter().enumerate() {
+        out[c * R..(c + 1) * R].copy_from_slice(row);
+    }
+}
+
+/// Calls `$run::<R, C>($args…)` for a tile of `$r` weight rows (1–4) and `$c`
+/// activation rows (1–2), the shapes the tile kernels are instantiated for;
+/// the caller has checked the shape.
+#[cfg(target_arch = "x86_64")]
+macro_rules! tile_shape {
+    ($r:expr, $c:expr, $run:ident($($arg:expr),*)) => {
+        match ($r, $c) {
+            (1, 1) => $run::<1, 1>($($arg),*),
+            (2, 1) => $run::<2, 1>($($arg),*),
+            (3, 1) => $run::<3, 1>($($arg),*),
+            (4, 1) => $run::<4, 1>($($arg),*),
+            (1, 2) => $run::<1, 2>($($arg),*),
+            (2, 2) => $run::<2, 2>($($arg),*),
+            (3, 2) => $run::<3, 2>($($arg),*),
+            _ => $run::<4, 2>($($arg),*),
+        }
+    };
+}
+#[cfg(target_arch = "x86_64")]
+pub(crate) use tile_shape;
 
 /// The kernels of one weight type.
 #[derive(Clone, Copy, Debug)]

@@ -22,14 +22,8 @@ use half::f16;
 use super::{scalar, scales_mins_k4, scales_q3_k};
 use crate::blocks::{BlockQ2K, BlockQ3K, BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K};
 
-/// Whether this CPU runs the kernels of this module (cached by std; a load
-/// and a test per call).
-#[inline]
-pub(in crate::kernels) fn has_avx2() -> bool {
-    is_x86_feature_detected!("avx2")
-        && is_x86_feature_detected!("fma")
-        && is_x86_feature_detected!("f16c")
-}
+/// Whether this CPU runs the kernels of this module.
+pub(in crate::kernels) use crate::kernels::has_avx2;
 
 /// Defines the table entry `$name`: checks the CPU, views the bytes as
 /// blocks and runs the `#[target_feature]` kernel `$kernel`, or the scalar
