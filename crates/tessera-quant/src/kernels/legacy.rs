@@ -637,8 +637,7 @@ mod x86 {
         |x, y| {
             let d = scale2(rd16(x), rd16(y));
             let (m, s) = f16x2(rd16(x.add(Q5_1_M)), rd16(y.add(Q8_1_S)));
-            let hi = _mm256_and_si256(bits_to_bytes(x.add(Q5_1_QH)), _mm256_set1_epi8(0x10));
-            let qx = _mm256_or_si256(nibbles(x.add(Q5_1_QS)), hi);
+            let qx = five_bits(x, Q5_1_QS, Q5_1_QH);
             let qy = _mm256_loadu_si256(y.add(Q8_1_QS).cast());
             (d, dot_u8i8(qx, qy), m * s)
         }
@@ -912,6 +911,36 @@ mod x86 {
         )
     }
 
+    /// The 5-bit values (0..=31) of a Q5_0/Q5_1 block at `x`: low nibbles at
+    /// `x + qs`, fifth bits at `x + qh`.
+    ///
+    /// # Safety
+    /// A whole block at `x`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn five_bits(x: *const u8, qs: usize, qh: usize) -> __m256i {
+        // SAFETY: the caller's.
+        unsafe {
+            let hi = _mm256_and_si256(bits_to_bytes(x.add(qh)), _mm256_set1_epi8(0x10));
+            _mm256_or_si256(nibbles(x.add(qs)), hi)
+        }
+    }
+
+    /// [`five_bits`] of two blocks, in the halves layout of [`nibbles2`].
+    ///
+    /// # Safety
+    /// Whole blocks at `x0` and `x1`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn five_bits2(x0: *const u8, x1: *const u8, qs: usize, qh: usize) -> (__m256i, __m256i) {
+        // SAFETY: the caller's.
+        unsafe {
+            let (lo, hi) = nibbles2(x0, x1, qs);
+            let (hl, hh) = fifth_bits2(x0, x1, qh);
+            (_mm256_or_si256(lo, hl), _mm256_or_si256(hi, hh))
+        }
+    }
+
     /// The tile kernels prefetch whole tiles ahead, at least this many bytes.
     pub(super) const PREFETCH_BYTES: usize = 8192;
 
@@ -986,21 +1015,14 @@ mod x86 {
         #[target_feature(enable = "avx2,fma,f16c")]
         unsafe fn unpack(x: *const u8) -> __m256i {
             // SAFETY: a whole block at x.
-            unsafe {
-                let hi = _mm256_and_si256(bits_to_bytes(x.add(Q5_0_QH)), _mm256_set1_epi8(0x10));
-                _mm256_or_si256(nibbles(x.add(Q5_0_QS)), hi)
-            }
+            unsafe { five_bits(x, Q5_0_QS, Q5_0_QH) }
         }
         const PAIR: bool = true;
         #[inline]
         #[target_feature(enable = "avx2,fma,f16c")]
         unsafe fn unpack2(x0: *const u8, x1: *const u8) -> (__m256i, __m256i) {
             // SAFETY: whole blocks at x0, x1.
-            unsafe {
-                let (lo, hi) = nibbles2(x0, x1, Q5_0_QS);
-                let (hl, hh) = fifth_bits2(x0, x1, Q5_0_QH);
-                (_mm256_or_si256(lo, hl), _mm256_or_si256(hi, hh))
-            }
+            unsafe { five_bits2(x0, x1, Q5_0_QS, Q5_0_QH) }
         }
     }
 
@@ -1015,21 +1037,14 @@ mod x86 {
         #[target_feature(enable = "avx2,fma,f16c")]
         unsafe fn unpack(x: *const u8) -> __m256i {
             // SAFETY: a whole block at x.
-            unsafe {
-                let hi = _mm256_and_si256(bits_to_bytes(x.add(Q5_1_QH)), _mm256_set1_epi8(0x10));
-                _mm256_or_si256(nibbles(x.add(Q5_1_QS)), hi)
-            }
+            unsafe { five_bits(x, Q5_1_QS, Q5_1_QH) }
         }
         const PAIR: bool = true;
         #[inline]
         #[target_feature(enable = "avx2,fma,f16c")]
         unsafe fn unpack2(x0: *const u8, x1: *const u8) -> (__m256i, __m256i) {
             // SAFETY: whole blocks at x0, x1.
-            unsafe {
-                let (lo, hi) = nibbles2(x0, x1, Q5_1_QS);
-                let (hl, hh) = fifth_bits2(x0, x1, Q5_1_QH);
-                (_mm256_or_si256(lo, hl), _mm256_or_si256(hi, hh))
-            }
+            unsafe { five_bits2(x0, x1, Q5_1_QS, Q5_1_QH) }
         }
     }
 
