@@ -1,0 +1,1 @@
+//! The CPU backend's ops on f32 activations.

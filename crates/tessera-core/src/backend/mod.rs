@@ -1,0 +1,3 @@
+//! Backends: one object per device, chosen at run time.
+
+pub mod cpu;
