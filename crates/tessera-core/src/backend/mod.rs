@@ -1,3 +1,114 @@
-//! Backends: one object per device, chosen at run time.
+//! Backends: one object per device, chosen at run time (trait objects,
+//! never type parameters).
+//!
+//! A backend reports what it is ([`DeviceInfo`]), says which ops it can run
+//! ([`Backend::supports`]), makes weights available on its device
+//! ([`Backend::load_weight`]), allocates buffers ([`Backend::alloc`]) and
+//! computes a segment of a graph ([`Backend::compute`]). The scheduler
+//! decides which nodes go to which backend; the session moves activations
+//! between devices through [`DeviceBuffer::read`] / [`DeviceBuffer::write`].
 
 pub mod cpu;
+pub mod host;
+
+use std::any::Any;
+
+use tessera_gguf::GgmlType;
+
+use crate::error::Result;
+use crate::graph::{Graph, NodeId, Op, StepInputs};
+use crate::kv::KvCache;
+use crate::sched::BufferPlan;
+use crate::weights::Weight;
+
+pub use host::{HostBuffer, HostSlice};
+
+/// What kind of device a backend drives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceKind {
+    /// The CPU (or a subset of its cores).
+    Cpu,
+    /// A discrete or integrated GPU.
+    Gpu,
+}
+
+/// A device as the planner and the user see it.
+#[derive(Clone, Debug)]
+pub struct DeviceInfo {
+    /// `cpu`, `cpu:1`, `cuda:0`, `vulkan:0` ….
+    pub name: String,
+    /// CPU or GPU.
+    pub kind: DeviceKind,
+    /// Memory the device has, bytes.
+    pub total_memory: u64,
+    /// Memory free now, bytes.
+    pub free_memory: u64,
+    /// Estimated memory read bandwidth, GB/s (for the planner's speed model).
+    pub bandwidth_gbs: f64,
+}
+
+/// Memory owned by one device: activations, KV cache.
+pub trait DeviceBuffer: Send {
+    /// Size in bytes.
+    fn len(&self) -> usize;
+    /// Whether the buffer is empty.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Copies `src` into the buffer at byte `offset`.
+    fn write(&mut self, offset: usize, src: &[u8]) -> Result<()>;
+    /// Copies bytes at `offset` into `dst`.
+    fn read(&self, offset: usize, dst: &mut [u8]) -> Result<()>;
+    /// The concrete buffer, for the backend that made it.
+    fn as_any(&self) -> &dyn Any;
+    /// The concrete buffer, mutably.
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+}
+
+/// A weight's data as a backend holds it.
+pub enum WeightData {
+    /// In host memory (for the CPU: the mapped file itself, zero copy).
+    Host(HostSlice),
+    /// In a device's memory, in the backend's own representation.
+    Device(Box<dyn Any + Send + Sync>),
+}
+
+/// One segment of a graph to run on one device.
+pub struct SegmentRun<'a> {
+    /// The whole graph.
+    pub graph: &'a Graph,
+    /// The nodes to run, in order; all assigned to this backend.
+    pub nodes: &'a [NodeId],
+    /// Where each activation lives.
+    pub plan: &'a BufferPlan,
+    /// The model's weights (those read here are on this device).
+    pub weights: &'a [Weight],
+    /// The step's token ids, positions and output rows.
+    pub step: &'a StepInputs<'a>,
+}
+
+/// A device that stores weights and computes graph segments.
+pub trait Backend: Send + Sync {
+    /// Name, kind, memory and bandwidth.
+    fn info(&self) -> DeviceInfo;
+
+    /// Whether this backend can run `op` when its weight inputs have types
+    /// `weight_types` (empty for ops without weights).
+    fn supports(&self, op: &Op, weight_types: &[GgmlType]) -> bool;
+
+    /// Makes a weight whose bytes are in host memory available on this
+    /// device. The CPU keeps the host slice; a GPU uploads it.
+    fn load_weight(&self, name: &str, ggml_type: GgmlType, bytes: HostSlice) -> Result<WeightData>;
+
+    /// A zeroed buffer of `bytes` bytes in this device's memory.
+    fn alloc(&self, bytes: usize) -> Result<Box<dyn DeviceBuffer>>;
+
+    /// Runs `run.nodes` with activations in `work` (laid out by
+    /// `run.plan`) and the KV cache layers of this device in `kv`.
+    fn compute(
+        &self,
+        run: &SegmentRun<'_>,
+        work: &mut dyn DeviceBuffer,
+        kv: &mut KvCache,
+    ) -> Result<()>;
+}

@@ -1,3 +1,406 @@
-//! The CPU backend.
+//! The CPU backend: weights stay in the mapped file (zero copy), activations
+//! live in one [`HostBuffer`] arena laid out by the scheduler, ops run on
+//! the persistent thread pool of `tessera-quant` (work split by rows).
 
 pub mod ops;
+
+use std::sync::{Arc, Mutex};
+
+use tessera_gguf::GgmlType;
+use tessera_quant::matmul::{MatmulCtx, Matrix};
+use tessera_quant::pool::ThreadPool;
+
+use crate::backend::{
+    Backend, DeviceBuffer, DeviceInfo, DeviceKind, HostBuffer, HostSlice, SegmentRun, WeightData,
+};
+use crate::error::{CoreError, Result};
+use crate::graph::{Glu, Op, TensorId, TensorKind, Unary};
+use crate::kv::KvCache;
+
+use ops::{AttnParams, KvView, RopeMode, RopeParams};
+
+/// The CPU as one device.
+pub struct CpuBackend {
+    name: String,
+    pool: Arc<ThreadPool>,
+    matmul: Mutex<MatmulCtx>,
+}
+
+impl CpuBackend {
+    /// A CPU device named `name` computing on `n_threads` threads.
+    pub fn new(name: &str, n_threads: usize) -> CpuBackend {
+        CpuBackend {
+            name: name.into(),
+            pool: Arc::new(ThreadPool::new(n_threads.max(1))),
+            matmul: Mutex::new(MatmulCtx::new()),
+        }
+    }
+
+    /// Threads of the pool.
+    pub fn n_threads(&self) -> usize {
+        self.pool.n_threads()
+    }
+}
+
+fn total_memory() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("MemTotal:"))?;
+            let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kb * 1024)
+        })
+        .unwrap_or(0)
+}
+
+fn available_memory() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("MemAvailable:"))?;
+            let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kb * 1024)
+        })
+        .unwrap_or(0)
+}
+
+impl Backend for CpuBackend {
+    fn info(&self) -> DeviceInfo {
+        DeviceInfo {
+            name: self.name.clone(),
+            kind: DeviceKind::Cpu,
+            total_memory: total_memory(),
+            free_memory: available_memory(),
+            bandwidth_gbs: 20.0,
+        }
+    }
+
+    fn supports(&self, op: &Op, weight_types: &[GgmlType]) -> bool {
+        match op {
+            Op::MatMul { .. } => weight_types
+                .iter()
+                .all(|&t| tessera_quant::kernels::dot_entry(t).is_some()),
+            Op::Embed { .. } => weight_types
+                .iter()
+                .all(|&t| tessera_quant::info(t).to_f32.is_some()),
+            _ => weight_types.iter().all(|&t| t == GgmlType::F32),
+        }
+    }
+
+    fn load_weight(&self, _name: &str, _t: GgmlType, bytes: HostSlice) -> Result<WeightData> {
+        Ok(WeightData::Host(bytes))
+    }
+
+    fn alloc(&self, bytes: usize) -> Result<Box<dyn DeviceBuffer>> {
+        Ok(Box::new(HostBuffer::new(bytes)?))
+    }
+
+    fn compute(
+        &self,
+        run: &SegmentRun<'_>,
+        work: &mut dyn DeviceBuffer,
+        kv: &mut KvCache,
+    ) -> Result<()> {
+        let work = work
+            .as_any_mut()
+            .downcast_mut::<HostBuffer>()
+            .ok_or_else(|| self.err("work buffer is not host memory"))?;
+        let mut mm = self.matmul.lock().unwrap_or_else(|e| e.into_inner());
+        let mut ex = Exec {
+            run,
+            base: work.as_mut_ptr(),
+            len: work.len(),
+            pool: &self.pool,
+            device: &self.name,
+        };
+        for &n in run.nodes {
+            ex.node(n, &mut mm, kv)?;
+        }
+        Ok(())
+    }
+}
+
+impl CpuBackend {
+    fn err(&self, reason: &str) -> CoreError {
+        CoreError::Backend {
+            device: self.name.clone(),
+            reason: reason.into(),
+        }
+    }
+}
+
+fn kv_view(
+    b: &HostBuffer,
+    dtype: ops::KvType,
+    row_stride_bytes: usize,
+    n_kv_head: usize,
+    head_dim: usize,
+) -> KvView<'_> {
+    KvView {
+        data: b.bytes(),
+        dtype,
+        row_stride_bytes,
+        n_kv_head,
+        head_dim,
+    }
+}
+
+/// Runs nodes with their activations in one arena.
+struct Exec<'a> {
+    run: &'a SegmentRun<'a>,
+    base: *mut u8,
+    len: usize,
+    pool: &'a ThreadPool,
+    device: &'a str,
+}
+
+impl Exec<'_> {
+    fn err(&self, reason: String) -> CoreError {
+        CoreError::Backend {
+            device: self.device.into(),
+            reason,
+        }
+    }
+
+    /// Bytes of weight `t`.
+    fn weight(&self, t: TensorId) -> Result<(GgmlType, &[u8], [usize; 3])> {
+        let def = self.run.graph.tensor(t);
+        let TensorKind::Weight(i) = def.kind else {
+            return Err(self.err(format!("{} is not a weight", def.name)));
+        };
+        let w = &self.run.weights[i];
+        let bytes = w
+            .host_bytes()
+            .ok_or_else(|| self.err(format!("weight {} is not in host memory", w.name)))?;
+        Ok((w.ggml_type, bytes, w.shape))
+    }
+
+    /// An F32 weight vector.
+    fn weight_f32(&self, t: TensorId) -> Result<&[f32]> {
+        let (ty, bytes, _) = self.weight(t)?;
+        let name = &self.run.graph.tensor(t).name;
+        if ty != GgmlType::F32 {
+            return Err(self.err(format!("{name} is {ty:?}; this op needs F32")));
+        }
+        bytemuck::try_cast_slice(bytes).map_err(|e| self.err(format!("{name}: {e}")))
+    }
+
+    /// The activation `t` (weights: F32 only) as f32.
+    fn input(&self, t: TensorId) -> Result<&[f32]> {
+        let def = self.run.graph.tensor(t);
+        if let TensorKind::Weight(_) = def.kind {
+            return self.weight_f32(t);
+        }
+        let s = self
+            .run
+            .plan
+            .slot(t)
+            .ok_or_else(|| self.err(format!("{} has no buffer", def.name)))?;
+        if s.offset + def.len() * 4 > self.len {
+            return Err(self.err(format!("{} lies outside the arena", def.name)));
+        }
+        // SAFETY: the range is inside the arena (checked); the planner gives
+        // live tensors disjoint ranges, and the output of the running node
+        // is not one of its inputs, so no `&mut` aliases this slice.
+        Ok(unsafe { std::slice::from_raw_parts(self.base.add(s.offset).cast::<f32>(), def.len()) })
+    }
+
+    /// The output of the running node.
+    fn output(&self, t: TensorId) -> Result<&mut [f32]> {
+        let def = self.run.graph.tensor(t);
+        let s = self
+            .run
+            .plan
+            .slot(t)
+            .ok_or_else(|| self.err(format!("{} has no buffer", def.name)))?;
+        if s.offset + def.len() * 4 > self.len {
+            return Err(self.err(format!("{} lies outside the arena", def.name)));
+        }
+        // SAFETY: as in `input`: disjoint from every live input.
+        Ok(unsafe {
+            std::slice::from_raw_parts_mut(self.base.add(s.offset).cast::<f32>(), def.len())
+        })
+    }
+
+    fn node(&mut self, n: usize, mm: &mut MatmulCtx, kv: &mut KvCache) -> Result<()> {
+        let node = &self.run.graph.nodes[n];
+        let name = || self.run.graph.node_name(n).to_string();
+        let op_err = |source| CoreError::Op {
+            node: name(),
+            source,
+        };
+        let step = self.run.step;
+        let out = self.output(node.out)?;
+        let pool = self.pool;
+        match node.op {
+            Op::Embed { table } => {
+                let (ty, bytes, shape) = self.weight(table)?;
+                ops::get_rows(ty, bytes, shape[2], step.tokens, out).map_err(op_err)?;
+            }
+            Op::MatMul { w, x } => {
+                let (ty, data, [_, rows, cols]) = self.weight(w)?;
+                let m = Matrix {
+                    ggml_type: ty,
+                    data,
+                    rows,
+                    cols,
+                };
+                mm.matmul(pool, &m, self.input(x)?, out)?;
+            }
+            Op::Add { a, b } => {
+                ops::add(pool, self.input(a)?, self.input(b)?, out).map_err(op_err)?
+            }
+            Op::Mul { a, b } => {
+                ops::mul(pool, self.input(a)?, self.input(b)?, out).map_err(op_err)?
+            }
+            Op::Scale { x, s } => ops::scale(pool, self.input(x)?, s, out).map_err(op_err)?,
+            Op::RmsNorm { x, w, group, eps } => {
+                let w = w.map(|w| self.weight_f32(w)).transpose()?;
+                ops::rms_norm(pool, self.input(x)?, out, group, eps, w).map_err(op_err)?;
+            }
+            Op::LayerNorm {
+                x,
+                w,
+                b,
+                group,
+                eps,
+            } => {
+                let w = w.map(|w| self.weight_f32(w)).transpose()?;
+                let b = b.map(|b| self.weight_f32(b)).transpose()?;
+                ops::layer_norm(pool, self.input(x)?, out, group, eps, w, b).map_err(op_err)?;
+            }
+            Op::Rope {
+                x,
+                n_heads,
+                head_dim,
+                cfg,
+            } => {
+                let freq_factors = cfg.freq_factors.map(|f| self.weight_f32(f)).transpose()?;
+                let p = RopeParams {
+                    n_rot: cfg.n_rot,
+                    mode: if cfg.neox {
+                        RopeMode::Neox
+                    } else {
+                        RopeMode::Normal
+                    },
+                    freq_base: cfg.freq_base,
+                    freq_scale: cfg.freq_scale,
+                    ext_factor: cfg.ext_factor,
+                    attn_factor: cfg.attn_factor,
+                    beta_fast: cfg.beta_fast,
+                    beta_slow: cfg.beta_slow,
+                    n_ctx_orig: cfg.n_ctx_orig,
+                    freq_factors,
+                };
+                let n_tokens = self.run.graph.tensor(x).rows();
+                ops::rope(
+                    pool,
+                    self.input(x)?,
+                    out,
+                    n_tokens,
+                    n_heads,
+                    head_dim,
+                    step.pos,
+                    &p,
+                )
+                .map_err(op_err)?;
+            }
+            Op::Attention {
+                q,
+                k,
+                v,
+                layer,
+                cfg,
+            } => {
+                let n_tokens = self.run.graph.tensor(q).rows();
+                let first = *step
+                    .pos
+                    .first()
+                    .ok_or_else(|| self.err("empty step".into()))?
+                    as usize;
+                let l = kv
+                    .layer_mut(layer)
+                    .ok_or_else(|| self.err(format!("no KV cache for layer {layer}")))?;
+                let kb =
+                    l.k.as_any_mut()
+                        .downcast_mut::<HostBuffer>()
+                        .ok_or_else(|| self.err("KV not in host memory".into()))?;
+                ops::kv_store(
+                    self.input(k)?,
+                    kb.bytes_mut(),
+                    l.k_type,
+                    l.k_row_bytes,
+                    first,
+                )
+                .map_err(op_err)?;
+                let vb =
+                    l.v.as_any_mut()
+                        .downcast_mut::<HostBuffer>()
+                        .ok_or_else(|| self.err("KV not in host memory".into()))?;
+                ops::kv_store(
+                    self.input(v)?,
+                    vb.bytes_mut(),
+                    l.v_type,
+                    l.v_row_bytes,
+                    first,
+                )
+                .map_err(op_err)?;
+                let sinks = cfg.sinks.map(|s| self.weight_f32(s)).transpose()?;
+                fn host(buf: &dyn DeviceBuffer) -> Option<&HostBuffer> {
+                    buf.as_any().downcast_ref::<HostBuffer>()
+                }
+                let (kh, vh) = match (host(l.k.as_ref()), host(l.v.as_ref())) {
+                    (Some(k), Some(v)) => (k, v),
+                    _ => return Err(self.err("KV not in host memory".into())),
+                };
+                let p = AttnParams {
+                    n_tokens,
+                    n_head: cfg.n_head,
+                    n_kv_head: cfg.n_head_kv,
+                    head_dim: cfg.head_dim,
+                    n_kv: first + n_tokens,
+                    q_pos: step.pos,
+                    causal: true,
+                    window: cfg.window,
+                    scale: cfg.scale,
+                    softcap: cfg.softcap,
+                    sinks,
+                };
+                let kview = kv_view(kh, l.k_type, l.k_row_bytes, cfg.n_head_kv, cfg.head_dim);
+                let vview = kv_view(vh, l.v_type, l.v_row_bytes, cfg.n_head_kv, cfg.head_dim);
+                ops::attention(pool, self.input(q)?, kview, vview, out, &p).map_err(op_err)?;
+            }
+            Op::Unary { x, f } => {
+                let x = self.input(x)?;
+                match f {
+                    Unary::Silu => ops::silu(pool, x, out),
+                    Unary::Gelu => ops::gelu(pool, x, out),
+                    Unary::GeluErf => ops::gelu_erf(pool, x, out),
+                    Unary::Tanh => ops::tanh(pool, x, out),
+                }
+                .map_err(op_err)?
+            }
+            Op::Glu { gate, up, f } => {
+                let (g, u) = (self.input(gate)?, self.input(up)?);
+                match f {
+                    Glu::SwiGlu => ops::swiglu(pool, g, u, out),
+                    Glu::GeGlu => ops::geglu(pool, g, u, out),
+                }
+                .map_err(op_err)?
+            }
+            Op::SelectRows { x } => {
+                let cols = self.run.graph.tensor(x).cols();
+                let x = self.input(x)?;
+                for (i, &r) in step.out_rows.iter().enumerate() {
+                    let r = r as usize;
+                    let src = x
+                        .get(r * cols..(r + 1) * cols)
+                        .ok_or_else(|| self.err(format!("output row {r} out of range")))?;
+                    out[i * cols..(i + 1) * cols].copy_from_slice(src);
+                }
+            }
+            Op::Copy { .. } => return Err(self.err("copies are run by the session".into())),
+        }
+        Ok(())
+    }
+}

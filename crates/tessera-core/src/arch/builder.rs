@@ -1,0 +1,239 @@
+//! The graph builder the architectures use: looks weights up by name,
+//! names every node per layer (`attn_norm-3`, like llama.cpp's callbacks,
+//! so two runs can be diffed layer by layer) and checks shapes as nodes are
+//! added, so a malformed model fails at load with the tensor's name.
+
+use crate::error::{CoreError, Result};
+use crate::graph::{ActType, Graph, Node, Op, TensorDef, TensorId, TensorKind};
+use crate::weights::Weights;
+
+/// Builds one [`Graph`].
+pub struct Builder<'a> {
+    g: Graph,
+    weights: &'a Weights,
+    layer: Option<usize>,
+}
+
+impl<'a> Builder<'a> {
+    /// A builder for steps of `n_tokens` tokens and `n_out` output rows.
+    pub fn new(weights: &'a Weights, n_tokens: usize, n_out: usize) -> Builder<'a> {
+        Builder {
+            g: Graph {
+                n_tokens,
+                n_out,
+                ..Graph::default()
+            },
+            weights,
+            layer: None,
+        }
+    }
+
+    /// Tokens per step.
+    pub fn n_tokens(&self) -> usize {
+        self.g.n_tokens
+    }
+
+    /// Sets the layer that node names get as suffix (`None`: no suffix).
+    pub fn set_layer(&mut self, layer: Option<usize>) {
+        self.layer = layer;
+    }
+
+    /// The weight `name`, or an error naming it.
+    pub fn weight(&mut self, name: &str) -> Result<TensorId> {
+        self.weight_opt(name).ok_or_else(|| CoreError::Tensor {
+            name: name.into(),
+            reason: "missing from the model".into(),
+        })
+    }
+
+    /// The weight `name`, if the model has it.
+    pub fn weight_opt(&mut self, name: &str) -> Option<TensorId> {
+        let (i, w) = self.weights.get(name)?;
+        if let Some(pos) = self
+            .g
+            .tensors
+            .iter()
+            .position(|t| t.kind == TensorKind::Weight(i))
+        {
+            return Some(TensorId(pos as u32));
+        }
+        Some(self.push(TensorDef {
+            name: name.into(),
+            shape: w.shape,
+            kind: TensorKind::Weight(i),
+        }))
+    }
+
+    /// The weight of layer `il`: `blk.{il}.{base}.weight`.
+    pub fn layer_weight(&mut self, il: usize, base: &str) -> Result<TensorId> {
+        self.weight(&format!("blk.{il}.{base}.weight"))
+    }
+
+    /// The optional weight `blk.{il}.{base}.{suffix}`.
+    pub fn layer_opt(&mut self, il: usize, base: &str, suffix: &str) -> Option<TensorId> {
+        self.weight_opt(&format!("blk.{il}.{base}.{suffix}"))
+    }
+
+    /// Shape `[n_mat, rows, cols]` of `t`.
+    pub fn shape(&self, t: TensorId) -> [usize; 3] {
+        self.g.tensor(t).shape
+    }
+
+    fn name_of(&self, t: TensorId) -> &str {
+        &self.g.tensor(t).name
+    }
+
+    fn push(&mut self, def: TensorDef) -> TensorId {
+        let id = TensorId(self.g.tensors.len() as u32);
+        self.g.tensors.push(def);
+        id
+    }
+
+    fn shape_err(&self, name: &str, reason: String) -> CoreError {
+        CoreError::Tensor {
+            name: name.into(),
+            reason,
+        }
+    }
+
+    /// Adds `op` as node `name` (suffixed with the layer) and returns its output.
+    pub fn op(&mut self, name: &str, op: Op) -> Result<TensorId> {
+        let full = match self.layer {
+            Some(il) => format!("{name}-{il}"),
+            None => name.to_string(),
+        };
+        let (rows, cols) = self.infer(&full, &op)?;
+        let out = self.push(TensorDef {
+            name: full,
+            shape: [1, rows, cols],
+            kind: TensorKind::Act(ActType::F32),
+        });
+        self.g.nodes.push(Node { op, out });
+        Ok(out)
+    }
+
+    /// Output `[rows, cols]` of `op`, checking its inputs.
+    fn infer(&self, name: &str, op: &Op) -> Result<(usize, usize)> {
+        let s = |t: TensorId| self.shape(t);
+        let vector_len = |t: TensorId| {
+            let [m, r, c] = s(t);
+            m * r * c
+        };
+        let same_or_row = |a: TensorId, b: TensorId| -> Result<(usize, usize)> {
+            let (sa, sb) = (s(a), s(b));
+            let ok = sa == sb || (vector_len(b) == sa[2]);
+            if !ok {
+                return Err(self.shape_err(
+                    name,
+                    format!(
+                        "{} {:?} and {} {:?} do not broadcast",
+                        self.name_of(a),
+                        sa,
+                        self.name_of(b),
+                        sb
+                    ),
+                ));
+            }
+            Ok((sa[1], sa[2]))
+        };
+        match *op {
+            Op::Embed { table } => Ok((self.g.n_tokens, s(table)[2])),
+            Op::MatMul { w, x } => {
+                let (sw, sx) = (s(w), s(x));
+                if sw[0] != 1 || sw[2] != sx[2] {
+                    return Err(self.shape_err(
+                        name,
+                        format!(
+                            "weight {} {:?} cannot multiply {} {:?}",
+                            self.name_of(w),
+                            sw,
+                            self.name_of(x),
+                            sx
+                        ),
+                    ));
+                }
+                Ok((sx[1], sw[1]))
+            }
+            Op::Add { a, b } | Op::Mul { a, b } => same_or_row(a, b),
+            Op::Scale { x, .. } | Op::Unary { x, .. } | Op::Copy { x } => Ok((s(x)[1], s(x)[2])),
+            Op::RmsNorm { x, w, group, .. } | Op::LayerNorm { x, w, group, .. } => {
+                if group == 0 || s(x)[2] % group != 0 {
+                    return Err(self.shape_err(
+                        name,
+                        format!("rows of {} are not groups of {group}", s(x)[2]),
+                    ));
+                }
+                if let Some(w) = w {
+                    if vector_len(w) != group {
+                        return Err(self.shape_err(
+                            name,
+                            format!(
+                                "norm weight {} has {} values, not {group}",
+                                self.name_of(w),
+                                vector_len(w)
+                            ),
+                        ));
+                    }
+                }
+                Ok((s(x)[1], s(x)[2]))
+            }
+            Op::Rope {
+                x,
+                n_heads,
+                head_dim,
+                cfg,
+            } => {
+                if s(x)[2] != n_heads * head_dim || cfg.n_rot > head_dim {
+                    return Err(self.shape_err(
+                        name,
+                        format!(
+                            "{:?} is not {n_heads} heads of {head_dim} (rotating {})",
+                            s(x),
+                            cfg.n_rot
+                        ),
+                    ));
+                }
+                Ok((s(x)[1], s(x)[2]))
+            }
+            Op::Attention { q, k, v, cfg, .. } => {
+                let hd = cfg.head_dim;
+                let want = [
+                    (q, cfg.n_head * hd),
+                    (k, cfg.n_head_kv * hd),
+                    (v, cfg.n_head_kv * hd),
+                ];
+                for (t, w) in want {
+                    if s(t)[2] != w || s(t)[1] != s(q)[1] {
+                        return Err(self.shape_err(
+                            name,
+                            format!("{} is {:?}, expected width {w}", self.name_of(t), s(t)),
+                        ));
+                    }
+                }
+                if cfg.n_head_kv == 0 || cfg.n_head % cfg.n_head_kv != 0 {
+                    return Err(self.shape_err(
+                        name,
+                        format!("{} heads over {} kv heads", cfg.n_head, cfg.n_head_kv),
+                    ));
+                }
+                Ok((s(q)[1], cfg.n_head * hd))
+            }
+            Op::Glu { gate, up, .. } => {
+                if s(gate) != s(up) {
+                    return Err(self.shape_err(
+                        name,
+                        format!("gate {:?} and up {:?} differ", s(gate), s(up)),
+                    ));
+                }
+                Ok((s(gate)[1], s(gate)[2]))
+            }
+            Op::SelectRows { x } => Ok((self.g.n_out, s(x)[2])),
+        }
+    }
+
+    /// Finishes the graph with `output` as the step's result.
+    pub fn finish(mut self, output: TensorId) -> Graph {
+        self.g.output = Some(output);
+        self.g
+    }
+}

@@ -1,0 +1,267 @@
+//! Hyperparameters of a model, read once from GGUF metadata into a typed
+//! struct. A missing required key or a value out of range is an error that
+//! names the key; optional keys take llama.cpp's defaults.
+
+use tessera_gguf::{Metadata, Value};
+
+use crate::error::{CoreError, Result};
+
+/// How rotary position frequencies are scaled beyond the training context.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum RopeScaling {
+    /// No scaling.
+    None,
+    /// Positions divided by the factor.
+    Linear,
+    /// YaRN (NTK-by-parts with attention temperature).
+    Yarn,
+}
+
+/// The hyperparameters every supported architecture reads.
+#[derive(Clone, Debug)]
+pub struct HParams {
+    /// `general.architecture`.
+    pub arch: String,
+    /// Vocabulary size (rows of the embedding table).
+    pub n_vocab: usize,
+    /// Context length the model was trained with.
+    pub n_ctx_train: usize,
+    /// Width of the residual stream.
+    pub n_embd: usize,
+    /// Transformer blocks.
+    pub n_layer: usize,
+    /// Query heads.
+    pub n_head: usize,
+    /// Key/value heads (grouped-query attention when fewer than `n_head`).
+    pub n_head_kv: usize,
+    /// Dimension of one key (and query) head.
+    pub head_dim_k: usize,
+    /// Dimension of one value head.
+    pub head_dim_v: usize,
+    /// Hidden width of the feed-forward network.
+    pub n_ff: usize,
+    /// Dimensions rotated by RoPE in each head (partial rotary when < head_dim_k).
+    pub n_rot: usize,
+    /// Epsilon of RMS norms.
+    pub rms_eps: f32,
+    /// Epsilon of layer norms.
+    pub norm_eps: f32,
+    /// RoPE base frequency.
+    pub rope_freq_base: f32,
+    /// RoPE base frequency of sliding-window layers (Gemma 3: 10 000).
+    pub rope_freq_base_swa: f32,
+    /// RoPE frequency scale (1 / scaling factor).
+    pub rope_freq_scale: f32,
+    /// RoPE scaling kind.
+    pub rope_scaling: RopeScaling,
+    /// Context the RoPE scaling refers to.
+    pub n_ctx_orig: usize,
+    /// Sliding-window size, when the model has sliding-window layers.
+    pub n_swa: Option<usize>,
+    /// Per layer: does it use the sliding window?
+    pub swa_layers: Vec<bool>,
+    /// Soft cap of the final logits (0 = none).
+    pub final_logit_softcap: f32,
+    /// Soft cap of attention scores (0 = none).
+    pub attn_logit_softcap: f32,
+    /// Experts per MoE layer (0 = dense).
+    pub n_expert: usize,
+    /// Experts each token uses.
+    pub n_expert_used: usize,
+}
+
+fn bad(key: &str, reason: impl Into<String>) -> CoreError {
+    CoreError::HParam {
+        key: key.into(),
+        reason: reason.into(),
+    }
+}
+
+/// Reads `{arch}.*` keys with defaults and range checks.
+struct Keys<'a> {
+    meta: &'a Metadata,
+    arch: &'a str,
+}
+
+impl Keys<'_> {
+    fn key(&self, suffix: &str) -> String {
+        format!("{}.{suffix}", self.arch)
+    }
+
+    fn opt_u64(&self, suffix: &str) -> Result<Option<u64>> {
+        let key = self.key(suffix);
+        match self.meta.get(&key) {
+            None => Ok(None),
+            Some(Value::Array(_)) => Err(bad(&key, "per-layer values are not supported")),
+            Some(_) => Ok(Some(self.meta.get_u64(&key)?)),
+        }
+    }
+
+    /// A required count in `1..=max`.
+    fn count(&self, suffix: &str, max: u64) -> Result<usize> {
+        let key = self.key(suffix);
+        let v = self
+            .opt_u64(suffix)?
+            .ok_or(tessera_gguf::GgufError::MissingKey { key: key.clone() })?;
+        self.check(&key, v, max)
+    }
+
+    fn count_or(&self, suffix: &str, default: usize, max: u64) -> Result<usize> {
+        match self.opt_u64(suffix)? {
+            Some(v) => self.check(&self.key(suffix), v, max),
+            None => Ok(default),
+        }
+    }
+
+    fn check(&self, key: &str, v: u64, max: u64) -> Result<usize> {
+        if v == 0 || v > max {
+            return Err(bad(key, format!("{v} is outside 1..={max}")));
+        }
+        Ok(v as usize)
+    }
+
+    fn f32_or(&self, suffix: &str, default: f32) -> Result<f32> {
+        let key = self.key(suffix);
+        if self.meta.get(&key).is_none() {
+            return Ok(default);
+        }
+        let v = self.meta.get_f64(&key)? as f32;
+        if !v.is_finite() {
+            return Err(bad(&key, format!("{v} is not finite")));
+        }
+        Ok(v)
+    }
+}
+
+/// Limits that keep a hostile file from asking for absurd allocations.
+const MAX_DIM: u64 = 1 << 20;
+const MAX_LAYERS: u64 = 4096;
+const MAX_HEADS: u64 = 4096;
+
+impl HParams {
+    /// Reads the hyperparameters of `meta`'s architecture.
+    pub fn from_metadata(meta: &Metadata) -> Result<HParams> {
+        let arch = meta.architecture()?.to_string();
+        let k = Keys { meta, arch: &arch };
+        let n_embd = k.count("embedding_length", MAX_DIM)?;
+        let n_layer = k.count("block_count", MAX_LAYERS)?;
+        let n_head = k.count("attention.head_count", MAX_HEADS)?;
+        let n_head_kv = k.count_or("attention.head_count_kv", n_head, MAX_HEADS)?;
+        if !n_head.is_multiple_of(n_head_kv) {
+            return Err(bad(
+                &k.key("attention.head_count_kv"),
+                format!("{n_head} query heads are not a multiple of {n_head_kv} kv heads"),
+            ));
+        }
+        let head_dim_k = k.count_or("attention.key_length", n_embd / n_head, MAX_DIM)?;
+        let head_dim_v = k.count_or("attention.value_length", head_dim_k, MAX_DIM)?;
+        let n_rot = k.count_or("rope.dimension_count", head_dim_k, MAX_DIM)?;
+        if n_rot > head_dim_k || n_rot % 2 != 0 {
+            return Err(bad(
+                &k.key("rope.dimension_count"),
+                format!("{n_rot} is odd or exceeds the head dimension {head_dim_k}"),
+            ));
+        }
+        let n_vocab = match k.opt_u64("vocab_size")? {
+            Some(v) => k.check(&k.key("vocab_size"), v, 1 << 24)?,
+            None => meta
+                .get_array("tokenizer.ggml.tokens")
+                .map_err(|_| {
+                    bad(
+                        "tokenizer.ggml.tokens",
+                        "missing: cannot tell the vocabulary size",
+                    )
+                })?
+                .len(),
+        };
+        let rope_scaling = match meta
+            .get(&k.key("rope.scaling.type"))
+            .and_then(Value::as_str)
+        {
+            None | Some("none") => RopeScaling::None,
+            Some("linear") => RopeScaling::Linear,
+            Some("yarn") => RopeScaling::Yarn,
+            Some(other) => {
+                return Err(bad(
+                    &k.key("rope.scaling.type"),
+                    format!("`{other}` is not supported (none, linear, yarn)"),
+                ))
+            }
+        };
+        let factor = k.f32_or("rope.scaling.factor", k.f32_or("rope.scale_linear", 1.0)?)?;
+        let rope_freq_scale = if rope_scaling == RopeScaling::None || factor == 0.0 {
+            1.0
+        } else {
+            1.0 / factor
+        };
+        let n_ctx_train = k.count_or("context_length", 2048, 1 << 26)?;
+        let n_swa = match k.opt_u64("attention.sliding_window")? {
+            Some(0) | None => None,
+            Some(w) => Some(k.check(&k.key("attention.sliding_window"), w, 1 << 26)?),
+        };
+        let swa_layers = swa_pattern(&k, n_layer, n_swa.is_some())?;
+        Ok(HParams {
+            n_vocab,
+            n_ctx_train,
+            n_embd,
+            n_layer,
+            n_head,
+            n_head_kv,
+            head_dim_k,
+            head_dim_v,
+            n_ff: k.count("feed_forward_length", MAX_DIM * 64)?,
+            n_rot,
+            rms_eps: k.f32_or("attention.layer_norm_rms_epsilon", 1e-5)?,
+            norm_eps: k.f32_or("attention.layer_norm_epsilon", 1e-5)?,
+            rope_freq_base: k.f32_or("rope.freq_base", 10_000.0)?,
+            rope_freq_base_swa: k.f32_or("rope.freq_base_swa", 10_000.0)?,
+            rope_freq_scale,
+            rope_scaling,
+            n_ctx_orig: k.count_or("rope.scaling.original_context_length", n_ctx_train, 1 << 26)?,
+            n_swa,
+            swa_layers,
+            final_logit_softcap: k.f32_or("final_logit_softcapping", 0.0)?,
+            attn_logit_softcap: k.f32_or("attn_logit_softcapping", 0.0)?,
+            n_expert: k.opt_u64("expert_count")?.unwrap_or(0) as usize,
+            n_expert_used: k.opt_u64("expert_used_count")?.unwrap_or(0) as usize,
+            arch,
+        })
+    }
+
+    /// Width of the keys of all kv heads of one token.
+    pub fn n_embd_k_gqa(&self) -> usize {
+        self.head_dim_k * self.n_head_kv
+    }
+
+    /// Width of the values of all kv heads of one token.
+    pub fn n_embd_v_gqa(&self) -> usize {
+        self.head_dim_v * self.n_head_kv
+    }
+}
+
+/// Which layers use the sliding window: llama.cpp's rule (an explicit
+/// per-layer array, or a period `n` where every `n`-th layer is global;
+/// Gemma 3's default period is 6).
+fn swa_pattern(k: &Keys, n_layer: usize, has_swa: bool) -> Result<Vec<bool>> {
+    if !has_swa {
+        return Ok(vec![false; n_layer]);
+    }
+    let key = k.key("attention.sliding_window_pattern");
+    match k.meta.get(&key) {
+        Some(Value::Array(a)) => match a {
+            tessera_gguf::Array::Bool(v) if v.len() == n_layer => Ok(v.clone()),
+            _ => Err(bad(
+                &key,
+                format!("expected {n_layer} bools, found {}", a.type_name()),
+            )),
+        },
+        Some(_) => {
+            let n = k.meta.get_u64(&key)? as usize;
+            Ok((0..n_layer).map(|il| n == 0 || il % n < n - 1).collect())
+        }
+        None => {
+            let n = if k.arch == "gemma3" { 6 } else { 0 };
+            Ok((0..n_layer).map(|il| n == 0 || il % n < n - 1).collect())
+        }
+    }
+}

@@ -1,0 +1,241 @@
+//! A session: one sequence's KV cache and the buffers its steps run in.
+//!
+//! [`Session::eval`] feeds tokens: they are cut into micro-batches of
+//! `n_ubatch` tokens, each runs the graph scheduled for its shape (cached
+//! per shape, so decode builds and plans its graph once), and the logits of
+//! the requested rows come back. Activation arenas grow only when a new,
+//! larger shape first appears; a decode step allocates nothing.
+
+use std::collections::HashMap;
+
+use crate::backend::{DeviceBuffer, SegmentRun};
+use crate::error::{CoreError, Result};
+use crate::graph::{Op, StepInputs};
+use crate::kv::{KvCache, KvShape};
+use crate::model::{Model, SessionParams};
+use crate::sched::Schedule;
+
+/// Which logits an [`Session::eval`] call returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Logits {
+    /// Only the last token's.
+    Last,
+    /// Every token's (perplexity).
+    All,
+}
+
+/// A sequence being evaluated.
+pub struct Session<'m> {
+    model: &'m Model,
+    params: SessionParams,
+    kv: KvCache,
+    schedules: HashMap<(usize, usize), Schedule>,
+    work: Vec<Box<dyn DeviceBuffer>>,
+    staging: Vec<u8>,
+    pos: Vec<i32>,
+    out_rows: Vec<u32>,
+    logits: Vec<f32>,
+    tokens: Vec<u32>,
+}
+
+impl<'m> Session<'m> {
+    pub(crate) fn new(model: &'m Model, params: &SessionParams) -> Result<Session<'m>> {
+        let hp = model.hparams();
+        let mut params = params.clone();
+        if params.n_ctx == 0 {
+            params.n_ctx = hp.n_ctx_train.min(4096);
+        }
+        if params.n_ubatch == 0 || params.n_batch == 0 {
+            return Err(CoreError::Config(
+                "batch and micro-batch sizes must be positive".into(),
+            ));
+        }
+        params.n_ubatch = params.n_ubatch.min(params.n_batch);
+        let shape = KvShape {
+            n_ctx: params.n_ctx,
+            k_width: hp.n_embd_k_gqa(),
+            v_width: hp.n_embd_v_gqa(),
+            k_type: params.type_k,
+            v_type: params.type_v,
+        };
+        let kv = KvCache::new(shape, model.layer_devices(), model.backends())?;
+        let work = model
+            .backends()
+            .iter()
+            .map(|b| b.alloc(0))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Session {
+            model,
+            params,
+            kv,
+            schedules: HashMap::new(),
+            work,
+            staging: Vec::new(),
+            pos: Vec::new(),
+            out_rows: Vec::new(),
+            logits: Vec::new(),
+            tokens: Vec::new(),
+        })
+    }
+
+    /// The model.
+    pub fn model(&self) -> &'m Model {
+        self.model
+    }
+
+    /// Context size.
+    pub fn n_ctx(&self) -> usize {
+        self.kv.n_ctx()
+    }
+
+    /// Tokens evaluated so far (= the next position).
+    pub fn n_past(&self) -> usize {
+        self.kv.n_used()
+    }
+
+    /// The tokens evaluated so far.
+    pub fn tokens(&self) -> &[u32] {
+        &self.tokens
+    }
+
+    /// Bytes of the KV cache.
+    pub fn kv_bytes(&self) -> usize {
+        self.kv.bytes()
+    }
+
+    /// Forgets everything after the first `n` tokens.
+    pub fn truncate(&mut self, n: usize) {
+        self.kv.truncate(n);
+        self.tokens.truncate(self.kv.n_used());
+    }
+
+    /// Forgets every token.
+    pub fn clear(&mut self) {
+        self.truncate(0);
+    }
+
+    /// Evaluates `tokens` after those already in the session and returns
+    /// logits `[rows, n_vocab]`: one row (the last token) or one per token.
+    pub fn eval(&mut self, tokens: &[u32], which: Logits) -> Result<&[f32]> {
+        if tokens.is_empty() {
+            return Err(CoreError::Input(
+                "nothing to evaluate: the token list is empty".into(),
+            ));
+        }
+        let n_vocab = self.model.hparams().n_vocab;
+        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= n_vocab) {
+            return Err(CoreError::Input(format!(
+                "token id {bad} is outside the vocabulary of {n_vocab}"
+            )));
+        }
+        self.kv.check_room(tokens.len())?;
+        let n_rows = if which == Logits::All {
+            tokens.len()
+        } else {
+            1
+        };
+        self.logits.clear();
+        self.logits.reserve(n_rows * n_vocab);
+        let ub = self.params.n_ubatch;
+        let n_chunks = tokens.len().div_ceil(ub);
+        for (i, chunk) in tokens.chunks(ub).enumerate() {
+            let last = i + 1 == n_chunks;
+            let n_out = match which {
+                Logits::All => chunk.len(),
+                Logits::Last => 1,
+            };
+            self.step(chunk, n_out)?;
+            if which == Logits::All || last {
+                self.read_logits(chunk.len(), n_out)?;
+            }
+        }
+        Ok(&self.logits)
+    }
+
+    /// Runs one micro-batch; leaves its logits in its output buffer.
+    fn step(&mut self, chunk: &[u32], n_out: usize) -> Result<()> {
+        let n = chunk.len();
+        let key = (n, n_out);
+        if !self.schedules.contains_key(&key) {
+            let s = self.model.schedule(n, n_out)?;
+            for (dev, &bytes) in s.plan.arena_bytes.iter().enumerate() {
+                if self.work[dev].len() < bytes {
+                    self.work[dev] = self.model.backends()[dev].alloc(bytes)?;
+                }
+            }
+            self.schedules.insert(key, s);
+        }
+        let start = self.kv.n_used();
+        self.pos.clear();
+        self.pos.extend((start..start + n).map(|p| p as i32));
+        self.out_rows.clear();
+        self.out_rows.extend(((n - n_out) as u32)..n as u32);
+        let sched = &self.schedules[&key];
+        let step = StepInputs {
+            tokens: chunk,
+            pos: &self.pos,
+            out_rows: &self.out_rows,
+        };
+        let backends = self.model.backends();
+        for seg in &sched.segments {
+            if seg.is_copy {
+                for &n in &seg.nodes {
+                    copy_node(sched, n, &mut self.work, &mut self.staging)?;
+                }
+                continue;
+            }
+            let run = SegmentRun {
+                graph: &sched.graph,
+                nodes: &seg.nodes,
+                plan: &sched.plan,
+                weights: self.model.weights().as_slice(),
+                step: &step,
+            };
+            backends[seg.device].compute(&run, self.work[seg.device].as_mut(), &mut self.kv)?;
+        }
+        self.kv.advance(n);
+        self.tokens.extend_from_slice(chunk);
+        Ok(())
+    }
+
+    /// Appends the logits of the last step (`n_out` rows) to `self.logits`.
+    fn read_logits(&mut self, n: usize, n_out: usize) -> Result<()> {
+        let sched = &self.schedules[&(n, n_out)];
+        let out = sched
+            .graph
+            .output
+            .ok_or_else(|| CoreError::Config("graph has no output".into()))?;
+        let slot = sched
+            .plan
+            .slot(out)
+            .ok_or_else(|| CoreError::Config("output has no buffer".into()))?;
+        let len = sched.graph.tensor(out).len();
+        let old = self.logits.len();
+        self.logits.resize(old + len, 0.0);
+        let dst: &mut [u8] = bytemuck::cast_slice_mut(&mut self.logits[old..]);
+        self.work[slot.device].read(slot.offset, dst)
+    }
+}
+
+/// Runs the copy node `n`: reads its source on one device, writes it on another.
+fn copy_node(
+    sched: &Schedule,
+    n: usize,
+    work: &mut [Box<dyn DeviceBuffer>],
+    staging: &mut Vec<u8>,
+) -> Result<()> {
+    let node = &sched.graph.nodes[n];
+    let Op::Copy { x } = node.op else {
+        return Err(CoreError::Config(format!(
+            "{} is not a copy",
+            sched.graph.node_name(n)
+        )));
+    };
+    let missing = || CoreError::Config(format!("{} has no buffer", sched.graph.node_name(n)));
+    let src = sched.plan.slot(x).ok_or_else(missing)?;
+    let dst = sched.plan.slot(node.out).ok_or_else(missing)?;
+    let bytes = sched.graph.tensor(x).len() * 4;
+    staging.resize(bytes, 0);
+    work[src.device].read(src.offset, staging)?;
+    work[dst.device].write(dst.offset, staging)
+}
