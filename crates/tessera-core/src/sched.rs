@@ -175,15 +175,18 @@ fn choose_device(
         });
     }
     if backends[0].supports(&node.op, &types) {
-        Ok(0)
-    } else {
-        Err(CoreError::Backend {
+        return Ok(0);
+    }
+    match ws.first() {
+        Some(w) => Err(CoreError::UnsupportedType {
+            name: w.name.clone(),
+            ggml_type: w.ggml_type,
+            op: node.op.name(),
+        }),
+        None => Err(CoreError::Backend {
             device: backends[0].info().name,
-            reason: format!(
-                "no backend runs {} ({name}) with weight types {types:?}",
-                node.op.name()
-            ),
-        })
+            reason: format!("no backend runs {} ({name})", node.op.name()),
+        }),
     }
 }
 

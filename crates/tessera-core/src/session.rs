@@ -20,8 +20,10 @@ use crate::sched::Schedule;
 pub enum Logits {
     /// Only the last token's.
     Last,
-    /// Every token's (perplexity).
+    /// Every token's.
     All,
+    /// The last `n` tokens' (perplexity scores the second half of a chunk).
+    Tail(usize),
 }
 
 /// A sequence being evaluated.
@@ -103,6 +105,12 @@ impl<'m> Session<'m> {
         self.kv.bytes()
     }
 
+    /// The logits of the last row returned by [`Session::eval`].
+    pub fn last_logits(&self) -> &[f32] {
+        let n = self.model.hparams().n_vocab;
+        &self.logits[self.logits.len().saturating_sub(n)..]
+    }
+
     /// Forgets everything after the first `n` tokens.
     pub fn truncate(&mut self, n: usize) {
         self.kv.truncate(n);
@@ -129,24 +137,23 @@ impl<'m> Session<'m> {
             )));
         }
         self.kv.check_room(tokens.len())?;
-        let n_rows = if which == Logits::All {
-            tokens.len()
-        } else {
-            1
+        let n_tail = match which {
+            Logits::Last => 1,
+            Logits::All => tokens.len(),
+            Logits::Tail(n) => n.clamp(1, tokens.len()),
         };
+        let first_out = tokens.len() - n_tail;
         self.logits.clear();
-        self.logits.reserve(n_rows * n_vocab);
+        self.logits.reserve(n_tail * n_vocab);
         let ub = self.params.n_ubatch;
-        let n_chunks = tokens.len().div_ceil(ub);
         for (i, chunk) in tokens.chunks(ub).enumerate() {
-            let last = i + 1 == n_chunks;
-            let n_out = match which {
-                Logits::All => chunk.len(),
-                Logits::Last => 1,
-            };
-            self.step(chunk, n_out)?;
-            if which == Logits::All || last {
-                self.read_logits(chunk.len(), n_out)?;
+            let end = i * ub + chunk.len();
+            // Rows of this chunk at or after `first_out`; a chunk with none
+            // still computes one row (discarded) so every graph has an output.
+            let wanted = end.saturating_sub(first_out).min(chunk.len());
+            self.step(chunk, wanted.max(1))?;
+            if wanted > 0 {
+                self.read_logits(chunk.len(), wanted)?;
             }
         }
         Ok(&self.logits)
