@@ -50,6 +50,12 @@ impl BufferPlan {
     pub fn slot(&self, t: TensorId) -> Option<Slot> {
         self.slots.get(t.0 as usize).copied().flatten()
     }
+
+    /// The slot of the tensor named `name` in `g` (for tests and reports).
+    pub fn slot_of_name(&self, g: &Graph, name: &str) -> Option<Slot> {
+        let i = g.tensors.iter().position(|t| t.name == name)?;
+        self.slot(TensorId(i as u32))
+    }
 }
 
 /// A run of consecutive nodes on one device.
