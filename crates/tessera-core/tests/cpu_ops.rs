@@ -634,6 +634,11 @@ fn erf64(x: f64) -> f64 {
     unsafe { erf(x) }
 }
 
+/// An elementwise op's signature.
+type UnaryOp = fn(&ThreadPool, &[f32], &mut [f32]) -> Result<(), OpError>;
+/// Name, op, f64 reference, tolerance.
+type UnaryCase = (&'static str, UnaryOp, fn(f64) -> f64, f64);
+
 #[test]
 fn unary_and_glu_ops_match_reference() {
     // 8-aligned, odd (tail path), and big (pool path, tail inside a chunk).
@@ -642,12 +647,7 @@ fn unary_and_glu_ops_match_reference() {
         let u = normals(41, n);
         let xd: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
         let ud: Vec<f64> = u.iter().map(|&v| f64::from(v)).collect();
-        let unary: [(
-            &str,
-            fn(&ThreadPool, &[f32], &mut [f32]) -> Result<(), OpError>,
-            fn(f64) -> f64,
-            f64,
-        ); 3] = [
+        let unary: [UnaryCase; 3] = [
             ("silu", ops::silu, silu64, SILU_TOL),
             ("gelu", ops::gelu, gelu_tanh64, GELU_TABLE_TOL),
             (

@@ -68,7 +68,7 @@ pub fn yarn_corr_dims(p: &RopeParams) -> [f32; 2] {
 /// ggml's `rope_yarn_ramp` for the pair starting at value `i0`.
 fn yarn_ramp(low: f32, high: f32, i0: usize) -> f32 {
     let y = ((i0 / 2) as f32 - low) / (high - low).max(0.001);
-    1.0 - y.max(0.0).min(1.0)
+    1.0 - y.clamp(0.0, 1.0)
 }
 
 /// Fills `cache[i0], cache[i0 + 1]` with cos and sin of pair `i0 / 2` for
@@ -114,7 +114,7 @@ fn check(
     check_len(OP, "x", x.len(), want)?;
     check_len(OP, "y", y.len(), want)?;
     check_len(OP, "pos", pos.len(), n_tokens)?;
-    if p.n_rot % 2 != 0 || p.n_rot > head_dim || p.n_rot > MAX_HEAD_DIM {
+    if !p.n_rot.is_multiple_of(2) || p.n_rot > head_dim || p.n_rot > MAX_HEAD_DIM {
         return Err(shape(
             OP,
             format!(
