@@ -327,6 +327,7 @@ impl Exec<'_> {
                         .ok_or_else(|| self.err("KV not in host memory".into()))?;
                 ops::kv_store(
                     self.input(k)?,
+                    cfg.n_head_kv * cfg.head_dim,
                     kb.bytes_mut(),
                     l.k_type,
                     l.k_row_bytes,
@@ -339,6 +340,7 @@ impl Exec<'_> {
                         .ok_or_else(|| self.err("KV not in host memory".into()))?;
                 ops::kv_store(
                     self.input(v)?,
+                    cfg.n_head_kv * cfg.head_dim,
                     vb.bytes_mut(),
                     l.v_type,
                     l.v_row_bytes,

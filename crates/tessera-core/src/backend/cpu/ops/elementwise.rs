@@ -110,6 +110,13 @@ pub fn gelu_erf(pool: &ThreadPool, x: &[f32], out: &mut [f32]) -> Result<(), OpE
     })
 }
 
+/// `out = tanh(x)` (ggml's `tanh`: libm `tanhf`).
+pub fn tanh(pool: &ThreadPool, x: &[f32], out: &mut [f32]) -> Result<(), OpError> {
+    unary("tanh", pool, x, out, |x, o| {
+        o.iter_mut().zip(x).for_each(|(d, &a)| *d = a.tanh())
+    })
+}
+
 /// `out = g(gate, up)` by 64-aligned runs.
 fn glu(
     op: &'static str,

@@ -38,7 +38,7 @@ pub mod rows;
 pub mod softmax;
 
 pub use attention::{attention, attention_scalar, AttnParams};
-pub use elementwise::{add, geglu, gelu, gelu_erf, mul, scale, silu, swiglu};
+pub use elementwise::{add, geglu, gelu, gelu_erf, mul, scale, silu, swiglu, tanh};
 pub use kv::{kv_store, KvType, KvView};
 pub use norm::{layer_norm, rms_norm};
 pub use rope::{rope, RopeMode, RopeParams};
