@@ -137,7 +137,8 @@ class Ref:
     def __init__(self, work):
         self.bin = llama_bin()
         self.src = self.bin.parent.parent / "vendor/llama.cpp"
-        self.env = dict(os.environ, LD_LIBRARY_PATH=str(self.bin))
+        # Passive OpenMP waits: same numbers, but no spinning on a shared, oversubscribed machine.
+        self.env = dict(os.environ, LD_LIBRARY_PATH=str(self.bin), OMP_WAIT_POLICY="PASSIVE")
         v = subprocess.run([str(self.bin / "llama-completion"), "--version"], env=self.env,
                            capture_output=True, text=True)
         version = next((l.strip() for l in (v.stdout + v.stderr).splitlines() if l.startswith("version:")), "?")
