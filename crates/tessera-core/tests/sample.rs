@@ -371,7 +371,7 @@ fn temperature_scales_the_softmax() {
     for temp in [0.25f32, 0.7, 1.0, 2.5] {
         let mut s = Sampler::new(SamplerConfig { temp, ..plain() }, 5).unwrap();
         let out = s.filter(&logits).unwrap().to_vec();
-        let mut got = vec![0.0; 5];
+        let mut got = [0.0; 5];
         let p = softmax(&out.iter().map(|c| c.logit as f64).collect::<Vec<_>>());
         for (c, q) in out.iter().zip(p) {
             got[c.id as usize] = q;
@@ -547,7 +547,7 @@ fn penalties_only_see_the_window() {
     assert_eq!(got, vec![1.0, -0.25, 1.0, -0.75]);
     // -1: the whole history, however long.
     let mut history = vec![0u32];
-    history.extend(std::iter::repeat(3).take(500));
+    history.extend([3u32; 500]);
     let got = penalised(with_penalties(-1), &history, &logits);
     assert_eq!(got, vec![-0.25, 1.0, 1.0, 0.5 - 500.0 * 0.5 - 0.25]);
     // 0: off.
