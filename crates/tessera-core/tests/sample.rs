@@ -202,6 +202,21 @@ fn top_k_on_a_large_vocabulary_matches_a_full_sort() {
     }
 }
 
+#[test]
+fn top_k_ties_at_the_cut_keep_the_lowest_ids() {
+    // llama.cpp leaves this unspecified; tessera keeps the lowest ids so the
+    // same logits always give the same survivors.
+    let mut logits = vec![1.0f32; 5000];
+    logits[4321] = 2.0;
+    let mut want: Vec<u32> = (0..9).collect();
+    want.push(4321);
+    let cfg = SamplerConfig {
+        top_k: 10,
+        ..plain()
+    };
+    assert_eq!(survivors(cfg, &logits), want);
+}
+
 // ----------------------------------------------------------------- top-p
 
 /// Reference nucleus: most likely first until the sum reaches `p`.
@@ -355,12 +370,50 @@ fn typical_p_keeps_the_locally_typical_tokens() {
         };
         assert_eq!(survivors(cfg, &logits), want, "typical_p = {p}");
     }
+    // A banned token (probability 0) changes nothing (llama.cpp's entropy
+    // would turn NaN here).
+    let mut with_banned = logits.clone();
+    with_banned.push(f32::NEG_INFINITY);
+    let cfg = SamplerConfig {
+        typical_p: 0.45,
+        ..plain()
+    };
+    assert_eq!(survivors(cfg, &with_banned), vec![1, 2]);
     // Greedy after typical-p picks from the typical set, as llama.cpp's chain.
     let cfg = SamplerConfig {
         typical_p: 0.45,
         ..SamplerConfig::greedy()
     };
     assert_eq!(Sampler::new(cfg, 4).unwrap().sample(&logits).unwrap(), 1);
+}
+
+#[test]
+fn top_p_and_typical_p_boundaries_follow_llama_cpp() {
+    // Two equal logits: probabilities exactly 0.5 each. llama.cpp's top-p
+    // stops once the sum is >= p, typical-p only once it is > p.
+    let logits = [0.0f32, 0.0];
+    assert_eq!(top_p_reference(&[0.5, 0.5], 0.5), vec![0]);
+    assert_eq!(typical_reference(&[0.5, 0.5], 0.5), vec![0, 1]);
+    assert_eq!(
+        survivors(
+            SamplerConfig {
+                top_p: 0.5,
+                ..plain()
+            },
+            &logits
+        ),
+        vec![0]
+    );
+    assert_eq!(
+        survivors(
+            SamplerConfig {
+                typical_p: 0.5,
+                ..plain()
+            },
+            &logits
+        ),
+        vec![0, 1]
+    );
 }
 
 // ----------------------------------------------------------- temperature
