@@ -23,7 +23,7 @@ pub(crate) fn by_logit_desc(a: &Candidate, b: &Candidate) -> Ordering {
 }
 
 /// The working set of one `sample` call and its reusable scratch space.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(crate) struct Candidates {
     /// The survivors. Right after [`Candidates::load`], `list[i].id == i`.
     pub list: Vec<Candidate>,
@@ -35,6 +35,16 @@ pub(crate) struct Candidates {
     pub spare: Vec<Candidate>,
     /// `(score, position)` pairs, for typical sampling.
     pub keys: Vec<(f32, u32)>,
+}
+
+/// Sizes only: the buffers hold up to a whole vocabulary.
+impl std::fmt::Debug for Candidates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Candidates")
+            .field("len", &self.list.len())
+            .field("sorted", &self.sorted)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Candidates {

@@ -10,7 +10,6 @@ use super::candidates::Candidate;
 use super::SamplerConfig;
 
 /// The penalty settings and the window of accepted tokens.
-#[derive(Debug)]
 pub(crate) struct Penalties {
     /// Window length; `None` keeps every accepted token (`repeat_last_n = -1`).
     window: Option<usize>,
@@ -21,6 +20,20 @@ pub(crate) struct Penalties {
     recent: VecDeque<u32>,
     /// Occurrences of each token id in the window; empty while the stage is off.
     counts: Vec<u32>,
+}
+
+/// Settings and window length only: `counts` spans the whole vocabulary.
+impl std::fmt::Debug for Penalties {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Penalties")
+            .field("on", &self.is_on())
+            .field("window", &self.window)
+            .field("repeat", &self.repeat)
+            .field("frequency", &self.frequency)
+            .field("presence", &self.presence)
+            .field("in_window", &self.recent.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Penalties {

@@ -3,10 +3,11 @@
 //! the matching `llama_sampler_*_apply` in llama.cpp's `src/llama-sampler.cpp`
 //! with `min_keep = 0` (llama.cpp's default), and leaves at least one token.
 
-use super::candidates::{by_logit_desc, Candidates};
+use super::candidates::{by_logit_desc, Candidate, Candidates};
 
-/// Above this many unsorted candidates, top-p first tries the best
-/// [`TOP_P_FIRST_TRY`] only (llama.cpp uses the same 1024 / 256).
+/// Above this many unsorted candidates, top-p sorts only as much of the list
+/// as it needs, starting with the best [`TOP_P_FIRST_TRY`] (llama.cpp tries
+/// the same 256 above 1024, then sorts everything).
 const TOP_P_PARTIAL_ABOVE: usize = 1024;
 const TOP_P_FIRST_TRY: usize = 256;
 
@@ -69,32 +70,30 @@ pub(crate) fn typical(c: &mut Candidates, p: f32) {
 
 /// Nucleus sampling: keeps the most likely tokens until their probabilities
 /// sum to at least `p`, and leaves them sorted. `p >= 1` is off.
+///
+/// A long unsorted list is not sorted whole: the best [`TOP_P_FIRST_TRY`]
+/// are selected and sorted, then the next block of the same size as all
+/// sorted so far (doubling), only while the mass is still short of `p`.
 pub(crate) fn top_p(c: &mut Candidates, p: f32) {
     if p >= 1.0 {
         return;
     }
+    let max = c.max_logit();
+    let sum: f32 = c.list.iter().map(|x| (x.logit - max).exp()).sum();
     let len = c.list.len();
-    // Sort only the head first; the tail is sorted only if the head's mass
-    // falls short of `p`.
-    let mut sorted_upto = len;
-    if !c.sorted && len > TOP_P_PARTIAL_ABOVE {
-        c.list
-            .select_nth_unstable_by(TOP_P_FIRST_TRY - 1, by_logit_desc);
-        c.list[..TOP_P_FIRST_TRY].sort_unstable_by(by_logit_desc);
-        sorted_upto = TOP_P_FIRST_TRY;
-    } else {
+    let mut sorted_upto = if c.sorted || len <= TOP_P_PARTIAL_ABOVE {
         c.sort();
-    }
-    let sum = c.exp_weights();
+        len
+    } else {
+        0
+    };
     let mut cum = 0.0f32;
     let mut keep = len;
     for i in 0..len {
         if i == sorted_upto {
-            c.list[i..].sort_unstable_by(by_logit_desc);
-            // `probs` is per position: refill it for the new order.
-            c.exp_weights();
+            sorted_upto = i + sort_head(&mut c.list[i..], i.max(TOP_P_FIRST_TRY));
         }
-        cum += c.probs[i] / sum;
+        cum += (c.list[i].logit - max).exp() / sum;
         if cum >= p {
             keep = i + 1;
             break;
@@ -102,6 +101,18 @@ pub(crate) fn top_p(c: &mut Candidates, p: f32) {
     }
     c.list.truncate(keep);
     c.sorted = true;
+}
+
+/// Moves the best `n` of `tail` to its front in order (partial selection,
+/// then a sort of those `n`) and returns how many are now in order.
+fn sort_head(tail: &mut [Candidate], n: usize) -> usize {
+    if n >= tail.len() {
+        tail.sort_unstable_by(by_logit_desc);
+        return tail.len();
+    }
+    tail.select_nth_unstable_by(n - 1, by_logit_desc);
+    tail[..n].sort_unstable_by(by_logit_desc);
+    n
 }
 
 /// Keeps tokens whose probability is at least `p` times the most likely
