@@ -26,7 +26,9 @@ pub struct SamplerConfig {
     pub repeat_penalty: f32,
     /// How many of the last accepted tokens the penalties look at: 0 is off,
     /// -1 means every token accepted since the last `reset` (the whole
-    /// context). Default 64.
+    /// context, as llama.cpp's `-1 = ctx_size` used to; the llama.cpp this
+    /// was checked against, in llama-cpp-python 0.3.36, clamps negative
+    /// values to 0 in `llama_sampler_init_penalties`). Default 64.
     pub repeat_last_n: i32,
     /// Subtracted once per occurrence in the window. Finite; 0 is off. Default 0.
     pub frequency_penalty: f32,
