@@ -417,37 +417,42 @@ fn quantizer_rows() -> Vec<Vec<f32>> {
 }
 
 #[test]
-fn simd_activation_quantizers_write_the_reference_bytes() {
+fn simd_activation_quantizers_match_their_scalar_twin() {
     use tessera_quant::blocks::{BlockQ8_0, BlockQ8_1};
-    use tessera_quant::kernels::legacy::{quantize_act_q8_0, quantize_act_q8_1};
-    use tessera_quant::quantize::{quantize_row_q8_0, quantize_row_q8_1};
+    use tessera_quant::kernels::legacy::{quantize_act_q8_0, quantize_act_q8_1, quantize_act_q8_scalar};
     for level in SimdLevel::available() {
         for x in quantizer_rows() {
-            let nb = x.len() / 32;
-            let zero0 = <BlockQ8_0 as bytemuck::Zeroable>::zeroed();
-            let (mut want, mut got) = (vec![zero0; nb], vec![zero0; nb]);
-            quantize_row_q8_0(&x, &mut want);
-            quantize_act_q8_0(level, &x, &mut got);
-            assert_eq!(
-                bytemuck::cast_slice::<_, u8>(&got),
-                bytemuck::cast_slice::<_, u8>(&want),
-                "Q8_0 {} on {:?}…",
-                level.name(),
-                &x[..4]
-            );
-            let zero1 = <BlockQ8_1 as bytemuck::Zeroable>::zeroed();
-            let (mut want, mut got) = (vec![zero1; nb], vec![zero1; nb]);
-            quantize_row_q8_1(&x, &mut want);
-            quantize_act_q8_1(level, &x, &mut got);
-            assert_eq!(
-                bytemuck::cast_slice::<_, u8>(&got),
-                bytemuck::cast_slice::<_, u8>(&want),
-                "Q8_1 {} on {:?}…",
-                level.name(),
-                &x[..4]
-            );
+            for (b, xb) in x.chunks_exact(32).enumerate() {
+                let (d, qs, s) = quantize_act_q8_scalar(xb);
+                let mut got0 = [<BlockQ8_0 as bytemuck::Zeroable>::zeroed()];
+                quantize_act_q8_0(level, xb, &mut got0);
+                assert_eq!((got0[0].d.to_bits(), got0[0].qs), (d.to_bits(), qs), "Q8_0 {} block {b}", level.name());
+                let mut got1 = [<BlockQ8_1 as bytemuck::Zeroable>::zeroed()];
+                quantize_act_q8_1(level, xb, &mut got1);
+                assert_eq!(
+                    (got1[0].d.to_bits(), got1[0].s.to_bits(), got1[0].qs),
+                    (d.to_bits(), s.to_bits(), qs),
+                    "Q8_1 {} block {b}",
+                    level.name()
+                );
+            }
         }
     }
+}
+
+#[test]
+fn activation_quantizer_rounds_halves_to_even_like_ggml_cpu() {
+    use tessera_quant::kernels::legacy::quantize_act_q8_scalar;
+    // amax 127 makes the scale exactly 1, so these values hit exact halves;
+    // ggml-cpu's x86 quantizer (round to nearest even) gives 30, -30, 2, -2,
+    // where the reference quantizer (half away from zero) gives 31, -31, 3, -3.
+    let mut x = [0f32; 32];
+    x[0] = 127.0;
+    x[1..5].copy_from_slice(&[30.5, -30.5, 2.5, -2.5]);
+    let (d, qs, s) = quantize_act_q8_scalar(&x);
+    assert_eq!(d.to_f32(), 1.0);
+    assert_eq!(&qs[..5], &[127, 30, -30, 2, -2]);
+    assert_eq!(s.to_f32(), 127.0);
 }
 
 /// The tile kernels (32-value block and float families) against their

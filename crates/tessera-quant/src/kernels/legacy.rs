@@ -41,6 +41,7 @@ use std::mem::{offset_of, size_of};
 use super::{DotEntry, SimdLevel, VecDot};
 use crate::blocks::*;
 use crate::GgmlType;
+use half::f16;
 
 /// IQ4_NL's 16 non-linear levels (ggml: `kvalues_iq4nl`; the same table as
 /// `dequant::grids::KVALUES_IQ4NL`).
@@ -117,10 +118,15 @@ pub const AVX512_UNTESTED: &[(GgmlType, VecDot)] = &[
 #[cfg(not(target_arch = "x86_64"))]
 pub const AVX512_UNTESTED: &[(GgmlType, VecDot)] = &[];
 
-/// Quantizes an activation row to Q8_0 at `level`: the AVX2 variant
-/// when `level` allows and the CPU has it, else the reference quantizer
-/// ([`crate::quantize::quantize_row_q8_0`], the scalar twin). The two write
-/// the same bytes for every input without NaN (`tests/kernels.rs`).
+/// Quantizes an activation row to Q8_0 at `level` the way ggml-cpu does on
+/// x86-64 (`quantize_row_q8_0` in `arch/x86/quants.c`), which is what
+/// llama.cpp multiplies with: `d = amax / 127` (stored as f16), scale
+/// `127 / amax`, rounding to nearest with **ties to even**. That differs from
+/// the reference quantizer ([`crate::quantize::quantize_row_q8_0`]: `1 / d`,
+/// ties away from zero) on exact halves, which real activations hit, and
+/// one flipped value is enough to change a greedy token downstream. The
+/// AVX2 variant and the scalar twin [`quantize_act_q8_scalar`] write the
+/// same bytes (`tests/kernels.rs`).
 ///
 /// # Panics
 /// If `x.len() != 32 * y.len()`.
@@ -139,11 +145,15 @@ pub fn quantize_act_q8_0(level: SimdLevel, x: &[f32], y: &mut [BlockQ8_0]) {
         return;
     }
     let _ = level;
-    crate::quantize::quantize_row_q8_0(x, y);
+    for (b, xb) in y.iter_mut().zip(x.chunks_exact(QK)) {
+        let (d, qs, _) = quantize_act_q8_scalar(xb);
+        b.d = d;
+        b.qs = qs;
+    }
 }
 
-/// Quantizes an activation row to Q8_1 at `level` (see [`quantize_act_q8_0`];
-/// the scalar twin is [`crate::quantize::quantize_row_q8_1`]).
+/// Quantizes an activation row to Q8_1 at `level` (as [`quantize_act_q8_0`],
+/// plus ggml-cpu's `s = f16(d · Σq)`).
 ///
 /// # Panics
 /// If `x.len() != 32 * y.len()`.
@@ -162,7 +172,30 @@ pub fn quantize_act_q8_1(level: SimdLevel, x: &[f32], y: &mut [BlockQ8_1]) {
         return;
     }
     let _ = level;
-    crate::quantize::quantize_row_q8_1(x, y);
+    for (b, xb) in y.iter_mut().zip(x.chunks_exact(QK)) {
+        let (d, qs, s) = quantize_act_q8_scalar(xb);
+        b.d = d;
+        b.s = s;
+        b.qs = qs;
+    }
+}
+
+/// The scalar twin of the activation quantizers: one block of 32 values
+/// to `(d, qs, s)` with ggml-cpu x86 semantics (see [`quantize_act_q8_0`]).
+pub fn quantize_act_q8_scalar(x: &[f32]) -> (f16, [i8; QK], f16) {
+    let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let d = amax / 127.0;
+    let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
+    let mut qs = [0i8; QK];
+    let mut sum = 0i32;
+    for (q, &v) in qs.iter_mut().zip(x) {
+        let t = (v * id).round_ties_even();
+        // `cvtps2dq`: NaN and out-of-range values become i32::MIN.
+        let r = if t >= -2_147_483_648.0 && t < 2_147_483_648.0 { t as i32 } else { i32::MIN };
+        *q = r as u8 as i8;
+        sum = sum.wrapping_add(r);
+    }
+    (f16::from_f32(d), qs, f16::from_f32(d * sum as f32))
 }
 
 /// A tile kernel: `out[c * w.len() + r] = dot(n, w[r], a[c])` for up to
@@ -707,13 +740,11 @@ mod x86 {
     );
 
     /// Q8_0 (`S = false`) or Q8_1 (`S = true`) quantization of `nb` blocks
-    /// of `x` into `y`, the reference's arithmetic in vector form:
-    /// `amax` by lane-wise max (equal to the reference's fold without NaN),
-    /// `d = amax / 127`, `id = 1 / d` (or 0), `q = round(x · id)` rounded
-    /// half away from zero (as `f32::round`: truncate, then step away from
-    /// zero when the dropped fraction is ≥ 0.5, which is exact), converted
-    /// with truncation and the low byte kept (the reference's `c_trunc` and
-    /// `as i8`); Q8_1 adds `s = f16(Σq · d)` over the stored bytes.
+    /// of `x` into `y` as ggml-cpu's x86 `quantize_row_q8_0/1`: `amax` by
+    /// lane-wise max, `d = amax / 127`, scale `127 / amax` (or 0), rounding
+    /// to nearest with ties to even (`_mm256_round_ps`), the low byte of
+    /// each i32 kept (|q| ≤ 127 for finite input); Q8_1 adds
+    /// `s = f16(d · Σq)`. The scalar twin is [`super::quantize_act_q8_scalar`].
     ///
     /// # Safety
     /// AVX2+FMA+F16C present; `x` holds `32 · nb` values; `y` points to `nb`
@@ -722,9 +753,7 @@ mod x86 {
     pub(super) unsafe fn quantize_q8_avx2<const S: bool>(x: &[f32], y: *mut u8, nb: usize) {
         let (size, qs) = if S { (Q8_1, Q8_1_QS) } else { (Q8_0, Q8_0_QS) };
         let sign = _mm256_set1_ps(-0.0);
-        let half = _mm256_set1_ps(0.5);
-        let one = _mm256_set1_ps(1.0);
-        // Byte 0 of each i32 lane, in order, into the low 4 bytes of each 128-bit half.
+            // Byte 0 of each i32 lane, in order, into the low 4 bytes of each 128-bit half.
         let low_bytes = _mm256_setr_epi8(
             0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, //
             0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
@@ -746,19 +775,17 @@ mod x86 {
                 let m = _mm_max_ss(m, _mm_movehdup_ps(m));
                 let amax = _mm_cvtss_f32(m);
                 let d = amax / 127.0;
-                let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+                let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
                 let idv = _mm256_set1_ps(id);
                 let mut sum = _mm256_setzero_si256();
                 let out = y.add(b * size);
                 for (k, v) in v.into_iter().enumerate() {
                     let q = _mm256_mul_ps(v, idv);
-                    let t = _mm256_round_ps(q, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-                    let frac = _mm256_andnot_ps(sign, _mm256_sub_ps(q, t));
-                    let step = _mm256_or_ps(_mm256_and_ps(q, sign), one);
-                    let away = _mm256_and_ps(_mm256_cmp_ps(frac, half, _CMP_GE_OQ), step);
-                    let r = _mm256_cvttps_epi32(_mm256_add_ps(t, away));
-                    // Σ of the stored bytes (the i8 the reference sums).
-                    sum = _mm256_add_epi32(sum, _mm256_srai_epi32(_mm256_slli_epi32(r, 24), 24));
+                    let r = _mm256_cvtps_epi32(_mm256_round_ps(
+                        q,
+                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC,
+                    ));
+                    sum = _mm256_add_epi32(sum, r);
                     let bytes = _mm256_shuffle_epi8(r, low_bytes);
                     let lo = _mm_cvtsi128_si32(_mm256_castsi256_si128(bytes));
                     let hi = _mm_cvtsi128_si32(_mm256_extracti128_si256(bytes, 1));
