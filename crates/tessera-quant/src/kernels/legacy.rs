@@ -580,31 +580,20 @@ mod x86 {
 
             #[target_feature(enable = "avx2,fma,f16c")]
             unsafe fn $name(nb: usize, w: *const u8, a: *const u8) -> f32 {
-                let mut acc0 = _mm256_setzero_ps();
-                let mut acc1 = _mm256_setzero_ps();
+                // ggml-cpu's order: one accumulator, blocks in order, the
+                // per-block scalar term fused-multiply-added apart.
+                let mut acc = _mm256_setzero_ps();
                 let mut extra = 0f32;
-                let mut ib = 0;
                 // SAFETY (every read): block ib < nb of w and a, which hold nb blocks.
                 unsafe {
-                    while ib + 2 <= nb {
+                    for ib in 0..nb {
                         let ($x, $y) = (w.add(ib * $wb), a.add(ib * $ab));
-                        let (d, q, e) = $body;
-                        acc0 = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(q), acc0);
-                        extra += e;
-                        let ($x, $y) = (w.add((ib + 1) * $wb), a.add((ib + 1) * $ab));
-                        let (d, q, e) = $body;
-                        acc1 = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(q), acc1);
-                        extra += e;
-                        ib += 2;
-                    }
-                    if ib < nb {
-                        let ($x, $y) = (w.add(ib * $wb), a.add(ib * $ab));
-                        let (d, q, e) = $body;
-                        acc0 = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(q), acc0);
-                        extra += e;
+                        let (d, q, (m, s)) = $body;
+                        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(q), acc);
+                        extra = m.mul_add(s, extra);
                     }
                 }
-                hsum_ps(_mm256_add_ps(acc0, acc1)) + extra
+                hsum_ps(acc) + extra
             }
         };
     }
@@ -620,7 +609,7 @@ mod x86 {
             let d = scale2(rd16(x), rd16(y));
             let qx = _mm256_sub_epi8(nibbles(x.add(Q4_0_QS)), _mm256_set1_epi8(8));
             let qy = _mm256_loadu_si256(y.add(Q8_0_QS).cast());
-            (d, dot_i8(qx, qy), 0.0)
+            (d, dot_i8(qx, qy), (0f32, 0f32))
         }
     );
 
@@ -636,7 +625,7 @@ mod x86 {
             let (m, s) = f16x2(rd16(x.add(Q4_1_M)), rd16(y.add(Q8_1_S)));
             let qx = nibbles(x.add(Q4_1_QS));
             let qy = _mm256_loadu_si256(y.add(Q8_1_QS).cast());
-            (d, dot_u8i8(qx, qy), m * s)
+            (d, dot_u8i8(qx, qy), (m, s))
         }
     );
 
@@ -656,7 +645,7 @@ mod x86 {
             );
             let qx = _mm256_or_si256(nibbles(x.add(Q5_0_QS)), hi);
             let qy = _mm256_loadu_si256(y.add(Q8_0_QS).cast());
-            (d, dot_i8(qx, qy), 0.0)
+            (d, dot_i8(qx, qy), (0f32, 0f32))
         }
     );
 
@@ -672,7 +661,7 @@ mod x86 {
             let (m, s) = f16x2(rd16(x.add(Q5_1_M)), rd16(y.add(Q8_1_S)));
             let qx = five_bits(x, Q5_1_QS, Q5_1_QH);
             let qy = _mm256_loadu_si256(y.add(Q8_1_QS).cast());
-            (d, dot_u8i8(qx, qy), m * s)
+            (d, dot_u8i8(qx, qy), (m, s))
         }
     );
 
@@ -687,7 +676,7 @@ mod x86 {
             let d = scale2(rd16(x), rd16(y));
             let qx = _mm256_loadu_si256(x.add(Q8_0_QS).cast());
             let qy = _mm256_loadu_si256(y.add(Q8_0_QS).cast());
-            (d, dot_i8(qx, qy), 0.0)
+            (d, dot_i8(qx, qy), (0f32, 0f32))
         }
     );
 
@@ -719,7 +708,7 @@ mod x86 {
             let d = scale2(rd16(x), rd16(y));
             let qx = lookup(x.add(IQ4NL_QS), &KVALUES_IQ4NL);
             let qy = _mm256_loadu_si256(y.add(Q8_0_QS).cast());
-            (d, dot_i8(qx, qy), 0.0)
+            (d, dot_i8(qx, qy), (0f32, 0f32))
         }
     );
 
@@ -735,7 +724,7 @@ mod x86 {
             let d = _mm256_set1_ps(dy * e8m0_half(x.read()));
             let qx = lookup(x.add(MXFP4_QS), &KVALUES_MXFP4);
             let qy = _mm256_loadu_si256(y.add(Q8_0_QS).cast());
-            (d, dot_i8(qx, qy), 0.0)
+            (d, dot_i8(qx, qy), (0f32, 0f32))
         }
     );
 
@@ -1009,6 +998,7 @@ mod x86 {
         }
     }
 
+    #[allow(dead_code)]
     struct TQ4_1;
     impl TileType for TQ4_1 {
         const W: usize = Q4_1;
@@ -1363,7 +1353,8 @@ mod x86 {
     }
 
     tile_fn!(tile_q4_0, TQ4_0, "Q4_0", vec_dot_q4_0_q8_0_scalar);
-    tile_fn!(tile_q4_1, TQ4_1, "Q4_1", vec_dot_q4_1_q8_1_scalar);
+    // Q4_1's tile sums two blocks' products before scaling, which is not
+    // ggml-cpu's order; it is off until it is bit-exact (see kernels docs).
     tile_fn!(tile_q5_0, TQ5_0, "Q5_0", vec_dot_q5_0_q8_0_scalar);
     tile_fn!(tile_q5_1, TQ5_1, "Q5_1", vec_dot_q5_1_q8_1_scalar);
     tile_fn!(tile_q8_0, TQ8_0, "Q8_0", vec_dot_q8_0_q8_0_scalar);
@@ -1373,7 +1364,6 @@ mod x86 {
     /// The AVX2 tile kernels.
     pub(super) const TILES: &[(GgmlType, DotTile)] = &[
         (GgmlType::Q4_0, tile_q4_0),
-        (GgmlType::Q4_1, tile_q4_1),
         (GgmlType::Q5_0, tile_q5_0),
         (GgmlType::Q5_1, tile_q5_1),
         (GgmlType::Q8_0, tile_q8_0),

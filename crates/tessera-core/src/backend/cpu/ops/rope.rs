@@ -177,8 +177,11 @@ pub fn rope(
                 for (pair, cs) in cache.chunks_exact(2).enumerate() {
                     let i = pair * stride;
                     let (x0, x1) = (xh[i], xh[i + off]);
-                    yh[i] = x0 * cs[0] - x1 * cs[1];
-                    yh[i + off] = x0 * cs[1] + x1 * cs[0];
+                    // As ggml-cpu compiles it (FMA contraction, read from
+                    // its x86 build): the cos product fused, the sin
+                    // product rounded first.
+                    yh[i] = x0.mul_add(cs[0], -(x1 * cs[1]));
+                    yh[i + off] = x0.mul_add(cs[1], x1 * cs[0]);
                 }
                 yh[n_rot..].copy_from_slice(&xh[n_rot..]);
             }
