@@ -3,8 +3,13 @@
 //! Subcommands live in their own modules; `main` only parses arguments and
 //! turns errors into a message and a non-zero exit code.
 
+mod bench;
+mod chat;
+mod common;
 mod inspect;
 mod models;
+mod perplexity;
+mod run;
 mod tokenize;
 
 use std::process::ExitCode;
@@ -25,13 +30,25 @@ enum Command {
     Inspect(inspect::Args),
     /// Turn text into token ids with a model's tokenizer (as llama-tokenize does).
     Tokenize(tokenize::Args),
+    /// Complete a prompt: stream the generated text to stdout, timings to stderr.
+    Run(run::Args),
+    /// Talk with a model through its chat template (multi-turn, interactive).
+    Chat(chat::Args),
+    /// Measure prompt processing and generation speed (as llama-bench does).
+    Bench(bench::Args),
+    /// Perplexity of a text file (as llama-perplexity computes it).
+    Perplexity(perplexity::Args),
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(common::rewrite_args(std::env::args()));
     let result = match cli.command {
         Command::Inspect(args) => inspect::run(&args),
         Command::Tokenize(args) => tokenize::run(&args),
+        Command::Run(args) => run::run(&args),
+        Command::Chat(args) => chat::run(&args),
+        Command::Bench(args) => bench::run(&args),
+        Command::Perplexity(args) => perplexity::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

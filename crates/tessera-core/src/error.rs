@@ -14,6 +14,9 @@ pub enum CoreError {
     /// A kernel refused its inputs.
     #[error(transparent)]
     Quant(#[from] tessera_quant::QuantError),
+    /// The sampler refused its settings or logits.
+    #[error(transparent)]
+    Sample(#[from] crate::sample::SampleError),
     /// A CPU op refused its inputs.
     #[error("op {node}: {source}")]
     Op {

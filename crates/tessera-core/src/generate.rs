@@ -79,7 +79,7 @@ pub fn generate(
     for &t in session.tokens().iter().chain(prompt) {
         sampler.accept(t);
     }
-    let mut stop_strings = StopStrings::new(params.stop.clone());
+    let mut stop_strings = StopStrings::new(params.stop.clone())?;
     let mut stream = tok.stream();
     let t0 = Instant::now();
     session.eval(prompt, Logits::Last)?;

@@ -13,10 +13,12 @@
 pub mod arch;
 pub mod backend;
 pub mod error;
+pub mod generate;
 pub mod graph;
 pub mod hparams;
 pub mod kv;
 pub mod model;
+pub mod perplexity;
 pub mod sample;
 pub mod sched;
 pub mod session;

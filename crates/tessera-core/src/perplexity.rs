@@ -76,5 +76,10 @@ pub fn perplexity(
     let ppl = mean.exp();
     let var = sum2 / count as f64 - mean * mean;
     let error = (var > 0.0).then(|| (var / (count as f64 - 1.0)).sqrt() * ppl);
-    Ok(Perplexity { ppl, error, running, count })
+    Ok(Perplexity {
+        ppl,
+        error,
+        running,
+        count,
+    })
 }

@@ -1,6 +1,12 @@
 //! The CPU backend: weights stay in the mapped file (zero copy), activations
 //! live in one [`HostBuffer`] arena laid out by the scheduler, ops run on
 //! the persistent thread pool of `tessera-quant` (work split by rows).
+//!
+//! Debugging against llama.cpp: `TESSERA_DUMP=1` prints every node's name,
+//! shape, sum and first values as it runs (like `llama-eval-callback`);
+//! `TESSERA_DUMP_DIR=dir` also writes each node's output to
+//! `dir/<node name>.f32`, to diff with `scripts/llama-dump-tensors.c` and
+//! `scripts/diff-tensors.py`.
 
 pub mod ops;
 
@@ -113,8 +119,12 @@ impl Backend for CpuBackend {
             pool: &self.pool,
             device: &self.name,
         };
+        let dump = dump_enabled();
         for &n in run.nodes {
             ex.node(n, &mut mm, kv)?;
+            if dump {
+                ex.dump(n)?;
+            }
         }
         Ok(())
     }
@@ -143,6 +153,13 @@ fn kv_view(
         n_kv_head,
         head_dim,
     }
+}
+
+/// `TESSERA_DUMP=1`: print every node's name, shape and sum as it runs,
+/// like `llama-eval-callback`, to diff two runs layer by layer.
+fn dump_enabled() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var_os("TESSERA_DUMP").is_some_and(|v| v != "0"))
 }
 
 /// Runs nodes with their activations in one arena.
@@ -220,6 +237,29 @@ impl Exec<'_> {
         Ok(unsafe {
             std::slice::from_raw_parts_mut(self.base.add(s.offset).cast::<f32>(), def.len())
         })
+    }
+
+    fn dump(&self, n: usize) -> Result<()> {
+        let out = self.run.graph.nodes[n].out;
+        let def = self.run.graph.tensor(out);
+        let v = self.input(out)?;
+        let sum: f64 = v.iter().map(|&x| x as f64).sum();
+        let cols = def.cols();
+        let head: Vec<String> = v
+            .chunks(cols)
+            .map(|r| format!("{:.4} {:.4} {:.4}", r[0], r[1], r[2]))
+            .collect();
+        if let Some(dir) = std::env::var_os("TESSERA_DUMP_DIR") {
+            let path = std::path::Path::new(&dir).join(format!("{}.f32", def.name));
+            let _ = std::fs::write(path, bytemuck::cast_slice::<f32, u8>(v));
+        }
+        eprintln!(
+            "tessera_dump: {:>24} {:?} sum = {sum:.6} [{}]",
+            def.name,
+            def.shape,
+            head.join(" | ")
+        );
+        Ok(())
     }
 
     fn node(&mut self, n: usize, mm: &mut MatmulCtx, kv: &mut KvCache) -> Result<()> {

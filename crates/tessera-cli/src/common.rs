@@ -1,0 +1,183 @@
+//! Flags shared by `run`, `chat`, `bench` and `perplexity`, spelled as
+//! llama.cpp spells them so habits carry over (`-m`, `-t`, `-c`, `-b`,
+//! `-ub`, `-ctk`, `--temp` …), and the model loading they share.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use tessera_core::kv::parse_kv_type;
+use tessera_core::sample::SamplerConfig;
+use tessera_core::{Model, ModelParams, SessionParams};
+
+use crate::models;
+
+/// llama.cpp's multi-letter short flags, rewritten to their long forms
+/// before clap sees them (clap's short flags are one letter).
+const LLAMA_SHORT: &[(&str, &str)] = &[
+    ("-ub", "--ubatch-size"),
+    ("-ctk", "--cache-type-k"),
+    ("-ctv", "--cache-type-v"),
+    ("-ngl", "--n-gpu-layers"),
+    ("-fa", "--flash-attn"),
+];
+
+/// `argv` with llama.cpp's multi-letter short flags made long.
+pub fn rewrite_args(args: impl Iterator<Item = String>) -> Vec<String> {
+    args.map(|a| {
+        LLAMA_SHORT
+            .iter()
+            .find(|(short, _)| a == *short)
+            .map(|(_, long)| long.to_string())
+            .unwrap_or(a)
+    })
+    .collect()
+}
+
+/// Which model, on how many threads, with what context.
+#[derive(Args, Clone, Debug)]
+pub struct ModelArgs {
+    /// GGUF file, or a file name in the model cache (default: SmolLM2-135M-Instruct Q4_1).
+    #[arg(short = 'm', long = "model")]
+    pub model: Option<String>,
+    /// CPU threads (default: all cores).
+    #[arg(short = 't', long = "threads", default_value_t = 0)]
+    pub threads: usize,
+    /// Context size in tokens (0: the model's training context, at most 4096).
+    #[arg(short = 'c', long = "ctx-size", default_value_t = 4096)]
+    pub ctx_size: usize,
+    /// Logical batch: most tokens per evaluation call.
+    #[arg(short = 'b', long = "batch-size", default_value_t = 2048)]
+    pub batch_size: usize,
+    /// Physical batch: tokens per graph run (`-ub`).
+    #[arg(long = "ubatch-size", default_value_t = 512)]
+    pub ubatch_size: usize,
+    /// KV cache type for keys: f16 or q8_0 (`-ctk`).
+    #[arg(long = "cache-type-k", default_value = "f16")]
+    pub cache_type_k: String,
+    /// KV cache type for values: f16 or q8_0 (`-ctv`).
+    #[arg(long = "cache-type-v", default_value = "f16")]
+    pub cache_type_v: String,
+}
+
+impl ModelArgs {
+    /// The model file.
+    pub fn path(&self) -> Result<PathBuf> {
+        models::resolve(self.model.as_deref())
+    }
+
+    /// Loads the model (with a spinner while it maps and checks the file).
+    pub fn load(&self) -> Result<Model> {
+        let path = self.path()?;
+        let spinner = indicatif::ProgressBar::new_spinner();
+        spinner.set_message(format!("loading {}", path.display()));
+        spinner.enable_steady_tick(std::time::Duration::from_millis(120));
+        let model = Model::load(
+            &path,
+            &ModelParams {
+                n_threads: self.threads,
+            },
+        );
+        spinner.finish_and_clear();
+        model.with_context(|| format!("cannot load {}", path.display()))
+    }
+
+    /// Session settings.
+    pub fn session(&self) -> Result<SessionParams> {
+        if self.ubatch_size == 0 || self.batch_size == 0 {
+            bail!("-b and -ub must be positive");
+        }
+        Ok(SessionParams {
+            n_ctx: self.ctx_size,
+            n_batch: self.batch_size,
+            n_ubatch: self.ubatch_size,
+            type_k: parse_kv_type(&self.cache_type_k)?,
+            type_v: parse_kv_type(&self.cache_type_v)?,
+        })
+    }
+}
+
+/// The sampler chain's settings.
+#[derive(Args, Clone, Debug)]
+pub struct SamplingArgs {
+    /// Temperature (0: greedy).
+    #[arg(long, default_value_t = 0.8)]
+    pub temp: f32,
+    /// Top-k (0: off).
+    #[arg(long = "top-k", default_value_t = 40)]
+    pub top_k: i32,
+    /// Top-p / nucleus (1.0: off).
+    #[arg(long = "top-p", default_value_t = 0.95)]
+    pub top_p: f32,
+    /// Min-p (0.0: off).
+    #[arg(long = "min-p", default_value_t = 0.05)]
+    pub min_p: f32,
+    /// Locally typical sampling p (1.0: off).
+    #[arg(long = "typical", default_value_t = 1.0)]
+    pub typical: f32,
+    /// Repetition penalty (1.0: off).
+    #[arg(long = "repeat-penalty", default_value_t = 1.0)]
+    pub repeat_penalty: f32,
+    /// Tokens the penalties look back over (0: off, -1: whole context).
+    #[arg(
+        long = "repeat-last-n",
+        default_value_t = 64,
+        allow_negative_numbers = true
+    )]
+    pub repeat_last_n: i32,
+    /// Presence penalty (0.0: off).
+    #[arg(long = "presence-penalty", default_value_t = 0.0)]
+    pub presence_penalty: f32,
+    /// Frequency penalty (0.0: off).
+    #[arg(long = "frequency-penalty", default_value_t = 0.0)]
+    pub frequency_penalty: f32,
+    /// Random seed (default: random).
+    #[arg(short = 's', long)]
+    pub seed: Option<u64>,
+    /// Logit bias `TOKEN_ID(+|-)BIAS`, e.g. `15043+1` or `15043-inf` (repeatable).
+    #[arg(short = 'l', long = "logit-bias")]
+    pub logit_bias: Vec<String>,
+}
+
+impl SamplingArgs {
+    /// The sampler configuration.
+    pub fn config(&self) -> Result<SamplerConfig> {
+        let logit_bias = self
+            .logit_bias
+            .iter()
+            .map(|s| parse_logit_bias(s))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(SamplerConfig {
+            temp: self.temp,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            min_p: self.min_p,
+            typical_p: self.typical,
+            repeat_penalty: self.repeat_penalty,
+            repeat_last_n: self.repeat_last_n,
+            frequency_penalty: self.frequency_penalty,
+            presence_penalty: self.presence_penalty,
+            logit_bias,
+            seed: self.seed,
+        })
+    }
+}
+
+/// Parses llama.cpp's `--logit-bias` syntax: `ID+BIAS`, `ID-BIAS`, `ID-inf`.
+pub fn parse_logit_bias(s: &str) -> Result<(u32, f32)> {
+    let at = s
+        .char_indices()
+        .skip(1)
+        .find(|&(_, c)| c == '+' || c == '-')
+        .map(|(i, _)| i)
+        .with_context(|| format!("logit bias `{s}`: expected TOKEN_ID+BIAS or TOKEN_ID-BIAS"))?;
+    let id: u32 = s[..at]
+        .trim()
+        .parse()
+        .with_context(|| format!("logit bias `{s}`: `{}` is not a token id", &s[..at]))?;
+    let bias: f32 = s[at..]
+        .trim()
+        .parse()
+        .with_context(|| format!("logit bias `{s}`: `{}` is not a number", &s[at..]))?;
+    Ok((id, bias))
+}
