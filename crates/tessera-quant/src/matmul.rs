@@ -473,10 +473,12 @@ impl MatmulCtx {
     }
 }
 
-/// One row of f32 to the activation type: Q8_0 and Q8_1 through the
-/// SIMD quantizers of [`kernels::legacy`] (byte-identical with the
-/// reference), the others through [`crate::quantize`] and `half`.
-fn convert_row(
+/// One row of f32 to the activation type `act`, as the drivers convert
+/// activations at `level`: Q8_0 and Q8_1 through the SIMD quantizers of
+/// [`kernels::legacy`] (as ggml-cpu's x86 `quantize_row_q8_0/1`), the others
+/// through [`crate::quantize`] and `half`. Public so the bit-exactness tests
+/// can compare it with ggml-cpu's `from_float`.
+pub fn convert_row(
     level: SimdLevel,
     act: GgmlType,
     src: &[f32],

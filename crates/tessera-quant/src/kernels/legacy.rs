@@ -191,7 +191,11 @@ pub fn quantize_act_q8_scalar(x: &[f32]) -> (f16, [i8; QK], f16) {
     for (q, &v) in qs.iter_mut().zip(x) {
         let t = (v * id).round_ties_even();
         // `cvtps2dq`: NaN and out-of-range values become i32::MIN.
-        let r = if t >= -2_147_483_648.0 && t < 2_147_483_648.0 { t as i32 } else { i32::MIN };
+        let r = if t >= -2_147_483_648.0 && t < 2_147_483_648.0 {
+            t as i32
+        } else {
+            i32::MIN
+        };
         *q = r as u8 as i8;
         sum = sum.wrapping_add(r);
     }
@@ -517,6 +521,16 @@ mod x86 {
         _mm_cvtss_f32(s)
     }
 
+    /// Sum of the 8 i32 lanes (exact: the lanes of one block are small).
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn hsum_i32(v: __m256i) -> i32 {
+        let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+        let s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01));
+        _mm_cvtsi128_si32(s)
+    }
+
     /// 16 packed nibbles → 32 bytes in 0..16: low nibbles first, then high
     /// (the order of the 32 values of a block).
     #[inline]
@@ -562,13 +576,22 @@ mod x86 {
         _mm256_madd_epi16(_mm256_maddubs_epi16(x, y), _mm256_set1_epi16(1))
     }
 
-    /// One loop shape for every type: two blocks per step with two
-    /// accumulators. `body(x, y)` returns (scale, integer lanes, extra) for
-    /// the block at `x`, `y`; `extra` is a per-block scalar term summed apart
-    /// (the `m·s` of the types with a min).
+    /// One loop shape for every type, ggml-cpu's AVX2 order: blocks in
+    /// order into one 8-lane accumulator (`ACCS = 1`), or two alternating
+    /// over block pairs, summed lane-wise before the horizontal sum, with an
+    /// odd last block added in scalar as `d · isum`, not fused (`ACCS = 2`:
+    /// IQ4_NL, MXFP4). `body(x, y)` returns (scale, integer lanes, extra)
+    /// for the block at `x`, `y`; `extra` is the per-block `(m, s)` of the
+    /// types with a min, whose `Σ m·s` is fused apart and added last.
     macro_rules! kernel {
         ($name:ident, $wrapper:ident, $scalar:ident, $tname:literal, $wb:expr, $ab:expr,
          |$x:ident, $y:ident| $body:block) => {
+            kernel!($name, $wrapper, $scalar, $tname, $wb, $ab, 1, |$x, $y| {
+                $body
+            });
+        };
+        ($name:ident, $wrapper:ident, $scalar:ident, $tname:literal, $wb:expr, $ab:expr,
+         $accs:literal, |$x:ident, $y:ident| $body:block) => {
             pub(super) fn $wrapper(n: usize, w: &[u8], a: &[u8]) -> f32 {
                 let nb = check($tname, n, w, $wb, a, $ab);
                 if !has_avx2() {
@@ -580,20 +603,37 @@ mod x86 {
 
             #[target_feature(enable = "avx2,fma,f16c")]
             unsafe fn $name(nb: usize, w: *const u8, a: *const u8) -> f32 {
-                // ggml-cpu's order: one accumulator, blocks in order, the
-                // per-block scalar term fused-multiply-added apart.
-                let mut acc = _mm256_setzero_ps();
+                let mut acc = [_mm256_setzero_ps(); $accs];
                 let mut extra = 0f32;
+                let mut has_min = false;
+                let full = nb - nb % $accs;
                 // SAFETY (every read): block ib < nb of w and a, which hold nb blocks.
                 unsafe {
-                    for ib in 0..nb {
+                    for ib in 0..full {
                         let ($x, $y) = (w.add(ib * $wb), a.add(ib * $ab));
-                        let (d, q, (m, s)) = $body;
-                        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(q), acc);
-                        extra = m.mul_add(s, extra);
+                        let (d, q, mins): (__m256, __m256i, Option<(f32, f32)>) = $body;
+                        let k = ib % $accs;
+                        acc[k] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(q), acc[k]);
+                        if let Some((m, s)) = mins {
+                            extra = m.mul_add(s, extra);
+                            has_min = true;
+                        }
                     }
+                    let mut sum = acc[0];
+                    for v in &acc[1..] {
+                        sum = _mm256_add_ps(sum, *v);
+                    }
+                    let mut sumf = hsum_ps(sum);
+                    for ib in full..nb {
+                        let ($x, $y) = (w.add(ib * $wb), a.add(ib * $ab));
+                        let (d, q, _): (__m256, __m256i, Option<(f32, f32)>) = $body;
+                        sumf += _mm256_cvtss_f32(d) * hsum_i32(q) as f32;
+                    }
+                    if has_min {
+                        sumf += extra;
+                    }
+                    sumf
                 }
-                hsum_ps(acc) + extra
             }
         };
     }
@@ -609,7 +649,7 @@ mod x86 {
             let d = scale2(rd16(x), rd16(y));
             let qx = _mm256_sub_epi8(nibbles(x.add(Q4_0_QS)), _mm256_set1_epi8(8));
             let qy = _mm256_loadu_si256(y.add(Q8_0_QS).cast());
-            (d, dot_i8(qx, qy), (0f32, 0f32))
+            (d, dot_i8(qx, qy), None)
         }
     );
 
@@ -625,7 +665,7 @@ mod x86 {
             let (m, s) = f16x2(rd16(x.add(Q4_1_M)), rd16(y.add(Q8_1_S)));
             let qx = nibbles(x.add(Q4_1_QS));
             let qy = _mm256_loadu_si256(y.add(Q8_1_QS).cast());
-            (d, dot_u8i8(qx, qy), (m, s))
+            (d, dot_u8i8(qx, qy), Some((m, s)))
         }
     );
 
@@ -645,7 +685,7 @@ mod x86 {
             );
             let qx = _mm256_or_si256(nibbles(x.add(Q5_0_QS)), hi);
             let qy = _mm256_loadu_si256(y.add(Q8_0_QS).cast());
-            (d, dot_i8(qx, qy), (0f32, 0f32))
+            (d, dot_i8(qx, qy), None)
         }
     );
 
@@ -661,7 +701,7 @@ mod x86 {
             let (m, s) = f16x2(rd16(x.add(Q5_1_M)), rd16(y.add(Q8_1_S)));
             let qx = five_bits(x, Q5_1_QS, Q5_1_QH);
             let qy = _mm256_loadu_si256(y.add(Q8_1_QS).cast());
-            (d, dot_u8i8(qx, qy), (m, s))
+            (d, dot_u8i8(qx, qy), Some((m, s)))
         }
     );
 
@@ -676,7 +716,7 @@ mod x86 {
             let d = scale2(rd16(x), rd16(y));
             let qx = _mm256_loadu_si256(x.add(Q8_0_QS).cast());
             let qy = _mm256_loadu_si256(y.add(Q8_0_QS).cast());
-            (d, dot_i8(qx, qy), (0f32, 0f32))
+            (d, dot_i8(qx, qy), None)
         }
     );
 
@@ -704,11 +744,12 @@ mod x86 {
         "IQ4_NL",
         IQ4NL,
         Q8_0,
+        2,
         |x, y| {
             let d = scale2(rd16(x), rd16(y));
             let qx = lookup(x.add(IQ4NL_QS), &KVALUES_IQ4NL);
             let qy = _mm256_loadu_si256(y.add(Q8_0_QS).cast());
-            (d, dot_i8(qx, qy), (0f32, 0f32))
+            (d, dot_i8(qx, qy), None)
         }
     );
 
@@ -719,12 +760,13 @@ mod x86 {
         "MXFP4",
         MXFP4,
         Q8_0,
+        2,
         |x, y| {
             let (dy, _) = f16x2(rd16(y), 0);
             let d = _mm256_set1_ps(dy * e8m0_half(x.read()));
             let qx = lookup(x.add(MXFP4_QS), &KVALUES_MXFP4);
             let qy = _mm256_loadu_si256(y.add(Q8_0_QS).cast());
-            (d, dot_i8(qx, qy), (0f32, 0f32))
+            (d, dot_i8(qx, qy), None)
         }
     );
 
@@ -742,7 +784,7 @@ mod x86 {
     pub(super) unsafe fn quantize_q8_avx2<const S: bool>(x: &[f32], y: *mut u8, nb: usize) {
         let (size, qs) = if S { (Q8_1, Q8_1_QS) } else { (Q8_0, Q8_0_QS) };
         let sign = _mm256_set1_ps(-0.0);
-            // Byte 0 of each i32 lane, in order, into the low 4 bytes of each 128-bit half.
+        // Byte 0 of each i32 lane, in order, into the low 4 bytes of each 128-bit half.
         let low_bytes = _mm256_setr_epi8(
             0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, //
             0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
@@ -827,25 +869,11 @@ mod x86 {
         const MODE: Mode;
         /// `m` at byte 2 of the weight block, `s` at byte 2 of the activation block.
         const MIN: bool;
+        /// Accumulators of ggml's kernel: 1, or 2 alternating over block
+        /// pairs with a scalar odd last block (IQ4_NL, MXFP4).
+        const ACCS: usize = 1;
         /// The 32 values of the block at `x`, as bytes.
         unsafe fn unpack(x: *const u8) -> __m256i;
-        /// Whether [`TileType::unpack2`] exists: blocks taken two at a time.
-        const PAIR: bool = false;
-        /// The values of the blocks at `x0`, `x1` as unsigned bytes in
-        /// halves: `lo = [x0 0..16 | x1 0..16]`, `hi = [x0 16..32 | x1 16..32]`
-        /// (the activations are rearranged to match, once for all rows).
-        #[inline]
-        #[target_feature(enable = "avx2,fma,f16c")]
-        unsafe fn unpack2(_x0: *const u8, _x1: *const u8) -> (__m256i, __m256i) {
-            unreachable!("unpack2 of a type without PAIR")
-        }
-        /// The scales of blocks `x0[r]`, `x1[r]`: lanes `r` and `4 + r`.
-        #[inline]
-        #[target_feature(enable = "avx2,fma,f16c")]
-        unsafe fn scales2<const R: usize>(x0: [*const u8; R], x1: [*const u8; R]) -> __m256 {
-            // SAFETY: each block starts with its f16 scale.
-            unsafe { halves8(x0, x1, 0) }
-        }
         /// The scales of the blocks at `x[0..R]` as f32 lanes (unused lanes 0).
         #[inline]
         #[target_feature(enable = "avx2,fma,f16c")]
@@ -857,74 +885,6 @@ mod x86 {
             }
             cvt_f16x4(bits)
         }
-    }
-
-    /// The f16 at byte `off` of the blocks `x0[r]` (lanes `r`) and `x1[r]`
-    /// (lanes `4 + r`) as f32; lanes of missing rows are 0.
-    ///
-    /// # Safety
-    /// Every pointer has 2 readable bytes at `off`.
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn halves8<const R: usize>(
-        x0: [*const u8; R],
-        x1: [*const u8; R],
-        off: usize,
-    ) -> __m256 {
-        let (mut b0, mut b1) = (0u64, 0u64);
-        for r in 0..R {
-            // SAFETY: the caller's.
-            unsafe {
-                b0 |= u64::from(rd16(x0[r].add(off))) << (16 * r);
-                b1 |= u64::from(rd16(x1[r].add(off))) << (16 * r);
-            }
-        }
-        _mm256_cvtph_ps(_mm_set_epi64x(b1 as i64, b0 as i64))
-    }
-
-    /// `[x0 qs | x1 qs]` of two nibble blocks (16 bytes each at `qs`), split
-    /// into low and high nibbles.
-    ///
-    /// # Safety
-    /// 16 readable bytes at `x0 + qs` and `x1 + qs`.
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn nibbles2(x0: *const u8, x1: *const u8, qs: usize) -> (__m256i, __m256i) {
-        // SAFETY: the caller's.
-        let q = unsafe {
-            _mm256_inserti128_si256(
-                _mm256_castsi128_si256(_mm_loadu_si128(x0.add(qs).cast())),
-                _mm_loadu_si128(x1.add(qs).cast()),
-                1,
-            )
-        };
-        let m4 = _mm256_set1_epi8(0x0f);
-        (
-            _mm256_and_si256(q, m4),
-            _mm256_and_si256(_mm256_srli_epi16(q, 4), m4),
-        )
-    }
-
-    /// The fifth bits of two Q5 blocks (`qh` at `qh`) as `0x10` bytes in the
-    /// halves layout of [`TileType::unpack2`].
-    ///
-    /// # Safety
-    /// 4 readable bytes at `x0 + qh` and `x1 + qh`.
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn fifth_bits2(x0: *const u8, x1: *const u8, qh: usize) -> (__m256i, __m256i) {
-        let m = _mm256_set1_epi8(0x10);
-        // SAFETY: the caller's.
-        let (h0, h1) = unsafe {
-            (
-                _mm256_and_si256(bits_to_bytes(x0.add(qh)), m),
-                _mm256_and_si256(bits_to_bytes(x1.add(qh)), m),
-            )
-        };
-        (
-            _mm256_permute2x128_si256(h0, h1, 0x20),
-            _mm256_permute2x128_si256(h0, h1, 0x31),
-        )
     }
 
     /// The 5-bit values (0..=31) of a Q5_0/Q5_1 block at `x`: low nibbles at
@@ -939,21 +899,6 @@ mod x86 {
         unsafe {
             let hi = _mm256_and_si256(bits_to_bytes(x.add(qh)), _mm256_set1_epi8(0x10));
             _mm256_or_si256(nibbles(x.add(qs)), hi)
-        }
-    }
-
-    /// [`five_bits`] of two blocks, in the halves layout of [`nibbles2`].
-    ///
-    /// # Safety
-    /// Whole blocks at `x0` and `x1`.
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn five_bits2(x0: *const u8, x1: *const u8, qs: usize, qh: usize) -> (__m256i, __m256i) {
-        // SAFETY: the caller's.
-        unsafe {
-            let (lo, hi) = nibbles2(x0, x1, qs);
-            let (hl, hh) = fifth_bits2(x0, x1, qh);
-            (_mm256_or_si256(lo, hl), _mm256_or_si256(hi, hh))
         }
     }
 
@@ -989,16 +934,8 @@ mod x86 {
             // SAFETY: a whole block at x.
             unsafe { nibbles(x.add(Q4_0_QS)) }
         }
-        const PAIR: bool = true;
-        #[inline]
-        #[target_feature(enable = "avx2,fma,f16c")]
-        unsafe fn unpack2(x0: *const u8, x1: *const u8) -> (__m256i, __m256i) {
-            // SAFETY: whole blocks at x0, x1.
-            unsafe { nibbles2(x0, x1, Q4_0_QS) }
-        }
     }
 
-    #[allow(dead_code)]
     struct TQ4_1;
     impl TileType for TQ4_1 {
         const W: usize = Q4_1;
@@ -1011,13 +948,6 @@ mod x86 {
         unsafe fn unpack(x: *const u8) -> __m256i {
             // SAFETY: a whole block at x.
             unsafe { nibbles(x.add(Q4_1_QS)) }
-        }
-        const PAIR: bool = true;
-        #[inline]
-        #[target_feature(enable = "avx2,fma,f16c")]
-        unsafe fn unpack2(x0: *const u8, x1: *const u8) -> (__m256i, __m256i) {
-            // SAFETY: whole blocks at x0, x1.
-            unsafe { nibbles2(x0, x1, Q4_1_QS) }
         }
     }
 
@@ -1034,13 +964,6 @@ mod x86 {
             // SAFETY: a whole block at x.
             unsafe { five_bits(x, Q5_0_QS, Q5_0_QH) }
         }
-        const PAIR: bool = true;
-        #[inline]
-        #[target_feature(enable = "avx2,fma,f16c")]
-        unsafe fn unpack2(x0: *const u8, x1: *const u8) -> (__m256i, __m256i) {
-            // SAFETY: whole blocks at x0, x1.
-            unsafe { five_bits2(x0, x1, Q5_0_QS, Q5_0_QH) }
-        }
     }
 
     struct TQ5_1;
@@ -1055,13 +978,6 @@ mod x86 {
         unsafe fn unpack(x: *const u8) -> __m256i {
             // SAFETY: a whole block at x.
             unsafe { five_bits(x, Q5_1_QS, Q5_1_QH) }
-        }
-        const PAIR: bool = true;
-        #[inline]
-        #[target_feature(enable = "avx2,fma,f16c")]
-        unsafe fn unpack2(x0: *const u8, x1: *const u8) -> (__m256i, __m256i) {
-            // SAFETY: whole blocks at x0, x1.
-            unsafe { five_bits2(x0, x1, Q5_1_QS, Q5_1_QH) }
         }
     }
 
@@ -1087,6 +1003,7 @@ mod x86 {
         const A_QS: usize = Q8_0_QS;
         const MODE: Mode = Mode::Signed;
         const MIN: bool = false;
+        const ACCS: usize = 2;
         #[inline]
         #[target_feature(enable = "avx2,fma,f16c")]
         unsafe fn unpack(x: *const u8) -> __m256i {
@@ -1113,6 +1030,7 @@ mod x86 {
         const A_QS: usize = Q8_0_QS;
         const MODE: Mode = Mode::Offset(12);
         const MIN: bool = false;
+        const ACCS: usize = 2;
         #[inline]
         #[target_feature(enable = "avx2,fma,f16c")]
         unsafe fn unpack(x: *const u8) -> __m256i {
@@ -1130,32 +1048,6 @@ mod x86 {
             // SAFETY: 4 floats.
             unsafe { _mm_loadu_ps(v.as_ptr()) }
         }
-        const PAIR: bool = true;
-        #[inline]
-        #[target_feature(enable = "avx2,fma,f16c")]
-        unsafe fn unpack2(x0: *const u8, x1: *const u8) -> (__m256i, __m256i) {
-            // SAFETY: whole blocks at x0, x1; the table is 16 bytes.
-            unsafe {
-                let (lo, hi) = nibbles2(x0, x1, MXFP4_QS);
-                let t =
-                    _mm256_broadcastsi128_si256(_mm_loadu_si128(KVALUES_MXFP4_U.as_ptr().cast()));
-                (_mm256_shuffle_epi8(t, lo), _mm256_shuffle_epi8(t, hi))
-            }
-        }
-        #[inline]
-        #[target_feature(enable = "avx2,fma,f16c")]
-        unsafe fn scales2<const R: usize>(x0: [*const u8; R], x1: [*const u8; R]) -> __m256 {
-            let mut v = [0f32; 8];
-            for r in 0..R {
-                // SAFETY: each block starts with its exponent byte.
-                unsafe {
-                    v[r] = e8m0_half(x0[r].read());
-                    v[4 + r] = e8m0_half(x1[r].read());
-                }
-            }
-            // SAFETY: 8 floats.
-            unsafe { _mm256_loadu_ps(v.as_ptr()) }
-        }
     }
 
     /// Broadcast of lane `i` of `v`.
@@ -1165,7 +1057,102 @@ mod x86 {
         _mm256_permutevar8x32_ps(_mm256_castps128_ps256(v), _mm256_set1_epi32(i as i32))
     }
 
-    /// The tile body: `R` weight rows × `C` activation rows over `nb` blocks.
+    /// One block `ib` of every (row, activation) pair of a tile, with the
+    /// single kernel's arithmetic: the pair's 8 i32 lanes, scaled by
+    /// `dx·dy`, fused-multiply-added into its accumulator; the `m·s` term of
+    /// the types with a min fused into `acc_min` (row `r` in lane `r`).
+    ///
+    /// # Safety
+    /// AVX2+FMA+F16C; block `ib` exists in every row of `w` and `a`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn tile_block<T: TileType, const R: usize, const C: usize>(
+        ib: usize,
+        w: [*const u8; R],
+        a: [*const u8; C],
+        ahead: usize,
+        acc: &mut [[__m256; R]; C],
+        acc_min: &mut [__m128; C],
+    ) {
+        let ones = _mm256_set1_epi16(1);
+        // SAFETY (every read): block ib of every row, the caller's.
+        unsafe {
+            let xb = w.map(|p| p.add(ib * T::W));
+            let yb = a.map(|p| p.add(ib * T::A));
+            let y = yb.map(|p| _mm256_loadu_si256(p.add(T::A_QS).cast()));
+            let corr = match T::MODE {
+                Mode::Offset(k) => y.map(|y| _mm256_maddubs_epi16(_mm256_set1_epi8(k), y)),
+                _ => [_mm256_setzero_si256(); C],
+            };
+            let ds = act_scales(yb, T::MIN);
+            let dx = T::scales(xb);
+            // dx·dy of every (row, activation), rows in lanes.
+            let dxy: [__m128; C] =
+                std::array::from_fn(|c| _mm_mul_ps(dx, _mm256_castps256_ps128(lane(ds, 2 * c))));
+            if T::MIN {
+                let mut mbits = 0u64;
+                for (r, &p) in xb.iter().enumerate() {
+                    mbits |= u64::from(rd16(p.add(Q4_1_M))) << (16 * r);
+                }
+                let m = cvt_f16x4(mbits);
+                for (c, acc_min) in acc_min.iter_mut().enumerate() {
+                    let s = _mm256_castps256_ps128(lane(ds, 2 * c + 1));
+                    *acc_min = _mm_fmadd_ps(m, s, *acc_min);
+                }
+            }
+            for r in 0..R {
+                _mm_prefetch::<_MM_HINT_T0>(xb[r].wrapping_add(ahead).cast());
+                let q = T::unpack(xb[r]);
+                for c in 0..C {
+                    let sf = _mm256_cvtepi32_ps(_mm256_madd_epi16(
+                        products::<T>(q, y[c], corr[c]),
+                        ones,
+                    ));
+                    acc[c][r] = _mm256_fmadd_ps(lane(dxy[c], r), sf, acc[c][r]);
+                }
+            }
+        }
+    }
+
+    /// The i16 pair sums of weight bytes `q` (as [`TileType::unpack`] gives
+    /// them) with activation bytes `y`; `corr` is `maddubs(k, y)` for
+    /// [`Mode::Offset`]`(k)`. The same integers as ggml's signed products.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn products<T: TileType>(q: __m256i, y: __m256i, corr: __m256i) -> __m256i {
+        match T::MODE {
+            Mode::Offset(_) => _mm256_sub_epi16(_mm256_maddubs_epi16(q, y), corr),
+            Mode::Unsigned => _mm256_maddubs_epi16(q, y),
+            Mode::Signed => _mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(y, q)),
+        }
+    }
+
+    /// The f16 `d` (and `s` where `min`) of up to 2 activation blocks in one
+    /// conversion: lane `2c` is `d` of `yb[c]`, lane `2c + 1` its `s`.
+    ///
+    /// # Safety
+    /// AVX2+F16C; whole activation blocks at `yb`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn act_scales<const C: usize>(yb: [*const u8; C], min: bool) -> __m128 {
+        let mut bits = 0u64;
+        for (c, &p) in yb.iter().enumerate() {
+            // SAFETY: the caller's.
+            unsafe {
+                bits |= u64::from(rd16(p)) << (32 * c);
+                if min {
+                    bits |= u64::from(rd16(p.add(Q8_1_S))) << (32 * c + 16);
+                }
+            }
+        }
+        cvt_f16x4(bits)
+    }
+
+    /// The tile body: `R` weight rows × `C` activation rows over `nb` blocks,
+    /// every pair computed exactly as the single kernel (ggml-cpu's order):
+    /// blocks in order into one accumulator (two, alternating, for the
+    /// `T::ACCS == 2` types, whose odd last block is added in scalar), then
+    /// `hsum + Σ m·s`. The tile only shares the loads and conversions.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn tile<T: TileType, const R: usize, const C: usize>(
@@ -1173,156 +1160,72 @@ mod x86 {
         w: [*const u8; R],
         a: [*const u8; C],
     ) -> [[f32; R]; C] {
-        let ones = _mm256_set1_epi16(1);
         let mut acc = [[_mm256_setzero_ps(); R]; C];
         let mut acc_min = [_mm_setzero_ps(); C];
-        let mut acc_min2 = [_mm256_setzero_ps(); C];
         // Prefetch: the rows of the next tile, at the same column. A GEMV's
         // rows are consecutive, so that is where the stream goes next; the
         // hardware prefetcher only sees short interleaved streams (one per
         // row) and restarts at every tile. Rows that are not consecutive
         // just waste the hint (a prefetch never faults).
         let ahead = prefetch_ahead(R * nb * T::W);
-        let mut ib = 0;
-        if T::PAIR {
-            // Lane r of a scale vector is block ib of row r, lane 4 + r block ib + 1.
-            let pick: [__m256i; R] = std::array::from_fn(|r| {
-                let (r, r4) = (r as i32, r as i32 + 4);
-                _mm256_setr_epi32(r, r, r, r, r4, r4, r4, r4)
-            });
-            let halves = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
-            while ib + 2 <= nb {
-                // SAFETY (every read): blocks ib, ib + 1 < nb of every row.
-                unsafe {
-                    let x0 = w.map(|p| p.add(ib * T::W));
-                    let x1 = w.map(|p| p.add((ib + 1) * T::W));
-                    let y0 = a.map(|p| p.add(ib * T::A));
-                    let y1 = a.map(|p| p.add((ib + 1) * T::A));
-                    // The activations in the halves layout of `unpack2`.
-                    let join = |p: *const u8, q: *const u8| {
-                        _mm256_inserti128_si256(
-                            _mm256_castsi128_si256(_mm_loadu_si128(p.cast())),
-                            _mm_loadu_si128(q.cast()),
-                            1,
-                        )
-                    };
-                    let ylo: [__m256i; C] =
-                        std::array::from_fn(|c| join(y0[c].add(T::A_QS), y1[c].add(T::A_QS)));
-                    let yhi: [__m256i; C] = std::array::from_fn(|c| {
-                        join(y0[c].add(T::A_QS + 16), y1[c].add(T::A_QS + 16))
-                    });
-                    let corr: [__m256i; C] = match T::MODE {
-                        Mode::Offset(k) => std::array::from_fn(|c| {
-                            let k = _mm256_set1_epi8(k);
-                            _mm256_add_epi16(
-                                _mm256_maddubs_epi16(k, ylo[c]),
-                                _mm256_maddubs_epi16(k, yhi[c]),
-                            )
-                        }),
-                        _ => [_mm256_setzero_si256(); C],
-                    };
-                    let dx = T::scales2(x0, x1);
-                    let mut dxy = [_mm256_setzero_ps(); C];
-                    for c in 0..C {
-                        let mut bits = u64::from(rd16(y0[c])) | (u64::from(rd16(y1[c])) << 16);
-                        if T::MIN {
-                            bits |= u64::from(rd16(y0[c].add(Q8_1_S))) << 32;
-                            bits |= u64::from(rd16(y1[c].add(Q8_1_S))) << 48;
-                        }
-                        let v = _mm256_castps128_ps256(cvt_f16x4(bits));
-                        dxy[c] = _mm256_mul_ps(dx, _mm256_permutevar8x32_ps(v, halves));
-                        if T::MIN {
-                            let two = _mm256_set1_epi32(2);
-                            let s = _mm256_permutevar8x32_ps(v, _mm256_add_epi32(halves, two));
-                            let m = halves8(x0, x1, Q4_1_M);
-                            acc_min2[c] = _mm256_fmadd_ps(m, s, acc_min2[c]);
-                        }
-                    }
+        let tail = if T::ACCS == 2 { nb % 2 } else { 0 };
+        // SAFETY (every call): blocks below nb, features enabled here.
+        unsafe {
+            if T::ACCS == 2 {
+                let mut acc2 = [[_mm256_setzero_ps(); R]; C];
+                let mut ib = 0;
+                while ib + 2 <= nb {
+                    tile_block::<T, R, C>(ib, w, a, ahead, &mut acc, &mut acc_min);
+                    tile_block::<T, R, C>(ib + 1, w, a, ahead, &mut acc2, &mut acc_min);
+                    ib += 2;
+                }
+                for c in 0..C {
                     for r in 0..R {
-                        _mm_prefetch::<_MM_HINT_T0>(x0[r].wrapping_add(ahead).cast());
-                        let (lo, hi) = T::unpack2(x0[r], x1[r]);
-                        for c in 0..C {
-                            let mut p = _mm256_add_epi16(
-                                _mm256_maddubs_epi16(lo, ylo[c]),
-                                _mm256_maddubs_epi16(hi, yhi[c]),
-                            );
-                            if let Mode::Offset(_) = T::MODE {
-                                p = _mm256_sub_epi16(p, corr[c]);
-                            }
-                            let sf = _mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones));
-                            let d = _mm256_permutevar8x32_ps(dxy[c], pick[r]);
-                            acc[c][r] = _mm256_fmadd_ps(d, sf, acc[c][r]);
-                        }
+                        acc[c][r] = _mm256_add_ps(acc[c][r], acc2[c][r]);
                     }
                 }
-                ib += 2;
-            }
-        }
-        while ib < nb {
-            // SAFETY (every read): block ib < nb of every row.
-            unsafe {
-                let xb = w.map(|p| p.add(ib * T::W));
-                let yb = a.map(|p| p.add(ib * T::A));
-                let y = yb.map(|p| _mm256_loadu_si256(p.add(T::A_QS).cast()));
-                let corr = match T::MODE {
-                    Mode::Offset(k) => y.map(|y| _mm256_maddubs_epi16(_mm256_set1_epi8(k), y)),
-                    _ => [_mm256_setzero_si256(); C],
-                };
-                // Activation d (and s) of up to 2 rows in one conversion.
-                let mut bits = 0u64;
-                for (c, &p) in yb.iter().enumerate() {
-                    bits |= u64::from(rd16(p)) << (32 * c);
-                    if T::MIN {
-                        bits |= u64::from(rd16(p.add(Q8_1_S))) << (32 * c + 16);
-                    }
-                }
-                let ds = cvt_f16x4(bits);
-                let dx = T::scales(xb);
-                // dx·dy of every (row, activation), rows in lanes.
-                let dxy: [__m128; C] = std::array::from_fn(|c| {
-                    _mm_mul_ps(dx, _mm256_castps256_ps128(lane(ds, 2 * c)))
-                });
-                if T::MIN {
-                    let mut mbits = 0u64;
-                    for (r, &p) in xb.iter().enumerate() {
-                        mbits |= u64::from(rd16(p.add(Q4_1_M))) << (16 * r);
-                    }
-                    let m = cvt_f16x4(mbits);
-                    for (c, acc_min) in acc_min.iter_mut().enumerate() {
-                        let s = _mm256_castps256_ps128(lane(ds, 2 * c + 1));
-                        *acc_min = _mm_fmadd_ps(m, s, *acc_min);
-                    }
-                }
-                for r in 0..R {
-                    _mm_prefetch::<_MM_HINT_T0>(xb[r].wrapping_add(ahead).cast());
-                    let q = T::unpack(xb[r]);
-                    let ax = _mm256_sign_epi8(q, q);
-                    for c in 0..C {
-                        let p = match T::MODE {
-                            Mode::Offset(_) => {
-                                _mm256_sub_epi16(_mm256_maddubs_epi16(q, y[c]), corr[c])
-                            }
-                            Mode::Unsigned => _mm256_maddubs_epi16(q, y[c]),
-                            Mode::Signed => _mm256_maddubs_epi16(ax, _mm256_sign_epi8(y[c], q)),
-                        };
-                        let sf = _mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones));
-                        acc[c][r] = _mm256_fmadd_ps(lane(dxy[c], r), sf, acc[c][r]);
-                    }
+            } else {
+                for ib in 0..nb {
+                    tile_block::<T, R, C>(ib, w, a, ahead, &mut acc, &mut acc_min);
                 }
             }
-            ib += 1;
         }
         let mut out = [[0f32; R]; C];
         for c in 0..C {
             let mut mins = [0f32; 4];
-            let mut mins2 = [0f32; 8];
-            // SAFETY: 4 and 8 floats.
-            unsafe {
-                _mm_storeu_ps(mins.as_mut_ptr(), acc_min[c]);
-                _mm256_storeu_ps(mins2.as_mut_ptr(), acc_min2[c]);
-            }
+            // SAFETY: 4 floats.
+            unsafe { _mm_storeu_ps(mins.as_mut_ptr(), acc_min[c]) };
             for r in 0..R {
-                out[c][r] = hsum_ps(acc[c][r]) + (mins[r] + (mins2[r] + mins2[4 + r]));
+                out[c][r] = hsum_ps(acc[c][r]);
+                if T::MIN {
+                    out[c][r] += mins[r];
+                }
+            }
+        }
+        if tail == 1 {
+            // ggml's scalar loop for the last block: `sumf += d * isum`,
+            // not fused.
+            let ib = nb - 1;
+            // SAFETY: block ib of every row.
+            unsafe {
+                let xb = w.map(|p| p.add(ib * T::W));
+                let yb = a.map(|p| p.add(ib * T::A));
+                let mut dy = [0f32; 4];
+                _mm_storeu_ps(dy.as_mut_ptr(), act_scales(yb, false));
+                let mut dx = [0f32; 4];
+                _mm_storeu_ps(dx.as_mut_ptr(), T::scales(xb));
+                for r in 0..R {
+                    let q = T::unpack(xb[r]);
+                    for c in 0..C {
+                        let y = _mm256_loadu_si256(yb[c].add(T::A_QS).cast());
+                        let corr = match T::MODE {
+                            Mode::Offset(k) => _mm256_maddubs_epi16(_mm256_set1_epi8(k), y),
+                            _ => _mm256_setzero_si256(),
+                        };
+                        let i = _mm256_madd_epi16(products::<T>(q, y, corr), _mm256_set1_epi16(1));
+                        out[c][r] += (dy[2 * c] * dx[r]) * hsum_i32(i) as f32;
+                    }
+                }
             }
         }
         out
@@ -1353,8 +1256,7 @@ mod x86 {
     }
 
     tile_fn!(tile_q4_0, TQ4_0, "Q4_0", vec_dot_q4_0_q8_0_scalar);
-    // Q4_1's tile sums two blocks' products before scaling, which is not
-    // ggml-cpu's order; it is off until it is bit-exact (see kernels docs).
+    tile_fn!(tile_q4_1, TQ4_1, "Q4_1", vec_dot_q4_1_q8_1_scalar);
     tile_fn!(tile_q5_0, TQ5_0, "Q5_0", vec_dot_q5_0_q8_0_scalar);
     tile_fn!(tile_q5_1, TQ5_1, "Q5_1", vec_dot_q5_1_q8_1_scalar);
     tile_fn!(tile_q8_0, TQ8_0, "Q8_0", vec_dot_q8_0_q8_0_scalar);
@@ -1364,6 +1266,7 @@ mod x86 {
     /// The AVX2 tile kernels.
     pub(super) const TILES: &[(GgmlType, DotTile)] = &[
         (GgmlType::Q4_0, tile_q4_0),
+        (GgmlType::Q4_1, tile_q4_1),
         (GgmlType::Q5_0, tile_q5_0),
         (GgmlType::Q5_1, tile_q5_1),
         (GgmlType::Q8_0, tile_q8_0),
