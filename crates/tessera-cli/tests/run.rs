@@ -1,0 +1,257 @@
+//! `tessera run`, `bench` and `perplexity` end to end on small inputs, and
+//! every kind of bad input ending in a clear message and a non-zero exit
+//! code (never a panic).
+
+use std::process::{Command, Output};
+
+use tessera_gguf::{GgmlType, GgufFile, GgufWriter, Value};
+use tessera_testkit::env;
+use tessera_testkit::synth::{self, Arch, SynthConfig};
+
+fn tessera(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(args)
+        .output()
+        .expect("run tessera")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Fails with the output when `o` succeeded or panicked.
+fn assert_clean_failure(o: &Output, wants: &[&str]) {
+    let err = stderr(o);
+    assert!(!o.status.success(), "expected failure, got success: {err}");
+    assert_eq!(o.status.code(), Some(1), "exit code: {err}");
+    assert!(!err.contains("panicked"), "panic: {err}");
+    for w in wants {
+        assert!(err.contains(w), "`{w}` not in: {err}");
+    }
+}
+
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let d = std::env::temp_dir().join(format!("tessera-cli-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        TempDir(d)
+    }
+    fn path(&self, name: &str) -> String {
+        self.0.join(name).to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        std::fs::remove_dir_all(&self.0).ok();
+    }
+}
+
+/// A synthetic llama re-written with `meta` edits and tensor type changes.
+fn write_variant(
+    path: &str,
+    meta: impl Fn(&mut tessera_gguf::Metadata),
+    retype: impl Fn(&str) -> Option<GgmlType>,
+) {
+    let bytes = synth::to_bytes(&SynthConfig::new(Arch::Llama)).unwrap();
+    let src = GgufFile::from_vec(bytes).unwrap();
+    let mut w = GgufWriter::new();
+    for (k, v) in src.metadata().iter() {
+        w.set(k, v.clone());
+    }
+    meta(w.metadata_mut());
+    for t in src.tensors() {
+        let ty = retype(&t.name).unwrap_or(t.ggml_type);
+        w.add_tensor(t.name.clone(), ty, &t.dims, src.tensor_data(t).to_vec())
+            .unwrap();
+    }
+    w.write_to_path(path).unwrap();
+}
+
+#[test]
+fn run_generates_greedy_text_with_timings() {
+    let d = TempDir::new("run");
+    let m = d.path("llama.gguf");
+    write_variant(&m, |_| {}, |_| None);
+    let o = tessera(&[
+        "run",
+        "-m",
+        &m,
+        "-p",
+        "Hello world",
+        "-n",
+        "8",
+        "--temp",
+        "0",
+        "-t",
+        "2",
+        "--ignore-eos",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("prompt eval time") && err.contains("tokens per second"),
+        "{err}"
+    );
+    // Same seedless greedy run twice: same text.
+    let o2 = tessera(&[
+        "run",
+        "-m",
+        &m,
+        "-p",
+        "Hello world",
+        "-n",
+        "8",
+        "--temp",
+        "0",
+        "-t",
+        "1",
+        "--ignore-eos",
+    ]);
+    assert_eq!(
+        o.stdout, o2.stdout,
+        "greedy output must not depend on the thread count"
+    );
+    assert!(!o.stdout.is_empty());
+}
+
+#[test]
+fn empty_prompt_is_an_error() {
+    let d = TempDir::new("empty");
+    let m = d.path("llama.gguf");
+    write_variant(&m, |_| {}, |_| None);
+    assert_clean_failure(
+        &tessera(&["run", "-m", &m, "-p", "", "-n", "4"]),
+        &["prompt is empty"],
+    );
+}
+
+#[test]
+fn prompt_longer_than_the_context_is_an_error() {
+    let d = TempDir::new("long");
+    let m = d.path("llama.gguf");
+    write_variant(&m, |_| {}, |_| None);
+    let prompt = "word ".repeat(200);
+    assert_clean_failure(
+        &tessera(&["run", "-m", &m, "-p", &prompt, "-c", "64", "-n", "4"]),
+        &["context holds 64"],
+    );
+}
+
+#[test]
+fn unknown_architecture_is_an_error() {
+    let d = TempDir::new("arch");
+    let m = d.path("mamba.gguf");
+    write_variant(
+        &m,
+        |meta| meta.set("general.architecture", Value::String("mamba9".into())),
+        |_| None,
+    );
+    assert_clean_failure(
+        &tessera(&["run", "-m", &m, "-p", "hi"]),
+        &["unsupported architecture `mamba9`", "llama"],
+    );
+}
+
+#[test]
+fn weight_type_without_a_kernel_is_an_error() {
+    let d = TempDir::new("dtype");
+    let m = d.path("i32.gguf");
+    write_variant(
+        &m,
+        |_| {},
+        |n| (n == "blk.1.attn_q.weight").then_some(GgmlType::I32),
+    );
+    assert_clean_failure(
+        &tessera(&["run", "-m", &m, "-p", "hi"]),
+        &["blk.1.attn_q.weight", "I32", "cannot compute"],
+    );
+}
+
+#[test]
+fn missing_model_file_is_an_error() {
+    assert_clean_failure(
+        &tessera(&["run", "-m", "/nonexistent/model.gguf", "-p", "hi"]),
+        &["/nonexistent/model.gguf"],
+    );
+}
+
+#[test]
+fn bad_sampling_settings_are_errors() {
+    let d = TempDir::new("sampling");
+    let m = d.path("llama.gguf");
+    write_variant(&m, |_| {}, |_| None);
+    assert_clean_failure(
+        &tessera(&["run", "-m", &m, "-p", "hi", "--top-p", "1.5"]),
+        &["top_p"],
+    );
+    assert_clean_failure(
+        &tessera(&["run", "-m", &m, "-p", "hi", "-l", "abc+1"]),
+        &["logit bias"],
+    );
+    assert_clean_failure(
+        &tessera(&["run", "-m", &m, "-p", "hi", "-ctk", "q2_k"]),
+        &["cache type"],
+    );
+}
+
+#[test]
+fn bench_prints_a_llama_bench_table() {
+    let d = TempDir::new("bench");
+    let m = d.path("llama.gguf");
+    write_variant(&m, |_| {}, |_| None);
+    let o = tessera(&[
+        "bench", "-m", &m, "-p", "16", "-n", "4", "-r", "2", "-t", "2",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("| pp16 ") || out.contains("pp16 |"), "{out}");
+    assert!(out.contains("tg4"), "{out}");
+    let o = tessera(&[
+        "bench", "-m", &m, "-p", "16", "-n", "4", "-r", "2", "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v.as_array().unwrap().len(), 2);
+    assert!(v[0]["avg_ts"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn perplexity_needs_enough_text() {
+    let d = TempDir::new("ppl");
+    let m = d.path("llama.gguf");
+    write_variant(&m, |_| {}, |_| None);
+    let f = d.path("short.txt");
+    std::fs::write(&f, "just a few words").unwrap();
+    assert_clean_failure(
+        &tessera(&["perplexity", "-m", &m, "-f", &f, "-c", "128"]),
+        &["needs at least 256"],
+    );
+}
+
+#[test]
+fn smollm2_runs_from_the_cache() {
+    let Some(path) = env::real_model(env::SMOLLM2) else {
+        return;
+    };
+    let o = tessera(&[
+        "run",
+        "-m",
+        path.to_str().unwrap(),
+        "-p",
+        "The capital of France is",
+        "-n",
+        "8",
+        "--temp",
+        "0",
+        "-t",
+        "2",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("Paris"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+}
