@@ -419,14 +419,21 @@ fn quantizer_rows() -> Vec<Vec<f32>> {
 #[test]
 fn simd_activation_quantizers_match_their_scalar_twin() {
     use tessera_quant::blocks::{BlockQ8_0, BlockQ8_1};
-    use tessera_quant::kernels::legacy::{quantize_act_q8_0, quantize_act_q8_1, quantize_act_q8_scalar};
+    use tessera_quant::kernels::legacy::{
+        quantize_act_q8_0, quantize_act_q8_1, quantize_act_q8_scalar,
+    };
     for level in SimdLevel::available() {
         for x in quantizer_rows() {
             for (b, xb) in x.chunks_exact(32).enumerate() {
                 let (d, qs, s) = quantize_act_q8_scalar(xb);
                 let mut got0 = [<BlockQ8_0 as bytemuck::Zeroable>::zeroed()];
                 quantize_act_q8_0(level, xb, &mut got0);
-                assert_eq!((got0[0].d.to_bits(), got0[0].qs), (d.to_bits(), qs), "Q8_0 {} block {b}", level.name());
+                assert_eq!(
+                    (got0[0].d.to_bits(), got0[0].qs),
+                    (d.to_bits(), qs),
+                    "Q8_0 {} block {b}",
+                    level.name()
+                );
                 let mut got1 = [<BlockQ8_1 as bytemuck::Zeroable>::zeroed()];
                 quantize_act_q8_1(level, xb, &mut got1);
                 assert_eq!(

@@ -11,9 +11,11 @@
 //! | BF16   | BF16 | [`vec_dot_bf16_scalar`]    | yes           | —                   |
 //!
 //! The scalar twins follow ggml's generic `ggml_vec_dot_f32/f16/bf16`: each
-//! product in f32, summed in f64 (`ggml_float`). The SIMD variants sum in
-//! f32 with FMA over several accumulators, so they differ from the twin by
-//! f32 rounding of the sum (the tests bound it relative to `Σ|w·a|`).
+//! product in f32, summed in f64 (`ggml_float`). The AVX2 variants and tiles
+//! are bit-identical with ggml-cpu's x86 build (`tests/ggml_exact.rs`): 4
+//! accumulators of 8 lanes, ggml's reductions and tails (see `Load::finish`),
+//! so they differ from the twin by f32 rounding of the sum (the tests bound
+//! it relative to `Σ|w·a|`).
 //!
 //! Rows may start at any byte address (a GGUF row of F16 is 2-aligned at
 //! best): every load is unaligned. `n` values need `4n` (F32) or `2n` bytes
@@ -210,39 +212,7 @@ mod x86 {
             return vec_dot_f32_scalar(n, w, a);
         }
         // SAFETY: lengths checked above, features checked above.
-        unsafe { f32_avx2(n, w.as_ptr().cast(), a.as_ptr().cast()) }
-    }
-
-    /// Four 8-lane FMA accumulators, 32 values per step, then 8, then one.
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn f32_avx2(n: usize, x: *const f32, y: *const f32) -> f32 {
-        let mut acc = [_mm256_setzero_ps(); 4];
-        let mut i = 0;
-        // SAFETY (all loads): i + width <= n, and x, y point to n values.
-        unsafe {
-            while i + 32 <= n {
-                for (k, acc) in acc.iter_mut().enumerate() {
-                    let xv = _mm256_loadu_ps(x.add(i + 8 * k));
-                    let yv = _mm256_loadu_ps(y.add(i + 8 * k));
-                    *acc = _mm256_fmadd_ps(xv, yv, *acc);
-                }
-                i += 32;
-            }
-            while i + 8 <= n {
-                acc[0] =
-                    _mm256_fmadd_ps(_mm256_loadu_ps(x.add(i)), _mm256_loadu_ps(y.add(i)), acc[0]);
-                i += 8;
-            }
-            let mut sum = hsum_ps(_mm256_add_ps(
-                _mm256_add_ps(acc[0], acc[1]),
-                _mm256_add_ps(acc[2], acc[3]),
-            ));
-            while i < n {
-                sum += x.add(i).read_unaligned() * y.add(i).read_unaligned();
-                i += 1;
-            }
-            sum
-        }
+        unsafe { dots::<LF32, 1>(n, w.as_ptr(), [a.as_ptr()])[0] }
     }
 
     pub(super) fn vec_dot_f16_avx2(n: usize, w: &[u8], a: &[u8]) -> f32 {
@@ -251,50 +221,7 @@ mod x86 {
             return vec_dot_f16_scalar(n, w, a);
         }
         // SAFETY: lengths checked above, features checked above.
-        unsafe { f16_avx2(n, w.as_ptr().cast(), a.as_ptr().cast()) }
-    }
-
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn load_f16x8(p: *const u16) -> __m256 {
-        // SAFETY: the caller guarantees 8 readable halves at p.
-        unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p.cast())) }
-    }
-
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn f16_avx2(n: usize, x: *const u16, y: *const u16) -> f32 {
-        let mut acc = [_mm256_setzero_ps(); 4];
-        let mut i = 0;
-        // SAFETY (all loads): i + width <= n, and x, y point to n values.
-        unsafe {
-            while i + 32 <= n {
-                for (k, acc) in acc.iter_mut().enumerate() {
-                    let xv = load_f16x8(x.add(i + 8 * k));
-                    let yv = load_f16x8(y.add(i + 8 * k));
-                    *acc = _mm256_fmadd_ps(xv, yv, *acc);
-                }
-                i += 32;
-            }
-            while i + 8 <= n {
-                acc[0] = _mm256_fmadd_ps(load_f16x8(x.add(i)), load_f16x8(y.add(i)), acc[0]);
-                i += 8;
-            }
-            let mut sum = hsum_ps(_mm256_add_ps(
-                _mm256_add_ps(acc[0], acc[1]),
-                _mm256_add_ps(acc[2], acc[3]),
-            ));
-            while i < n {
-                let xv = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(
-                    x.add(i).read_unaligned(),
-                ))));
-                let yv = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(
-                    y.add(i).read_unaligned(),
-                ))));
-                sum += xv * yv;
-                i += 1;
-            }
-            sum
-        }
+        unsafe { dots::<LF16, 1>(n, w.as_ptr(), [a.as_ptr()])[0] }
     }
 
     pub(super) fn vec_dot_bf16_avx2(n: usize, w: &[u8], a: &[u8]) -> f32 {
@@ -303,7 +230,14 @@ mod x86 {
             return vec_dot_bf16_scalar(n, w, a);
         }
         // SAFETY: lengths checked above, features checked above.
-        unsafe { bf16_avx2(n, w.as_ptr().cast(), a.as_ptr().cast()) }
+        unsafe { dots::<LBf16, 1>(n, w.as_ptr(), [a.as_ptr()])[0] }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn load_f16x8(p: *const u16) -> __m256 {
+        // SAFETY: the caller guarantees 8 readable halves at p.
+        unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p.cast())) }
     }
 
     /// 8 bf16 → 8 f32: widen to 32 bits, shift into the high half.
@@ -315,45 +249,36 @@ mod x86 {
         _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16))
     }
 
+    /// ggml's `GGML_F32x8_REDUCE` of 4 accumulators: `(a0 + a2) + (a1 + a3)`,
+    /// the two halves added, then two `hadd`s.
+    #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn bf16_avx2(n: usize, x: *const u16, y: *const u16) -> f32 {
-        let mut acc = [_mm256_setzero_ps(); 4];
-        let mut i = 0;
-        // SAFETY (all loads): i + width <= n, and x, y point to n values.
-        unsafe {
-            while i + 32 <= n {
-                for (k, acc) in acc.iter_mut().enumerate() {
-                    let xv = load_bf16x8(x.add(i + 8 * k));
-                    let yv = load_bf16x8(y.add(i + 8 * k));
-                    *acc = _mm256_fmadd_ps(xv, yv, *acc);
-                }
-                i += 32;
-            }
-            while i + 8 <= n {
-                acc[0] = _mm256_fmadd_ps(load_bf16x8(x.add(i)), load_bf16x8(y.add(i)), acc[0]);
-                i += 8;
-            }
-            let mut sum = hsum_ps(_mm256_add_ps(
-                _mm256_add_ps(acc[0], acc[1]),
-                _mm256_add_ps(acc[2], acc[3]),
-            ));
-            while i < n {
-                let xv = f32::from_bits(u32::from(x.add(i).read_unaligned()) << 16);
-                let yv = f32::from_bits(u32::from(y.add(i).read_unaligned()) << 16);
-                sum += xv * yv;
-                i += 1;
-            }
-            sum
-        }
+    fn reduce_hadd(acc: [__m256; 4]) -> f32 {
+        let v = _mm256_add_ps(_mm256_add_ps(acc[0], acc[2]), _mm256_add_ps(acc[1], acc[3]));
+        let t0 = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        let t1 = _mm_hadd_ps(t0, t0);
+        _mm_cvtss_f32(_mm_hadd_ps(t1, t1))
     }
 
-    // ---- Tiles: up to 4 weight rows × 2 activation rows per pass ----
-
-    /// 8 values of a float type at element `i` of `p`, as f32.
+    /// A float type as ggml-cpu's x86 `ggml_vec_dot_f32/f16/bf16` (built by
+    /// GCC with `-march=native`) sees it: 4 accumulators of 8 lanes over
+    /// steps of 32 values (the products fused), then a type-specific
+    /// reduction and tail.
     trait Load {
         const ELEM: usize;
+        /// 8 values at element `i` of `p`, as f32.
         unsafe fn load8(p: *const u8, i: usize) -> __m256;
-        fn one(b: &[u8], i: usize) -> f32;
+        /// Value `i` of `p`, as f32.
+        unsafe fn one(p: *const u8, i: usize) -> f32;
+        /// The accumulators reduced and the values `from..n` (fewer than
+        /// 32) added, as ggml's compiled code does.
+        unsafe fn finish(
+            acc: [__m256; 4],
+            x: *const u8,
+            y: *const u8,
+            from: usize,
+            n: usize,
+        ) -> f32;
     }
 
     struct LF32;
@@ -365,8 +290,36 @@ mod x86 {
             // SAFETY: the caller guarantees 8 values at i.
             unsafe { _mm256_loadu_ps(p.cast::<f32>().add(i)) }
         }
-        fn one(b: &[u8], i: usize) -> f32 {
-            f32_at(b, i)
+        #[inline]
+        unsafe fn one(p: *const u8, i: usize) -> f32 {
+            // SAFETY: the caller guarantees value i.
+            unsafe { p.cast::<f32>().add(i).read_unaligned() }
+        }
+        /// `GGML_F32x8_REDUCE`, then `sumf += x[i]*y[i]` in f32, which GCC
+        /// vectorizes as products rounded apart and added in order for the
+        /// first `4·⌊left/4⌋` values and contracts to FMA for the last
+        /// `left % 4` (read from the objdump of libggml-cpu.so).
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn finish(
+            acc: [__m256; 4],
+            x: *const u8,
+            y: *const u8,
+            from: usize,
+            n: usize,
+        ) -> f32 {
+            let mut sum = reduce_hadd(acc);
+            let fused_from = from + (n - from) / 4 * 4;
+            for i in from..n {
+                // SAFETY: i < n, the caller's.
+                let (xv, yv) = unsafe { (Self::one(x, i), Self::one(y, i)) };
+                sum = if i < fused_from {
+                    sum + xv * yv
+                } else {
+                    xv.mul_add(yv, sum)
+                };
+            }
+            sum
         }
     }
 
@@ -379,8 +332,28 @@ mod x86 {
             // SAFETY: the caller guarantees 8 values at i.
             unsafe { load_f16x8(p.cast::<u16>().add(i)) }
         }
-        fn one(b: &[u8], i: usize) -> f32 {
-            half::f16::from_bits(u16_at(b, i)).to_f32()
+        #[inline]
+        unsafe fn one(p: *const u8, i: usize) -> f32 {
+            // SAFETY: the caller guarantees value i.
+            half::f16::from_bits(unsafe { p.cast::<u16>().add(i).read_unaligned() }).to_f32()
+        }
+        /// `GGML_F16_VEC_REDUCE` (as F32's) into an f64 sum, the tail's f32
+        /// products added in f64, rounded to f32 at the end.
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn finish(
+            acc: [__m256; 4],
+            x: *const u8,
+            y: *const u8,
+            from: usize,
+            n: usize,
+        ) -> f32 {
+            let mut sum = f64::from(reduce_hadd(acc));
+            for i in from..n {
+                // SAFETY: i < n, the caller's.
+                sum += f64::from(unsafe { Self::one(x, i) * Self::one(y, i) });
+            }
+            sum as f32
         }
     }
 
@@ -393,13 +366,65 @@ mod x86 {
             // SAFETY: the caller guarantees 8 values at i.
             unsafe { load_bf16x8(p.cast::<u16>().add(i)) }
         }
-        fn one(b: &[u8], i: usize) -> f32 {
-            f32::from_bits(u32::from(u16_at(b, i)) << 16)
+        #[inline]
+        unsafe fn one(p: *const u8, i: usize) -> f32 {
+            // SAFETY: the caller guarantees value i.
+            f32::from_bits(u32::from(unsafe { p.cast::<u16>().add(i).read_unaligned() }) << 16)
+        }
+        /// `(c1 + c3) + (c2 + c4)`, halves added, `movehl`/`movehdup` sums
+        /// (ggml's own AVX2 code in `ggml_vec_dot_bf16`) into an f64 sum,
+        /// the tail's f32 products added in f64.
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn finish(
+            acc: [__m256; 4],
+            x: *const u8,
+            y: *const u8,
+            from: usize,
+            n: usize,
+        ) -> f32 {
+            let v = _mm256_add_ps(_mm256_add_ps(acc[0], acc[2]), _mm256_add_ps(acc[1], acc[3]));
+            let mut sum = f64::from(hsum_ps(v));
+            for i in from..n {
+                // SAFETY: i < n, the caller's.
+                sum += f64::from(unsafe { Self::one(x, i) * Self::one(y, i) });
+            }
+            sum as f32
         }
     }
 
-    /// The tile body: 8 values per step, one accumulator per pair, the
-    /// values past the last multiple of 8 in scalar f32.
+    /// The dots of one weight row `x` with `C` activation rows, each exactly
+    /// as ggml's single dot: 4 accumulators per activation, steps of 32
+    /// values, [`Load::finish`]. The weight vectors are loaded once for all
+    /// activations.
+    ///
+    /// # Safety
+    /// AVX2+FMA+F16C; `n` values at `x` and at every `a[c]`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn dots<L: Load, const C: usize>(n: usize, x: *const u8, a: [*const u8; C]) -> [f32; C] {
+        let mut acc = [[_mm256_setzero_ps(); 4]; C];
+        let np = n & !31;
+        let mut i = 0;
+        while i < np {
+            for k in 0..4 {
+                // SAFETY: i + 32 <= n.
+                unsafe {
+                    let xv = L::load8(x, i + 8 * k);
+                    for c in 0..C {
+                        acc[c][k] = _mm256_fmadd_ps(xv, L::load8(a[c], i + 8 * k), acc[c][k]);
+                    }
+                }
+            }
+            i += 32;
+        }
+        // SAFETY: the caller's.
+        std::array::from_fn(|c| unsafe { L::finish(acc[c], x, a[c], np, n) })
+    }
+
+    /// The tile body: every row through [`dots`] with the tile's
+    /// activations (bit-identical with the single kernel), the next tile's
+    /// rows prefetched.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn tile<L: Load, const R: usize, const C: usize>(
@@ -407,36 +432,21 @@ mod x86 {
         w: [&[u8]; R],
         a: [&[u8]; C],
     ) -> [[f32; R]; C] {
-        let mut acc = [[_mm256_setzero_ps(); R]; C];
-        let wp = w.map(|r| r.as_ptr());
         let ap = a.map(|r| r.as_ptr());
         // The next tile's rows, at the same column (see legacy's tiles).
         let ahead = super::super::legacy::prefetch_ahead_bytes(R * n * L::ELEM);
-        let mut i = 0;
-        while i + 8 <= n {
-            // SAFETY: i + 8 <= n values in every row.
-            unsafe {
-                let y: [__m256; C] = std::array::from_fn(|c| L::load8(ap[c], i));
-                for r in 0..R {
-                    if (i * L::ELEM) % 64 == 0 {
-                        _mm_prefetch::<_MM_HINT_T0>(wp[r].wrapping_add(ahead + i * L::ELEM).cast());
-                    }
-                    let x = L::load8(wp[r], i);
-                    for c in 0..C {
-                        acc[c][r] = _mm256_fmadd_ps(x, y[c], acc[c][r]);
-                    }
-                }
-            }
-            i += 8;
-        }
         let mut out = [[0f32; R]; C];
-        for c in 0..C {
-            for r in 0..R {
-                let mut s = hsum_ps(acc[c][r]);
-                for j in i..n {
-                    s += L::one(w[r], j) * L::one(a[c], j);
-                }
-                out[c][r] = s;
+        for (r, wr) in w.iter().enumerate() {
+            let p = wr.as_ptr();
+            let mut off = 0;
+            while off < n * L::ELEM {
+                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(ahead + off).cast());
+                off += 64;
+            }
+            // SAFETY: shapes checked by the caller.
+            let d = unsafe { dots::<L, C>(n, p, ap) };
+            for c in 0..C {
+                out[c][r] = d[c];
             }
         }
         out

@@ -306,7 +306,7 @@ fn iq1_s(x: &[BlockIq1S], y: &[BlockQ8K]) -> f32 {
         }
         let d = y.d * f16_to_f32(x.d);
         acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
-        acc_delta += d * sumi_delta as f32;
+        acc_delta = d.mul_add(sumi_delta as f32, acc_delta);
     }
     hsum_ps(acc) + 0.125 * acc_delta
 }

@@ -359,14 +359,20 @@ fn q5_k(x: &[BlockQ5K], y: &[BlockQ8K]) -> f32 {
     let m4 = _mm256_set1_epi8(0xf);
     let sixteen = _mm256_set1_epi8(16);
     let mut acc = _mm256_setzero_ps();
-    let mut acc_m = _mm_setzero_ps();
+    // ggml's Q5_K keeps Σ dmin·mins as a scalar, fused per super-block
+    // (unlike its Q4_K, which keeps 4 lanes).
+    let mut summs = 0f32;
     let xs = x;
     for (i, (x, y)) in x.iter().zip(y).enumerate() {
         prefetch_ahead(xs, i);
         let d = y.d * f16_to_f32(x.d);
         let dmin = -y.d * f16_to_f32(x.dmin);
         let (scales, mins) = k4_scales_and_mins(&x.scales, &y.bsums);
-        acc_m = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(mins), acc_m);
+        let m = _mm_hadd_epi32(
+            _mm_hadd_epi32(mins, _mm_setzero_si128()),
+            _mm_setzero_si128(),
+        );
+        summs = dmin.mul_add(_mm_cvtsi128_si32(m) as f32, summs);
 
         let hbits = load256(&x.qh);
         let qs: &[[u8; 32]; 4] = bytemuck::cast_ref(&x.qs);
@@ -403,7 +409,7 @@ fn q5_k(x: &[BlockQ5K], y: &[BlockQ8K]) -> f32 {
         }
         acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
     }
-    hsum_ps(acc) + hsum_ps128(acc_m)
+    hsum_ps(acc) + summs
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
