@@ -124,6 +124,15 @@ impl<'a> KvView<'a> {
         self.dtype.bytes(self.head_dim)
     }
 
+    /// Whole cells the view's bytes hold (0 when not even one row fits).
+    pub fn n_cells(&self) -> usize {
+        let row = self.head_bytes().unwrap_or(0) * self.n_kv_head;
+        if row == 0 || self.data.len() < row {
+            return 0;
+        }
+        (self.data.len() - row) / self.row_stride_bytes.max(1) + 1
+    }
+
     /// Checks that the view holds `n_cells` cells of `n_kv_head` heads of
     /// `head_dim` values; `name` is "k" or "v" in the error.
     pub(crate) fn check(

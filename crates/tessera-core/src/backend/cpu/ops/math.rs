@@ -287,6 +287,53 @@ fma_twin! {
     }
 }
 
+fma_twin! {
+    /// ggml's `ggml_vec_dot_f16` on x86 AVX2: four 8-lane f32 accumulators
+    /// over steps of 32 values (`acc = fma(x, y, acc)`), folded as
+    /// `GGML_F32x8_REDUCE` (`(a0+a2)+(a1+a3)`, then the halves, then two
+    /// `hadd`s: `((l0+l4)+(l1+l5)) + ((l2+l6)+(l3+l7))`), the leftover
+    /// products added in f64, the result rounded to f32. `x` and `y` are
+    /// little-endian f16 bytes of equal length.
+    pub fn dot_f16 / dot_f16_scalar / dot_f16_fma (x: &[u8], y: &[u8]) -> f32 {
+        let at = |b: &[u8], i: usize| f16::from_le_bytes([b[2 * i], b[2 * i + 1]]).to_f32();
+        let n = x.len() / 2;
+        let np = n / 32 * 32;
+        let mut acc = [[0f32; LANES]; 4];
+        for i in (0..np).step_by(32) {
+            for (j, a) in acc.iter_mut().enumerate() {
+                for (l, v) in a.iter_mut().enumerate() {
+                    let k = i + j * LANES + l;
+                    *v = at(x, k).mul_add(at(y, k), *v);
+                }
+            }
+        }
+        let mut lanes = [0f32; LANES];
+        for (l, v) in lanes.iter_mut().enumerate() {
+            *v = (acc[0][l] + acc[2][l]) + (acc[1][l] + acc[3][l]);
+        }
+        let t: [f32; 4] = std::array::from_fn(|i| lanes[i] + lanes[i + 4]);
+        let mut sum = f64::from((t[0] + t[1]) + (t[2] + t[3]));
+        for i in np..n {
+            sum += f64::from(at(x, i) * at(y, i));
+        }
+        sum as f32
+    }
+}
+
+fma_twin! {
+    /// One row of ggml's `simd_gemm` against a transposed tile: `out[j] =
+    /// fold_i fma(a[i], b[i * out.len() + j], .)` from 0, in order of `i`.
+    pub fn gemv_t / gemv_t_scalar / gemv_t_fma (a: &[f32], b: &[f32], out: &mut [f32]) {
+        let n = out.len();
+        out.fill(0.0);
+        for (i, &av) in a.iter().enumerate() {
+            for (o, &bv) in out.iter_mut().zip(&b[i * n..(i + 1) * n]) {
+                *o = bv.mul_add(av, *o);
+            }
+        }
+    }
+}
+
 /// ggml's `ggml_vec_scale_f16`: `y[i] = f16(f32(y[i]) * v)`.
 pub fn scale_f16(y: &mut [u16], v: f32) {
     for a in y.iter_mut() {

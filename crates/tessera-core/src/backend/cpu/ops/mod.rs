@@ -176,13 +176,14 @@ pub(crate) fn par_flat(
 
 /// A raw pointer that may cross to the pool's threads (see [`par_rows`]).
 #[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
-// SAFETY: only used by `par_rows`, which gives each thread a disjoint range.
+pub(crate) struct SendPtr(pub(crate) *mut f32);
+// SAFETY: only used by `par_rows` and attention's tiled path, which give
+// each thread disjoint rows.
 unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
 
 impl SendPtr {
-    fn at(self, offset: usize) -> *mut f32 {
+    pub(crate) fn at(self, offset: usize) -> *mut f32 {
         // SAFETY: callers stay inside the slice the pointer came from.
         unsafe { self.0.add(offset) }
     }
