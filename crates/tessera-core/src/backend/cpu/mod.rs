@@ -401,6 +401,7 @@ impl Exec<'_> {
                     n_kv_head: cfg.n_head_kv,
                     head_dim: cfg.head_dim,
                     n_kv: first + n_tokens,
+                    kv_cells: 0,
                     q_pos: step.pos,
                     causal: true,
                     window: cfg.window,
