@@ -132,10 +132,13 @@ pub fn silu_libm(x: f32) -> f32 {
     x / (1.0 + (-x).exp())
 }
 
-/// ggml's `ggml_gelu_f32`: the tanh approximation in f32.
+/// ggml's `ggml_gelu_f32`, the tanh approximation in f32, as GCC compiles
+/// it in ggml-cpu (`1 + GELU_COEF_A*x*x` contracted to one FMA):
+/// `(0.5 x) (1 + tanh((SQRT_2_OVER_PI x) fma(GELU_COEF_A x, x, 1)))`.
 #[inline]
 pub fn gelu_f32(x: f32) -> f32 {
-    0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * (1.0 + GELU_COEF_A * x * x)).tanh())
+    let inner = (GELU_COEF_A * x).mul_add(x, 1.0);
+    0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * inner).tanh())
 }
 
 /// `ggml_table_gelu_f16`: [`gelu_f32`] of every f16 value, rounded to f16.
