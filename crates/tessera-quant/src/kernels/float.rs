@@ -402,6 +402,7 @@ mod x86 {
     /// AVX2+FMA+F16C; `n` values at `x` and at every `a[c]`.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
+    #[allow(clippy::needless_range_loop)] // k indexes the accumulators and the offsets
     unsafe fn dots<L: Load, const C: usize>(n: usize, x: *const u8, a: [*const u8; C]) -> [f32; C] {
         let mut acc = [[_mm256_setzero_ps(); 4]; C];
         let np = n & !31;

@@ -191,7 +191,7 @@ pub fn quantize_act_q8_scalar(x: &[f32]) -> (f16, [i8; QK], f16) {
     for (q, &v) in qs.iter_mut().zip(x) {
         let t = (v * id).round_ties_even();
         // `cvtps2dq`: NaN and out-of-range values become i32::MIN.
-        let r = if t >= -2_147_483_648.0 && t < 2_147_483_648.0 {
+        let r = if (-2_147_483_648.0..2_147_483_648.0).contains(&t) {
             t as i32
         } else {
             i32::MIN
@@ -602,6 +602,7 @@ mod x86 {
             }
 
             #[target_feature(enable = "avx2,fma,f16c")]
+            #[allow(clippy::modulo_one)] // `$accs` is 1 for most types
             unsafe fn $name(nb: usize, w: *const u8, a: *const u8) -> f32 {
                 let mut acc = [_mm256_setzero_ps(); $accs];
                 let mut extra = 0f32;
