@@ -10,7 +10,8 @@
 //!   YaRN, frequency factors).
 //! - [`softmax`]: row softmax with scale, mask and ggml's vector `expf`.
 //! - [`attention`] and [`kv`]: fused attention over an F16/Q8_0 KV cache
-//!   (ggml's `flash_attn_ext` one-chunk path) and the cache writer.
+//!   (ggml's `flash_attn_ext`: its one-chunk, split-KV and tiled paths) and
+//!   the cache writer.
 //! - [`elementwise`]: add, mul, scale, silu, gelu, gelu_erf, swiglu, geglu.
 //! - [`rows`]: `get_rows` (embedding lookup from a quantized matrix).
 //! - [`routing`]: `top_k`, `concat`, `copy`, `transpose2d` (MoE helpers).
@@ -19,9 +20,11 @@
 //!
 //! Contract shared by all ops: shapes are checked first and a mismatch is an
 //! [`OpError`] naming the op and the shape, never a panic; nothing is
-//! allocated per call (scratch is on the stack, bounded by [`MAX_HEAD_DIM`]);
-//! each output row depends only on its inputs, so the result does not depend
-//! on the pool's thread count.
+//! allocated per call (scratch is on the stack, bounded by [`MAX_HEAD_DIM`],
+//! or for tiled attention a per-thread buffer grown once); each output row
+//! depends only on its inputs, so the result does not depend on the pool's
+//! thread count, except in attention's split-KV decode, which splits as
+//! ggml does over its threads (the pool must have llama.cpp's count).
 
 use std::ops::Range;
 
