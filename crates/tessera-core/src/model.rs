@@ -21,16 +21,10 @@ use crate::session::Session;
 use crate::weights::Weights;
 
 /// How to load a model.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct ModelParams {
     /// CPU threads (0: all available cores).
     pub n_threads: usize,
-}
-
-impl Default for ModelParams {
-    fn default() -> Self {
-        ModelParams { n_threads: 0 }
-    }
 }
 
 /// How to create a session.

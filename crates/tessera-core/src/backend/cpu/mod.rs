@@ -222,7 +222,11 @@ impl Exec<'_> {
         Ok(unsafe { std::slice::from_raw_parts(self.base.add(s.offset).cast::<f32>(), def.len()) })
     }
 
-    /// The output of the running node.
+    /// The output of the running node. It lives in the arena behind the raw
+    /// `base` pointer, not in `self`: the planner gave it a range no live
+    /// input overlaps, which is what makes handing it out beside the inputs
+    /// sound.
+    #[allow(clippy::mut_from_ref)]
     fn output(&self, t: TensorId) -> Result<&mut [f32]> {
         let def = self.run.graph.tensor(t);
         let s = self
