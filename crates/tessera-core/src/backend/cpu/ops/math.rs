@@ -281,7 +281,7 @@ fma_twin! {
     /// ggml's `ggml_vec_mad_f16` (vector path): the f16 accumulator `y`
     /// widened, `fma(x[i], v, y[i])` in f32, rounded back to f16; `x` is
     /// little-endian f16 bytes (a cache row, maybe unaligned).
-    pub fn mad_f16 / mad_f16_scalar / mad_f16_fma (y: &mut [u16], x: &[u8], v: f32) {
+    pub fn mad_f16_portable / mad_f16_scalar / mad_f16_fma (y: &mut [u16], x: &[u8], v: f32) {
         for (a, b) in y.iter_mut().zip(x.chunks_exact(2)) {
             let acc = f16::from_bits(*a).to_f32();
             let xv = f16::from_le_bytes([b[0], b[1]]).to_f32();
@@ -297,7 +297,7 @@ fma_twin! {
     /// `hadd`s: `((l0+l4)+(l1+l5)) + ((l2+l6)+(l3+l7))`), the leftover
     /// products added in f64, the result rounded to f32. `x` and `y` are
     /// little-endian f16 bytes of equal length.
-    pub fn dot_f16 / dot_f16_scalar / dot_f16_fma (x: &[u8], y: &[u8]) -> f32 {
+    pub fn dot_f16_portable / dot_f16_scalar / dot_f16_fma (x: &[u8], y: &[u8]) -> f32 {
         let at = |b: &[u8], i: usize| f16::from_le_bytes([b[2 * i], b[2 * i + 1]]).to_f32();
         let n = x.len() / 2;
         let np = n / 32 * 32;
@@ -339,8 +339,137 @@ fma_twin! {
 
 /// ggml's `ggml_vec_scale_f16`: `y[i] = f16(f32(y[i]) * v)`.
 pub fn scale_f16(y: &mut [u16], v: f32) {
+    #[cfg(target_arch = "x86_64")]
+    if f16c::available() {
+        // SAFETY: AVX2, FMA and F16C present.
+        return unsafe { f16c::scale_f16(y, v) };
+    }
+    scale_f16_scalar(y, v)
+}
+
+/// The portable twin of [`scale_f16`].
+pub fn scale_f16_scalar(y: &mut [u16], v: f32) {
     for a in y.iter_mut() {
         *a = f16::from_f32(f16::from_bits(*a).to_f32() * v).to_bits();
+    }
+}
+
+/// [`mad_f16_portable`] with F16C conversions 8 values at a time when the
+/// CPU has them (same bits: the arithmetic is elementwise).
+pub fn mad_f16(y: &mut [u16], x: &[u8], v: f32) {
+    #[cfg(target_arch = "x86_64")]
+    if f16c::available() && x.len() == 2 * y.len() {
+        // SAFETY: features present; `x` holds `y.len()` f16 values.
+        return unsafe { f16c::mad_f16(y, x, v) };
+    }
+    mad_f16_portable(y, x, v)
+}
+
+/// [`dot_f16_portable`] with F16C loads when the CPU has them (same
+/// order of operations, so the same bits).
+pub fn dot_f16(x: &[u8], y: &[u8]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if f16c::available() && x.len() == y.len() {
+        // SAFETY: features present; equal lengths.
+        return unsafe { f16c::dot_f16(x, y) };
+    }
+    dot_f16_portable(x, y)
+}
+
+/// The f16 kernels with F16C conversions (`vcvtph2ps`/`vcvtps2ph`), as
+/// ggml's `GGML_F16_VEC_LOAD/STORE` on AVX2.
+#[cfg(target_arch = "x86_64")]
+mod f16c {
+    use std::arch::x86_64::*;
+
+    use half::f16;
+
+    pub fn available() -> bool {
+        static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *ON.get_or_init(|| {
+            is_x86_feature_detected!("avx2")
+                && is_x86_feature_detected!("fma")
+                && is_x86_feature_detected!("f16c")
+        })
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn load(p: *const u8) -> __m256 {
+        // SAFETY: the caller guarantees 16 readable bytes at `p`.
+        _mm256_cvtph_ps(unsafe { _mm_loadu_si128(p.cast()) })
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn store(p: *mut u16, v: __m256) {
+        // SAFETY: the caller guarantees 16 writable bytes at `p`.
+        unsafe { _mm_storeu_si128(p.cast(), _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT)) }
+    }
+
+    /// See [`super::dot_f16_portable`].
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn dot_f16(x: &[u8], y: &[u8]) -> f32 {
+        let n = x.len() / 2;
+        let np = n / 32 * 32;
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let (xp, yp) = (x.as_ptr(), y.as_ptr());
+        let mut i = 0;
+        while i < np {
+            for (j, a) in acc.iter_mut().enumerate() {
+                let k = 2 * (i + 8 * j);
+                // SAFETY: k + 16 <= 2 * np <= x.len() == y.len().
+                unsafe { *a = _mm256_fmadd_ps(load(xp.add(k)), load(yp.add(k)), *a) };
+            }
+            i += 32;
+        }
+        let r = _mm256_add_ps(_mm256_add_ps(acc[0], acc[2]), _mm256_add_ps(acc[1], acc[3]));
+        let t = _mm_add_ps(_mm256_castps256_ps128(r), _mm256_extractf128_ps(r, 1));
+        let t = _mm_hadd_ps(t, t);
+        let mut sum = f64::from(_mm_cvtss_f32(_mm_hadd_ps(t, t)));
+        let at = |b: &[u8], i: usize| f16::from_le_bytes([b[2 * i], b[2 * i + 1]]).to_f32();
+        for i in np..n {
+            sum += f64::from(at(x, i) * at(y, i));
+        }
+        sum as f32
+    }
+
+    /// See [`super::mad_f16_portable`].
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn mad_f16(y: &mut [u16], x: &[u8], v: f32) {
+        let n = y.len();
+        let np = n / 8 * 8;
+        let vv = _mm256_set1_ps(v);
+        let (xp, yp) = (x.as_ptr(), y.as_mut_ptr());
+        let mut i = 0;
+        while i < np {
+            // SAFETY: i + 8 <= n values in both.
+            unsafe {
+                let acc = _mm256_cvtph_ps(_mm_loadu_si128(yp.add(i).cast()));
+                store(yp.add(i), _mm256_fmadd_ps(load(xp.add(2 * i)), vv, acc));
+            }
+            i += 8;
+        }
+        super::mad_f16_scalar(&mut y[np..], &x[2 * np..], v);
+    }
+
+    /// See [`super::scale_f16`].
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn scale_f16(y: &mut [u16], v: f32) {
+        let n = y.len();
+        let np = n / 8 * 8;
+        let vv = _mm256_set1_ps(v);
+        let yp = y.as_mut_ptr();
+        let mut i = 0;
+        while i < np {
+            // SAFETY: i + 8 <= n.
+            unsafe {
+                let a = _mm256_cvtph_ps(_mm_loadu_si128(yp.add(i).cast()));
+                store(yp.add(i), _mm256_mul_ps(a, vv));
+            }
+            i += 8;
+        }
+        super::scale_f16_scalar(&mut y[np..], v);
     }
 }
 
@@ -360,6 +489,35 @@ mod tests {
         assert_eq!(v_expf(-200.0), 0.0);
         assert_eq!(v_expf(200.0), f32::INFINITY);
         assert_eq!(v_expf(f32::NEG_INFINITY), 0.0);
+    }
+
+    #[test]
+    fn f16c_kernels_give_the_portable_bits() {
+        let mut r = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            r ^= r << 13;
+            r ^= r >> 7;
+            r ^= r << 17;
+            f16::from_f32(((r >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 4.0)
+        };
+        for n in [1usize, 7, 8, 31, 32, 64, 65, 200, 256] {
+            let x: Vec<u8> = (0..n).flat_map(|_| next().to_le_bytes()).collect();
+            let y: Vec<u8> = (0..n).flat_map(|_| next().to_le_bytes()).collect();
+            assert_eq!(
+                dot_f16(&x, &y).to_bits(),
+                dot_f16_portable(&x, &y).to_bits(),
+                "dot {n}"
+            );
+            let acc: Vec<u16> = (0..n).map(|_| next().to_bits()).collect();
+            let (mut a, mut b) = (acc.clone(), acc.clone());
+            mad_f16(&mut a, &x, 0.37);
+            mad_f16_portable(&mut b, &x, 0.37);
+            assert_eq!(a, b, "mad {n}");
+            let (mut a, mut b) = (acc.clone(), acc);
+            scale_f16(&mut a, 0.61);
+            scale_f16_scalar(&mut b, 0.61);
+            assert_eq!(a, b, "scale {n}");
+        }
     }
 
     #[test]
