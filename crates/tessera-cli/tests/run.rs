@@ -255,3 +255,65 @@ fn smollm2_runs_from_the_cache() {
         String::from_utf8_lossy(&o.stdout)
     );
 }
+
+#[test]
+fn chat_answers_each_turn_and_reuses_the_conversation() {
+    let Some(path) = env::real_model(env::SMOLLM2) else {
+        return;
+    };
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args([
+            "chat",
+            "-m",
+            path.to_str().unwrap(),
+            "--temp",
+            "0",
+            "-n",
+            "12",
+            "-t",
+            "2",
+            "--timings",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"What is the capital of France?\nAnd of Italy?\n")
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        out.matches("> ").count(),
+        3,
+        "two answered turns and the final prompt: {out}"
+    );
+    // Two answers, each with its timings; the second turn evaluated only the
+    // new tokens (its prompt is shorter than the whole conversation).
+    let err = stderr(&o);
+    let prompts: Vec<usize> = err
+        .lines()
+        .filter(|l| l.contains("prompt eval time"))
+        .map(|l| {
+            l.split('/')
+                .nth(1)
+                .unwrap()
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(prompts.len(), 2, "{err}");
+    assert!(
+        prompts[1] < prompts[0] + 12,
+        "second turn re-evaluated the conversation: {prompts:?}"
+    );
+}
