@@ -49,6 +49,7 @@ use std::cell::RefCell;
 
 use half::{bf16, f16};
 
+use crate::kernels::kquants::q4k_8x8::{self, Chain, Rows8};
 use crate::kernels::legacy::{DotTile, TILE_ACTS, TILE_ROWS};
 use crate::kernels::{self, SimdLevel, VecDot};
 use crate::pool::ThreadPool;
@@ -126,6 +127,8 @@ struct Kernel {
     act: GgmlType,
     w_row: usize,
     a_row: usize,
+    /// Q4_K in the order of llama.cpp's repacked weights, 8 rows per call.
+    rows8: Option<Rows8>,
 }
 
 impl Kernel {
@@ -151,7 +154,38 @@ impl Kernel {
             act: e.act,
             w_row,
             a_row,
+            rows8: None,
         })
+    }
+
+    /// The kernel ggml-cpu (AVX2, llama.cpp's default build and extra
+    /// buffers) runs for this shape, where its float order differs from
+    /// `vec_dot`'s (docs/quant-kernels.md, "Which kernels llama.cpp
+    /// actually runs"):
+    ///
+    /// - Q4_K with `rows % 8 == 0` (and `repack`): repacked `q4_K_8x8`,
+    ///   [`q4k_8x8`]'s order;
+    /// - F32/F16/BF16 with `n_tokens >= 2`, `cols % 8 == 0`, `rows % 4 == 0`:
+    ///   llamafile's tinyBLAS, [`kernels::float::sgemm_dot`]'s order.
+    fn as_ggml(
+        mut self,
+        t: GgmlType,
+        level: SimdLevel,
+        rows: usize,
+        n_tokens: usize,
+        cols: usize,
+        repack: bool,
+    ) -> Kernel {
+        if t == GgmlType::Q4_K && repack && rows.is_multiple_of(8) {
+            self.rows8 = Some(q4k_8x8::rows8(level));
+        }
+        if n_tokens >= 2 && cols.is_multiple_of(8) && rows.is_multiple_of(4) {
+            if let Some(dot) = kernels::float::sgemm_dot(t, level) {
+                self.dot = dot;
+                self.tile = kernels::float::sgemm_tile(t, level);
+            }
+        }
+        self
     }
 }
 
@@ -161,6 +195,8 @@ impl Kernel {
 /// a given size, calls allocate nothing.
 pub struct MatmulCtx {
     level: SimdLevel,
+    /// Q4_K with rows % 8 == 0 in the order of ggml's repacked weights.
+    repack: bool,
     /// 8-aligned, so every block type's rows are aligned for it.
     buf: Vec<u64>,
     /// Scratch for `mul_mat_id`'s grouping.
@@ -185,11 +221,20 @@ impl MatmulCtx {
     pub fn with_level(level: SimdLevel) -> MatmulCtx {
         MatmulCtx {
             level: level.min(SimdLevel::detect()),
+            repack: true,
             buf: Vec::new(),
             counts: Vec::new(),
             pairs: Vec::new(),
             used: Vec::new(),
         }
+    }
+
+    /// Whether Q4_K matrices with a row count divisible by 8 are computed
+    /// in the float order of llama.cpp's repacked weights (`q4_K_8x8`, its
+    /// default on AVX2) rather than `vec_dot`'s (`--no-repack`). On by
+    /// default.
+    pub fn set_repack(&mut self, on: bool) {
+        self.repack = on;
     }
 
     /// The level the kernels run at (per type, the best variant at or below it).
@@ -243,10 +288,14 @@ impl MatmulCtx {
         if n_tokens == 0 || w.rows == 0 {
             return Ok(());
         }
+        let k = k.as_ggml(t, self.level, w.rows, n_tokens, w.cols, self.repack);
         let act = self.convert(pool, &k, x, w.cols)?;
         let out = Out::new(y);
         let tiles = Tiling::new(&k, w.rows, n_tokens, pool.n_threads());
         let rows = w.rows;
+        // ggml's repacked Q4_K takes the tokens by fours through its gemm
+        // (the pair chain), the last n % 4 through its gemv.
+        let n_pair = n_tokens - n_tokens % 4;
         pool.run(tiles.n_blocks, |b| {
             // SAFETY: row blocks are disjoint, so each output t * rows + r
             // is written by one task only.
@@ -259,6 +308,7 @@ impl MatmulCtx {
                     tiles.block(b),
                     n_tokens,
                     &|t| t,
+                    n_pair,
                     tiles.tile,
                     |t, r| out.at(t * rows + r),
                 )
@@ -371,6 +421,9 @@ impl MatmulCtx {
         used.clear();
         used.extend((0..w.n_expert).filter(|&e| counts[e + 1] > counts[e]));
 
+        // ggml's repacked mul_mat_id runs every pair through its gemv (the
+        // block chain); tinyBLAS never serves mul_mat_id.
+        let k = k.as_ggml(t, self.level, w.rows, 1, w.cols, self.repack);
         let act = match self.convert(pool, &k, x, w.cols) {
             Ok(a) => a,
             Err(e) => {
@@ -414,6 +467,7 @@ impl MatmulCtx {
                     block,
                     mine.len(),
                     &act_row,
+                    0,
                     tiles.tile,
                     |i, r| out.at(mine[i] as usize * rows + r),
                 )
@@ -559,7 +613,8 @@ impl Tiling {
 
 /// The shared inner loops: weight rows `rows` of `w` against activation rows
 /// `act_row(i)` for `i` in `0..n`, tiled by `tile`; `put(i, r)` is where the
-/// result of (`i`, row `r`) goes.
+/// result of (`i`, row `r`) goes. With a [`Kernel::rows8`] (rows in whole
+/// groups of 8), `i < n_pair` takes [`Chain::Pair`], the rest [`Chain::Block`].
 ///
 /// # Safety
 /// Every pointer `put` returns must be valid for a write and not written by
@@ -574,9 +629,36 @@ unsafe fn dot_rows(
     rows: std::ops::Range<usize>,
     n: usize,
     act_row: &dyn Fn(usize) -> usize,
+    n_pair: usize,
     tile: usize,
     put: impl Fn(usize, usize) -> *mut f32,
 ) {
+    if let Some(rows8) = k.rows8 {
+        debug_assert!(rows.start.is_multiple_of(8) && rows.len().is_multiple_of(8));
+        let mut out = [0f32; 8];
+        let mut i0 = 0;
+        while i0 < n {
+            let i1 = (i0 + tile).min(n);
+            for g in rows.clone().step_by(8) {
+                let wg = &w[g * k.w_row..(g + 8) * k.w_row];
+                for i in i0..i1 {
+                    let a = &act[act_row(i) * k.a_row..][..k.a_row];
+                    let chain = if i < n_pair {
+                        Chain::Pair
+                    } else {
+                        Chain::Block
+                    };
+                    rows8(cols, wg, k.w_row, a, chain, &mut out);
+                    for (j, &v) in out.iter().enumerate() {
+                        // SAFETY: forwarded to the caller.
+                        unsafe { put(i, g + j).write(v) };
+                    }
+                }
+            }
+            i0 = i1;
+        }
+        return;
+    }
     if let Some(tile_fn) = k.tile {
         // SAFETY: forwarded to the caller.
         unsafe { dot_rows_tiled(k, tile_fn, w, act, cols, rows, n, act_row, tile, put) };

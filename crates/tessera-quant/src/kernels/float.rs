@@ -179,6 +179,86 @@ pub fn vec_dot_bf16_scalar(n: usize, w: &[u8], a: &[u8]) -> f32 {
     sum as f32
 }
 
+// ---------------------------------------------------------------- tinyBLAS order
+
+/// The scalar body of the tinyBLAS-order dots: 8 lane accumulators over
+/// steps of 8 values (`acc[l] = fma(w, a, acc[l])`), then tinyBLAS's `hsum`:
+/// the two halves added lane-wise, then `movehl` and `movehdup` sums.
+fn sgemm_dot_by(n: usize, w: impl Fn(usize) -> f32, a: impl Fn(usize) -> f32) -> f32 {
+    assert!(
+        n.is_multiple_of(8),
+        "tinyBLAS-order dot: {n} values are not whole steps of 8"
+    );
+    let mut acc = [0f32; 8];
+    for i in (0..n).step_by(8) {
+        for (l, acc) in acc.iter_mut().enumerate() {
+            *acc = w(i + l).mul_add(a(i + l), *acc);
+        }
+    }
+    let s: [f32; 4] = std::array::from_fn(|l| acc[l + 4] + acc[l]);
+    (s[0] + s[2]) + (s[1] + s[3])
+}
+
+/// F32·F32 in the order of llamafile's `tinyBLAS<8, __m256>` (what
+/// llama.cpp runs for batches of ≥ 2 tokens): one 8-lane FMA accumulator
+/// per output, then `hsum`. `n` must be a multiple of 8.
+pub fn sgemm_dot_f32_scalar(n: usize, w: &[u8], a: &[u8]) -> f32 {
+    check("F32", n, 4, w, a);
+    sgemm_dot_by(n, |i| f32_at(w, i), |i| f32_at(a, i))
+}
+
+/// F16·F16 in tinyBLAS's order (values widened to f32, then as F32).
+pub fn sgemm_dot_f16_scalar(n: usize, w: &[u8], a: &[u8]) -> f32 {
+    check("F16", n, 2, w, a);
+    let h = |b: &[u8], i| half::f16::from_bits(u16_at(b, i)).to_f32();
+    sgemm_dot_by(n, |i| h(w, i), |i| h(a, i))
+}
+
+/// BF16·BF16 in tinyBLAS's order (values widened to f32, then as F32).
+pub fn sgemm_dot_bf16_scalar(n: usize, w: &[u8], a: &[u8]) -> f32 {
+    check("BF16", n, 2, w, a);
+    let h = |b: &[u8], i| f32::from_bits(u32::from(u16_at(b, i)) << 16);
+    sgemm_dot_by(n, |i| h(w, i), |i| h(a, i))
+}
+
+/// The tinyBLAS-order dot of float weight type `t` at `level`: llama.cpp's
+/// order for F32/F16/BF16 batches of ≥ 2 tokens when the row length is a
+/// multiple of 8 and the row count of 4 (`llamafile_sgemm`), which the
+/// caller checks. With it, [`sgemm_tile`] (AVX2), bit-identical per pair.
+pub fn sgemm_dot(t: GgmlType, level: SimdLevel) -> Option<VecDot> {
+    #[cfg(target_arch = "x86_64")]
+    if level >= SimdLevel::Avx2 {
+        return match t {
+            GgmlType::F32 => Some(x86::sgemm_dot_f32_avx2),
+            GgmlType::F16 => Some(x86::sgemm_dot_f16_avx2),
+            GgmlType::BF16 => Some(x86::sgemm_dot_bf16_avx2),
+            _ => None,
+        };
+    }
+    let _ = level;
+    match t {
+        GgmlType::F32 => Some(sgemm_dot_f32_scalar),
+        GgmlType::F16 => Some(sgemm_dot_f16_scalar),
+        GgmlType::BF16 => Some(sgemm_dot_bf16_scalar),
+        _ => None,
+    }
+}
+
+/// The tile kernel of [`sgemm_dot`] (AVX2 only).
+pub fn sgemm_tile(t: GgmlType, level: SimdLevel) -> Option<DotTile> {
+    #[cfg(target_arch = "x86_64")]
+    if level >= SimdLevel::Avx2 {
+        return match t {
+            GgmlType::F32 => Some(x86::sgemm_tile_f32),
+            GgmlType::F16 => Some(x86::sgemm_tile_f16),
+            GgmlType::BF16 => Some(x86::sgemm_tile_bf16),
+            _ => None,
+        };
+    }
+    let _ = (t, level);
+    None
+}
+
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     //! The x86-64 variants. Each public (to the family) function is a safe
@@ -480,6 +560,120 @@ mod x86 {
     float_tile_fn!(tile_f16, LF16, "F16", vec_dot_f16_scalar);
     float_tile_fn!(tile_bf16, LBf16, "BF16", vec_dot_bf16_scalar);
 
+    // ---- tinyBLAS order (llamafile's `tinyBLAS<8, __m256>`) ----
+
+    /// The dots of one weight row `x` with `C` activation rows, one 8-lane
+    /// FMA accumulator each over steps of 8, then [`hsum_ps`] (tinyBLAS's
+    /// `hsum`: halves, `movehl`, `movehdup`).
+    ///
+    /// # Safety
+    /// AVX2+FMA+F16C; `n` (a multiple of 8) values at `x` and every `a[c]`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn sgemm_dots<L: Load, const C: usize>(
+        n: usize,
+        x: *const u8,
+        a: [*const u8; C],
+    ) -> [f32; C] {
+        let mut acc = [_mm256_setzero_ps(); C];
+        let mut i = 0;
+        while i < n {
+            // SAFETY: i + 8 <= n.
+            unsafe {
+                let xv = L::load8(x, i);
+                for c in 0..C {
+                    acc[c] = _mm256_fmadd_ps(xv, L::load8(a[c], i), acc[c]);
+                }
+            }
+            i += 8;
+        }
+        acc.map(|v| hsum_ps(v))
+    }
+
+    /// Checks a tinyBLAS-order dot's shapes.
+    fn check_sgemm(name: &str, n: usize, elem: usize, w: &[u8], a: &[u8]) {
+        check(name, n, elem, w, a);
+        assert!(
+            n.is_multiple_of(8),
+            "{name} tinyBLAS-order dot: {n} values are not whole steps of 8"
+        );
+    }
+
+    macro_rules! sgemm_fns {
+        ($dot:ident, $tile:ident, $L:ty, $tname:literal, $scalar:ident) => {
+            pub(super) fn $dot(n: usize, w: &[u8], a: &[u8]) -> f32 {
+                check_sgemm($tname, n, <$L>::ELEM, w, a);
+                if !has_avx2() {
+                    return $scalar(n, w, a);
+                }
+                // SAFETY: lengths checked above, features checked above.
+                unsafe { sgemm_dots::<$L, 1>(n, w.as_ptr(), [a.as_ptr()])[0] }
+            }
+
+            pub(super) fn $tile(n: usize, w: &[&[u8]], a: &[&[u8]], out: &mut [f32]) {
+                check_tile($tname, n, <$L>::ELEM, w, a, out);
+                assert!(
+                    n.is_multiple_of(8),
+                    "{} tinyBLAS-order tile: {n} values",
+                    $tname
+                );
+                if !has_avx2() {
+                    return tile_by_dots(n, w, a, out, $scalar);
+                }
+                fn run<const R: usize, const C: usize>(
+                    n: usize,
+                    w: &[&[u8]],
+                    a: &[&[u8]],
+                    out: &mut [f32],
+                ) {
+                    let ap: [*const u8; C] = std::array::from_fn(|c| a[c].as_ptr());
+                    let mut res = [[0f32; R]; C];
+                    let ahead = super::super::legacy::prefetch_ahead_bytes(R * n * <$L>::ELEM);
+                    for r in 0..R {
+                        let p = w[r].as_ptr();
+                        let mut off = 0;
+                        while off < n * <$L>::ELEM {
+                            // SAFETY: a prefetch never faults.
+                            unsafe {
+                                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(ahead + off).cast())
+                            };
+                            off += 64;
+                        }
+                        // SAFETY: shapes checked by check_tile, features by has_avx2.
+                        let d = unsafe { sgemm_dots::<$L, C>(n, p, ap) };
+                        for c in 0..C {
+                            res[c][r] = d[c];
+                        }
+                    }
+                    store_tile(&res, out);
+                }
+                tile_shape!(w.len(), a.len(), run(n, w, a, out))
+            }
+        };
+    }
+
+    sgemm_fns!(
+        sgemm_dot_f32_avx2,
+        sgemm_tile_f32,
+        LF32,
+        "F32",
+        sgemm_dot_f32_scalar
+    );
+    sgemm_fns!(
+        sgemm_dot_f16_avx2,
+        sgemm_tile_f16,
+        LF16,
+        "F16",
+        sgemm_dot_f16_scalar
+    );
+    sgemm_fns!(
+        sgemm_dot_bf16_avx2,
+        sgemm_tile_bf16,
+        LBf16,
+        "BF16",
+        sgemm_dot_bf16_scalar
+    );
+
     // ---- AVX-512F (compiles, untested: see the module docs) ----
 
     pub(super) fn vec_dot_f32_avx512(n: usize, w: &[u8], a: &[u8]) -> f32 {
@@ -564,5 +758,48 @@ mod x86 {
             }
         }
         _mm512_reduce_add_ps(_mm512_add_ps(acc[0], acc[1]))
+    }
+}
+
+#[cfg(test)]
+mod sgemm_tests {
+    use super::*;
+
+    /// The AVX2 tinyBLAS-order dot and tile give the scalar twin's bits.
+    #[test]
+    fn avx2_equals_scalar() {
+        let n = 648;
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % 20001) as f32 / 1000.0 - 10.0
+        };
+        let v: Vec<f32> = (0..3 * n).map(|_| next()).collect();
+        for t in [GgmlType::F32, GgmlType::F16, GgmlType::BF16] {
+            let bytes: Vec<u8> = match t {
+                GgmlType::F32 => bytemuck::cast_slice(&v).to_vec(),
+                GgmlType::F16 => v
+                    .iter()
+                    .flat_map(|&x| half::f16::from_f32(x).to_le_bytes())
+                    .collect(),
+                _ => v
+                    .iter()
+                    .flat_map(|&x| half::bf16::from_f32(x).to_le_bytes())
+                    .collect(),
+            };
+            let row = bytes.len() / 3;
+            let (w, a0, a1) = (&bytes[..row], &bytes[row..2 * row], &bytes[2 * row..]);
+            let scalar = sgemm_dot(t, SimdLevel::Scalar).unwrap();
+            let best = sgemm_dot(t, SimdLevel::detect()).unwrap();
+            let want = [scalar(n, w, a0), scalar(n, w, a1)];
+            assert_eq!(best(n, w, a0).to_bits(), want[0].to_bits(), "{t:?}");
+            if let Some(tile) = sgemm_tile(t, SimdLevel::detect()) {
+                let mut out = [f32::NAN; 2];
+                tile(n, &[w], &[a0, a1], &mut out);
+                assert_eq!(out.map(f32::to_bits), want.map(f32::to_bits), "{t:?} tile");
+            }
+        }
     }
 }

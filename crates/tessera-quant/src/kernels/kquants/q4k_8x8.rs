@@ -1,0 +1,349 @@
+//! Q4_K · Q8_K in the float order of llama.cpp's repacked Q4_K weights
+//! (`q4_K_8x8`, ggml-cpu's `CPU_REPACK` buffer), eight weight rows at a time.
+//!
+//! On an AVX2 machine llama.cpp repacks every Q4_K matrix whose row count
+//! is a multiple of 8 and multiplies it with `ggml_gemv_q4_K_8x8_q8_K` (one
+//! token) or `ggml_gemm_q4_K_8x8_q8_K` (4 tokens at a time), not with
+//! `vec_dot` (`ggml-cpu/arch/x86/repack.cpp`, `repack.cpp`). The integers
+//! are the same as `vec_dot`'s; the floats are not: each output is one lane
+//! of its own, with no horizontal sum.
+//!
+//! Per output, over the super-blocks `b` in order, with `d·dy` and
+//! `dmin·dy` rounded products of the weight row's f16 scales and the
+//! activation's `d`:
+//!
+//! - [`Chain::Block`] (the gemv): `isum_b = Σ_j sc_j·(q·y)_j` and
+//!   `imin_b = Σ_j m_j·bsum_j` over the super-block's 8 sub-blocks, then
+//!   `acc = fma(f32(isum_b), d·dy, acc)`, `accm = fma(f32(imin_b), dmin·dy, accm)`;
+//! - [`Chain::Pair`] (the gemm): the same two FMAs per *pair* of sub-blocks
+//!   (64 values), four per super-block;
+//!
+//! and the output is `acc − accm`. llama.cpp's repacked mul_mat quantizes
+//! the first `n − n % 4` tokens of a batch with `ggml_quantize_mat_q8_K_4x8`
+//! and runs them through the gemm, the last `n % 4` through the gemv; its
+//! mul_mat_id always uses the gemv. The 4×8 quantizer may choose the
+//! opposite sign of the reference one when `+amax` and `−amax` both occur,
+//! which negates `q`, `bsums` and `d` together and leaves every product,
+//! hence every output, unchanged, so the ordinary Q8_K rows serve both.
+//!
+//! The AVX2 variant forms each row's four pair sums as the `vec_dot`
+//! kernel forms its lanes (`maddubs`, `madd` with the scales), reduces them
+//! with `hadd`s, transposes the eight rows' sums into one vector per pair
+//! and keeps the eight chains in the lanes of one `__m256`.
+
+use half::f16;
+
+use super::{scales_mins_k4, super_blocks, view};
+use crate::blocks::{BlockQ4K, BlockQ8K};
+use crate::kernels::SimdLevel;
+
+/// Where the float chain takes a step: see the module docs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Chain {
+    /// One FMA per super-block (`ggml_gemv_q4_K_8x8_q8_K`).
+    Block,
+    /// One FMA per pair of sub-blocks (`ggml_gemm_q4_K_8x8_q8_K`).
+    Pair,
+}
+
+/// Eight Q4_K rows times one Q8_K row: `n` values; row `r` of the eight at
+/// `w[r * w_row..]`, `a` the activation row; `out[r]` its result.
+pub type Rows8 = fn(n: usize, w: &[u8], w_row: usize, a: &[u8], chain: Chain, out: &mut [f32; 8]);
+
+/// The best variant at `level`.
+pub fn rows8(level: SimdLevel) -> Rows8 {
+    #[cfg(target_arch = "x86_64")]
+    if level >= SimdLevel::Avx2 {
+        return avx2::rows8_q4_k;
+    }
+    let _ = level;
+    rows8_q4_k_scalar
+}
+
+/// The integer sums of one super-block per pair of sub-blocks `j`:
+/// `(Σ sc·(q·y), Σ m·bsum)` over sub-blocks `2j` and `2j + 1`.
+fn pair_sums(x: &BlockQ4K, y: &BlockQ8K) -> ([i32; 4], [i32; 4]) {
+    let sm = scales_mins_k4(&x.scales);
+    let qs: &[[u8; 32]; 4] = bytemuck::cast_ref(&x.qs);
+    let q8: &[[i8; 32]; 8] = bytemuck::cast_ref(&y.qs);
+    let mut isum = [0i32; 4];
+    let mut imin = [0i32; 4];
+    for j in 0..4 {
+        for h in 0..2 {
+            let sub = 2 * j + h;
+            let dot: i32 = qs[j]
+                .iter()
+                .zip(&q8[sub])
+                .map(|(&q, &a)| i32::from((q >> (4 * h)) & 0xf) * i32::from(a))
+                .sum();
+            isum[j] += i32::from(sm[sub]) * dot;
+            let bsum = i32::from(y.bsums[2 * sub]) + i32::from(y.bsums[2 * sub + 1]);
+            imin[j] += i32::from(sm[8 + sub]) * bsum;
+        }
+    }
+    (isum, imin)
+}
+
+/// One row in the repacked order (the scalar twin's body).
+fn row_scalar(x: &[BlockQ4K], y: &[BlockQ8K], chain: Chain) -> f32 {
+    let mut acc = 0f32;
+    let mut accm = 0f32;
+    for (x, y) in x.iter().zip(y) {
+        let d = f16::to_f32(x.d) * y.d;
+        let dmin = f16::to_f32(x.dmin) * y.d;
+        let (isum, imin) = pair_sums(x, y);
+        match chain {
+            Chain::Block => {
+                acc = (isum.iter().sum::<i32>() as f32).mul_add(d, acc);
+                accm = (imin.iter().sum::<i32>() as f32).mul_add(dmin, accm);
+            }
+            Chain::Pair => {
+                for (&i, &m) in isum.iter().zip(&imin) {
+                    acc = (i as f32).mul_add(d, acc);
+                    accm = (m as f32).mul_add(dmin, accm);
+                }
+            }
+        }
+    }
+    acc - accm
+}
+
+/// The scalar twin of [`rows8`] (the same floats: the chains are scalar).
+pub fn rows8_q4_k_scalar(
+    n: usize,
+    w: &[u8],
+    w_row: usize,
+    a: &[u8],
+    chain: Chain,
+    out: &mut [f32; 8],
+) {
+    let nb = super_blocks(n);
+    let y = view::<BlockQ8K>(a, nb);
+    for (r, o) in out.iter_mut().enumerate() {
+        let x = view::<BlockQ4K>(&w[r * w_row..], nb);
+        *o = row_scalar(&x, &y, chain);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    use super::super::avx2::{has_avx2, load128, load256};
+    use super::*;
+
+    /// The table entry: checks the CPU and the shapes, then runs the kernel.
+    pub(super) fn rows8_q4_k(
+        n: usize,
+        w: &[u8],
+        w_row: usize,
+        a: &[u8],
+        chain: Chain,
+        out: &mut [f32; 8],
+    ) {
+        if !has_avx2() {
+            return rows8_q4_k_scalar(n, w, w_row, a, chain, out);
+        }
+        let nb = super_blocks(n);
+        let row_len = nb * std::mem::size_of::<BlockQ4K>();
+        assert!(
+            w_row >= row_len && w.len() >= 7 * w_row + row_len,
+            "8 Q4_K rows of {n} values need {} bytes, got {}",
+            7 * w_row + row_len,
+            w.len()
+        );
+        let y = view::<BlockQ8K>(a, nb);
+        let aligned = w.as_ptr().align_offset(std::mem::align_of::<BlockQ4K>()) == 0
+            && w_row.is_multiple_of(std::mem::align_of::<BlockQ4K>());
+        if !aligned {
+            // An odd address: copy the rows (correct, slow; callers align).
+            let rows: Vec<BlockQ4K> = (0..8)
+                .flat_map(|r| view::<BlockQ4K>(&w[r * w_row..], nb).into_owned())
+                .collect();
+            // SAFETY: AVX2/FMA/F16C checked; 8 rows of nb blocks at stride nb.
+            unsafe { kernel(rows.as_ptr(), nb, nb, &y, chain, out) };
+            return;
+        }
+        // SAFETY: AVX2/FMA/F16C checked; the rows are in bounds and aligned
+        // (asserted above), `w_row` a whole number of blocks apart.
+        unsafe {
+            kernel(
+                w.as_ptr().cast(),
+                w_row / std::mem::size_of::<BlockQ4K>(),
+                nb,
+                &y,
+                chain,
+                out,
+            )
+        };
+    }
+
+    /// The four pair sums of a row's `i32` lanes `p[j]` (each summing to
+    /// pair `j`), as one `__m128i`.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn pair_totals(p: [__m256i; 4]) -> __m128i {
+        let h = _mm256_hadd_epi32(_mm256_hadd_epi32(p[0], p[1]), _mm256_hadd_epi32(p[2], p[3]));
+        _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256::<1>(h))
+    }
+
+    /// Rows `r` and `r + 4` of 8 rows × 4 pairs → per pair, the 8 rows.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn transpose(s: &[__m128i; 8]) -> [__m256i; 4] {
+        let v: [__m256i; 4] = std::array::from_fn(|r| _mm256_set_m128i(s[r + 4], s[r]));
+        let t0 = _mm256_unpacklo_epi32(v[0], v[1]);
+        let t1 = _mm256_unpackhi_epi32(v[0], v[1]);
+        let t2 = _mm256_unpacklo_epi32(v[2], v[3]);
+        let t3 = _mm256_unpackhi_epi32(v[2], v[3]);
+        [
+            _mm256_unpacklo_epi64(t0, t2),
+            _mm256_unpackhi_epi64(t0, t2),
+            _mm256_unpacklo_epi64(t1, t3),
+            _mm256_unpackhi_epi64(t1, t3),
+        ]
+    }
+
+    /// Prefetch distance: whole groups of 8 rows, at least 8 KiB.
+    fn ahead_bytes(group: usize) -> usize {
+        group * (8192usize.div_ceil(group.max(1)))
+    }
+
+    /// # Safety
+    /// AVX2+FMA+F16C; `x` points at 8 rows of `nb` blocks, `stride` blocks apart.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn kernel(
+        x: *const BlockQ4K,
+        stride: usize,
+        nb: usize,
+        y: &[BlockQ8K],
+        chain: Chain,
+        out: &mut [f32; 8],
+    ) {
+        let m4 = _mm256_set1_epi8(0xf);
+        let ahead = ahead_bytes(8 * stride * std::mem::size_of::<BlockQ4K>());
+        let mut acc = _mm256_setzero_ps();
+        let mut accm = _mm256_setzero_ps();
+        for (b, y) in y.iter().enumerate().take(nb) {
+            // The 32-value sums of the activation (sub-block j at i16 j).
+            let q8sums = load256(&y.bsums);
+            let bs32 = _mm_hadd_epi16(
+                _mm256_castsi256_si128(q8sums),
+                _mm256_extracti128_si256::<1>(q8sums),
+            );
+            let q8: &[[i8; 32]; 8] = bytemuck::cast_ref(&y.qs);
+            let mut sums = [_mm_setzero_si128(); 8];
+            let mut mins = [_mm_setzero_si128(); 8];
+            let mut ds = [0u16; 8];
+            let mut dms = [0u16; 8];
+            for r in 0..8 {
+                // SAFETY: row r's block b is in bounds (the caller's).
+                let xb = unsafe { &*x.add(r * stride + b) };
+                let p = (xb as *const BlockQ4K).cast::<i8>().wrapping_add(ahead);
+                _mm_prefetch::<_MM_HINT_T0>(p);
+                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(64));
+                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(128));
+                ds[r] = xb.d.to_bits();
+                dms[r] = xb.dmin.to_bits();
+                let sm = scales_mins_k4(&xb.scales);
+                let scales_mins = _mm256_cvtepu8_epi16(load128(&sm));
+                // Pair j's mins: m_2j·bs_2j + m_2j+1·bs_2j+1.
+                mins[r] = _mm_madd_epi16(_mm256_extracti128_si256::<1>(scales_mins), bs32);
+                let scales = _mm256_permute2x128_si256::<0x00>(scales_mins, scales_mins);
+                let qs: &[[u8; 32]; 4] = bytemuck::cast_ref(&xb.qs);
+                let p: [__m256i; 4] = std::array::from_fn(|j| {
+                    let sc = super::super::avx2::SHUFFLE_ONE;
+                    let scale_l = _mm256_shuffle_epi8(scales, load256(&sc[2 * j]));
+                    let scale_h = _mm256_shuffle_epi8(scales, load256(&sc[2 * j + 1]));
+                    let q4bits = load256(&qs[j]);
+                    let q4l = _mm256_and_si256(q4bits, m4);
+                    let q4h = _mm256_and_si256(_mm256_srli_epi16::<4>(q4bits), m4);
+                    let p16l = _mm256_maddubs_epi16(q4l, load256(&q8[2 * j]));
+                    let p16h = _mm256_maddubs_epi16(q4h, load256(&q8[2 * j + 1]));
+                    _mm256_add_epi32(
+                        _mm256_madd_epi16(scale_l, p16l),
+                        _mm256_madd_epi16(scale_h, p16h),
+                    )
+                });
+                sums[r] = pair_totals(p);
+            }
+            let dy = _mm256_set1_ps(y.d);
+            // SAFETY: 8 u16 each, unaligned loads.
+            let (d, dmin) = unsafe {
+                (
+                    _mm256_cvtph_ps(_mm_loadu_si128(ds.as_ptr().cast())),
+                    _mm256_cvtph_ps(_mm_loadu_si128(dms.as_ptr().cast())),
+                )
+            };
+            let d = _mm256_mul_ps(d, dy);
+            let dmin = _mm256_mul_ps(dmin, dy);
+            let s = transpose(&sums);
+            let m = transpose(&mins);
+            match chain {
+                Chain::Block => {
+                    let si = _mm256_add_epi32(
+                        _mm256_add_epi32(s[0], s[1]),
+                        _mm256_add_epi32(s[2], s[3]),
+                    );
+                    let mi = _mm256_add_epi32(
+                        _mm256_add_epi32(m[0], m[1]),
+                        _mm256_add_epi32(m[2], m[3]),
+                    );
+                    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(si), d, acc);
+                    accm = _mm256_fmadd_ps(_mm256_cvtepi32_ps(mi), dmin, accm);
+                }
+                Chain::Pair => {
+                    for j in 0..4 {
+                        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s[j]), d, acc);
+                        accm = _mm256_fmadd_ps(_mm256_cvtepi32_ps(m[j]), dmin, accm);
+                    }
+                }
+            }
+        }
+        // SAFETY: out is 8 f32.
+        unsafe { _mm256_storeu_ps(out.as_mut_ptr(), _mm256_sub_ps(acc, accm)) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The AVX2 variant gives the scalar twin's bits (the chains are the
+    /// same float operations), aligned and at an odd address, both chains.
+    #[test]
+    fn avx2_equals_scalar() {
+        let (n, rows) = (3 * 256, 8);
+        let mut state = 0x2545_f491u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let vals: Vec<f32> = (0..n * rows)
+            .map(|_| (next() % 2001) as f32 / 1000.0 - 1.0)
+            .collect();
+        let w_row = n / 256 * 144;
+        let mut w = vec![0u8; w_row * rows + 1];
+        crate::quantize(crate::GgmlType::Q4_K, &vals, &mut w[..w_row * rows]).unwrap();
+        let x: Vec<f32> = (0..n)
+            .map(|_| (next() % 2001) as f32 / 100.0 - 10.0)
+            .collect();
+        let mut a = vec![0u64; (n / 256 * 292).div_ceil(8)];
+        let a: &mut [u8] = &mut bytemuck::cast_slice_mut(&mut a)[..n / 256 * 292];
+        crate::quantize(crate::GgmlType::Q8_K, &x, a).unwrap();
+        let odd: Vec<u8> = std::iter::once(0)
+            .chain(w[..w_row * rows].iter().copied())
+            .collect();
+        for chain in [Chain::Block, Chain::Pair] {
+            let mut want = [0f32; 8];
+            rows8_q4_k_scalar(n, &w, w_row, a, chain, &mut want);
+            for wb in [&w[..], &odd[1..]] {
+                let mut got = [f32::NAN; 8];
+                rows8(SimdLevel::detect())(n, wb, w_row, a, chain, &mut got);
+                assert_eq!(got.map(f32::to_bits), want.map(f32::to_bits), "{chain:?}");
+            }
+        }
+    }
+}
