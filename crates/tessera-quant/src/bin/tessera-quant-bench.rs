@@ -10,6 +10,7 @@
 //!   --bw-mib 1024         size of the bandwidth buffer
 //!   --quick               fewer repetitions (a smoke run, not for figures)
 //!   --no-gemm             GEMV and experts only
+//!   --no-repack           Q4_K in `vec_dot`'s order, not the repacked one (A/B)
 //! ```
 //!
 //! What it measures (median of several runs, after a warm-up run):
@@ -56,6 +57,7 @@ struct Opts {
     bw_bytes: usize,
     quick: bool,
     gemm: bool,
+    repack: bool,
 }
 
 fn parse_list<T>(s: &str, f: impl Fn(&str) -> Option<T>) -> Result<Vec<T>, String> {
@@ -78,6 +80,7 @@ fn parse_args() -> Result<Opts, String> {
         bw_bytes: 1 << 30,
         quick: false,
         gemm: true,
+        repack: true,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -113,6 +116,7 @@ fn parse_args() -> Result<Opts, String> {
             }
             "--quick" => o.quick = true,
             "--no-gemm" => o.gemm = false,
+            "--no-repack" => o.repack = false,
             "-h" | "--help" => {
                 println!("{}", HELP);
                 std::process::exit(0);
@@ -124,7 +128,7 @@ fn parse_args() -> Result<Opts, String> {
 }
 
 const HELP: &str = "tessera-quant-bench [--types q4_0,…] [--threads 1,2] [--tokens 64] \
-[--shapes 576x1536,…] [--cold-mib 256] [--bw-mib 1024] [--quick] [--no-gemm]";
+[--shapes 576x1536,…] [--cold-mib 256] [--bw-mib 1024] [--quick] [--no-gemm] [--no-repack]";
 
 /// Median seconds of `f`, after one warm-up run: at least `min` runs, more
 /// while under `budget`, at most `max`.
@@ -360,6 +364,7 @@ fn main() {
     let mut rng = Rng(42);
     let mut rows_out = Vec::new();
     let mut ctx = MatmulCtx::new();
+    ctx.set_repack(o.repack);
     println!(
         "\n## Matmul (GEMV cold: {} MiB of weight copies streamed; read: the sum of those same bytes on the same pool just before, the paired limit; GEMM: {} tokens)\n",
         o.cold_bytes >> 20,

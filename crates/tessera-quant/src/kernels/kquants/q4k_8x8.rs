@@ -204,9 +204,30 @@ mod avx2 {
         ]
     }
 
-    /// Prefetch distance: whole groups of 8 rows, at least 8 KiB.
-    fn ahead_bytes(group: usize) -> usize {
-        group * (8192usize.div_ceil(group.max(1)))
+    /// The lane sums of 8 rows' `i32` vectors, row `r` in lane `r`.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn row_totals(v: &[__m256i; 8]) -> __m256i {
+        let h0 = _mm256_hadd_epi32(v[0], v[1]);
+        let h1 = _mm256_hadd_epi32(v[2], v[3]);
+        let h2 = _mm256_hadd_epi32(v[4], v[5]);
+        let h3 = _mm256_hadd_epi32(v[6], v[7]);
+        // Per 128-bit half: rows 0..3 (g0) and 4..7 (g1).
+        let g0 = _mm256_hadd_epi32(h0, h1);
+        let g1 = _mm256_hadd_epi32(h2, h3);
+        _mm256_add_epi32(
+            _mm256_permute2x128_si256::<0x20>(g0, g1),
+            _mm256_permute2x128_si256::<0x31>(g0, g1),
+        )
+    }
+
+    /// The lane sums of 8 rows' 4-lane vectors, row `r` in lane `r`.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn row_totals4(v: &[__m128i; 8]) -> __m256i {
+        let lo = _mm_hadd_epi32(_mm_hadd_epi32(v[0], v[1]), _mm_hadd_epi32(v[2], v[3]));
+        let hi = _mm_hadd_epi32(_mm_hadd_epi32(v[4], v[5]), _mm_hadd_epi32(v[6], v[7]));
+        _mm256_set_m128i(hi, lo)
     }
 
     /// # Safety
@@ -221,7 +242,7 @@ mod avx2 {
         out: &mut [f32; 8],
     ) {
         let m4 = _mm256_set1_epi8(0xf);
-        let ahead = ahead_bytes(8 * stride * std::mem::size_of::<BlockQ4K>());
+        let group = 8 * stride * std::mem::size_of::<BlockQ4K>();
         let mut acc = _mm256_setzero_ps();
         let mut accm = _mm256_setzero_ps();
         for (b, y) in y.iter().enumerate().take(nb) {
@@ -233,16 +254,21 @@ mod avx2 {
             );
             let q8: &[[i8; 32]; 8] = bytemuck::cast_ref(&y.qs);
             let mut sums = [_mm_setzero_si128(); 8];
+            let mut lanes = [_mm256_setzero_si256(); 8];
             let mut mins = [_mm_setzero_si128(); 8];
             let mut ds = [0u16; 8];
             let mut dms = [0u16; 8];
             for r in 0..8 {
                 // SAFETY: row r's block b is in bounds (the caller's).
                 let xb = unsafe { &*x.add(r * stride + b) };
-                let p = (xb as *const BlockQ4K).cast::<i8>().wrapping_add(ahead);
-                _mm_prefetch::<_MM_HINT_T0>(p);
-                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(64));
-                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(128));
+                // The next group's bytes, swept in order (one stream).
+                let step = (b * 8 + r) * 192;
+                if step < group {
+                    let p = x.cast::<i8>().wrapping_add(group + step);
+                    _mm_prefetch::<_MM_HINT_T0>(p);
+                    _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(64));
+                    _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(128));
+                }
                 ds[r] = xb.d.to_bits();
                 dms[r] = xb.dmin.to_bits();
                 let sm = scales_mins_k4(&xb.scales);
@@ -265,7 +291,15 @@ mod avx2 {
                         _mm256_madd_epi16(scale_h, p16h),
                     )
                 });
-                sums[r] = pair_totals(p);
+                match chain {
+                    Chain::Block => {
+                        lanes[r] = _mm256_add_epi32(
+                            _mm256_add_epi32(p[0], p[1]),
+                            _mm256_add_epi32(p[2], p[3]),
+                        )
+                    }
+                    Chain::Pair => sums[r] = pair_totals(p),
+                }
             }
             let dy = _mm256_set1_ps(y.d);
             // SAFETY: 8 u16 each, unaligned loads.
@@ -277,22 +311,16 @@ mod avx2 {
             };
             let d = _mm256_mul_ps(d, dy);
             let dmin = _mm256_mul_ps(dmin, dy);
-            let s = transpose(&sums);
-            let m = transpose(&mins);
             match chain {
                 Chain::Block => {
-                    let si = _mm256_add_epi32(
-                        _mm256_add_epi32(s[0], s[1]),
-                        _mm256_add_epi32(s[2], s[3]),
-                    );
-                    let mi = _mm256_add_epi32(
-                        _mm256_add_epi32(m[0], m[1]),
-                        _mm256_add_epi32(m[2], m[3]),
-                    );
+                    let si = row_totals(&lanes);
+                    let mi = row_totals4(&mins);
                     acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(si), d, acc);
                     accm = _mm256_fmadd_ps(_mm256_cvtepi32_ps(mi), dmin, accm);
                 }
                 Chain::Pair => {
+                    let s = transpose(&sums);
+                    let m = transpose(&mins);
                     for j in 0..4 {
                         acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s[j]), d, acc);
                         accm = _mm256_fmadd_ps(_mm256_cvtepi32_ps(m[j]), dmin, accm);
