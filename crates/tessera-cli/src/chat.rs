@@ -7,7 +7,7 @@ use std::io::{BufRead, Write};
 
 use anyhow::{bail, Result};
 use clap::Args as ClapArgs;
-use tessera_core::generate::{generate, GenerateParams};
+use tessera_core::generate::{generate, GenerateParams, StopReason};
 use tessera_tokenizer::{ChatRequest, ChatTemplates, EncodeOptions};
 
 use crate::common::{ModelArgs, SamplingArgs};
@@ -101,6 +101,12 @@ pub fn run(args: &Args) -> Result<()> {
             out.flush().is_ok()
         })?;
         println!();
+        if stats.stop == StopReason::ContextFull {
+            eprintln!(
+                "tessera: the context of {} tokens is full (raise -c); the answer was cut",
+                session.n_ctx()
+            );
+        }
         if args.timings {
             crate::run::print_timings(&stats);
         }

@@ -5,7 +5,7 @@ use std::io::Write;
 
 use anyhow::{bail, Context, Result};
 use clap::Args as ClapArgs;
-use tessera_core::generate::{generate, GenerateParams, GenerateStats};
+use tessera_core::generate::{generate, GenerateParams, GenerateStats, StopReason};
 use tessera_tokenizer::EncodeOptions;
 
 use crate::common::{ModelArgs, SamplingArgs};
@@ -113,6 +113,12 @@ pub fn run(args: &Args) -> Result<()> {
         }
     }
     writeln!(out)?;
+    if stats.stop == StopReason::ContextFull {
+        eprintln!(
+            "tessera: the context of {} tokens is full; generation stopped (tessera does not shift the context: raise -c)",
+            session.n_ctx()
+        );
+    }
     print_timings(&stats);
     Ok(())
 }

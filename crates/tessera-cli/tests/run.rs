@@ -317,3 +317,30 @@ fn chat_answers_each_turn_and_reuses_the_conversation() {
         "second turn re-evaluated the conversation: {prompts:?}"
     );
 }
+
+#[test]
+fn a_full_context_stops_generation_with_a_message() {
+    let d = TempDir::new("full");
+    let m = d.path("llama.gguf");
+    write_variant(&m, |_| {}, |_| None);
+    let o = tessera(&[
+        "run",
+        "-m",
+        &m,
+        "-p",
+        "Hello world",
+        "-c",
+        "16",
+        "-n",
+        "100",
+        "--temp",
+        "0",
+        "--ignore-eos",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("context of 16 tokens is full"),
+        "{}",
+        stderr(&o)
+    );
+}
