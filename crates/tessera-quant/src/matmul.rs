@@ -50,6 +50,7 @@ use std::cell::RefCell;
 use half::{bf16, f16};
 
 use crate::kernels::kquants::q4k_8x8::{self, Chain, Rows8};
+use crate::kernels::kquants::tiled::{self, TiledRow};
 use crate::kernels::legacy::{DotTile, TILE_ACTS, TILE_ROWS};
 use crate::kernels::{self, SimdLevel, VecDot};
 use crate::pool::ThreadPool;
@@ -129,7 +130,15 @@ struct Kernel {
     a_row: usize,
     /// Q4_K in the order of llama.cpp's repacked weights, 8 rows per call.
     rows8: Option<Rows8>,
+    /// K-quants/IQ4_XS in the order of ggml-cpu's tiled matmul, taken
+    /// where the batch (per expert for `mul_mat_id`) has at least
+    /// [`TILED_MIN_TOKENS`] tokens.
+    tiled: Option<TiledRow>,
 }
+
+/// ggml-cpu's tiled matmul takes batches of at least this many tokens
+/// (`ggml_tiled_min_batch`).
+const TILED_MIN_TOKENS: usize = 8;
 
 impl Kernel {
     fn new(t: GgmlType, level: SimdLevel, cols: usize) -> Result<Kernel, QuantError> {
@@ -155,6 +164,7 @@ impl Kernel {
             w_row,
             a_row,
             rows8: None,
+            tiled: None,
         })
     }
 
@@ -165,8 +175,12 @@ impl Kernel {
     ///
     /// - Q4_K with `rows % 8 == 0` (and `repack`): repacked `q4_K_8x8`,
     ///   [`q4k_8x8`]'s order;
+    /// - other (non-repacked) Q2_K … Q6_K and IQ4_XS (and `tiled`): the
+    ///   tiled matmul for batches of at least [`TILED_MIN_TOKENS`],
+    ///   [`tiled`]'s order (the drivers check the batch size);
     /// - F32/F16/BF16 with `n_tokens >= 2`, `cols % 8 == 0`, `rows % 4 == 0`:
     ///   llamafile's tinyBLAS, [`kernels::float::sgemm_dot`]'s order.
+    #[allow(clippy::too_many_arguments)]
     fn as_ggml(
         mut self,
         t: GgmlType,
@@ -175,9 +189,12 @@ impl Kernel {
         n_tokens: usize,
         cols: usize,
         repack: bool,
+        tiled_on: bool,
     ) -> Kernel {
         if t == GgmlType::Q4_K && repack && rows.is_multiple_of(8) {
             self.rows8 = Some(q4k_8x8::rows8(level));
+        } else if tiled_on {
+            self.tiled = tiled::tiled_row(t, level);
         }
         if n_tokens >= 2 && cols.is_multiple_of(8) && rows.is_multiple_of(4) {
             if let Some(dot) = kernels::float::sgemm_dot(t, level) {
@@ -197,6 +214,8 @@ pub struct MatmulCtx {
     level: SimdLevel,
     /// Q4_K with rows % 8 == 0 in the order of ggml's repacked weights.
     repack: bool,
+    /// Batches of >= 8 tokens of K-quants/IQ4_XS in ggml's tiled order.
+    tiled: bool,
     /// 8-aligned, so every block type's rows are aligned for it.
     buf: Vec<u64>,
     /// Scratch for `mul_mat_id`'s grouping.
@@ -222,6 +241,7 @@ impl MatmulCtx {
         MatmulCtx {
             level: level.min(SimdLevel::detect()),
             repack: true,
+            tiled: true,
             buf: Vec::new(),
             counts: Vec::new(),
             pairs: Vec::new(),
@@ -235,6 +255,14 @@ impl MatmulCtx {
     /// default.
     pub fn set_repack(&mut self, on: bool) {
         self.repack = on;
+    }
+
+    /// Whether batches of at least 8 tokens (per expert in `mul_mat_id`)
+    /// of non-repacked Q2_K, Q3_K, Q4_K, Q5_K, Q6_K and IQ4_XS weights are
+    /// computed in the float order of ggml-cpu's tiled matmul (its default)
+    /// rather than `vec_dot`'s (`GGML_CPU_TILED_MM=0`). On by default.
+    pub fn set_tiled(&mut self, on: bool) {
+        self.tiled = on;
     }
 
     /// The level the kernels run at (per type, the best variant at or below it).
@@ -288,7 +316,15 @@ impl MatmulCtx {
         if n_tokens == 0 || w.rows == 0 {
             return Ok(());
         }
-        let k = k.as_ggml(t, self.level, w.rows, n_tokens, w.cols, self.repack);
+        let k = k.as_ggml(
+            t,
+            self.level,
+            w.rows,
+            n_tokens,
+            w.cols,
+            self.repack,
+            self.tiled,
+        );
         let act = self.convert(pool, &k, x, w.cols)?;
         let out = Out::new(y);
         let tiles = Tiling::new(&k, w.rows, n_tokens, pool.n_threads());
@@ -422,8 +458,10 @@ impl MatmulCtx {
         used.extend((0..w.n_expert).filter(|&e| counts[e + 1] > counts[e]));
 
         // ggml's repacked mul_mat_id runs every pair through its gemv (the
-        // block chain); tinyBLAS never serves mul_mat_id.
-        let k = k.as_ggml(t, self.level, w.rows, 1, w.cols, self.repack);
+        // block chain); tinyBLAS never serves mul_mat_id. ggml's tiled
+        // matmul does, per expert with >= 8 routed rows; not reproduced here
+        // yet (tests/matmul.rs holds mul_mat_id to one matmul per token).
+        let k = k.as_ggml(t, self.level, w.rows, 1, w.cols, self.repack, false);
         let act = match self.convert(pool, &k, x, w.cols) {
             Ok(a) => a,
             Err(e) => {
@@ -653,6 +691,27 @@ unsafe fn dot_rows(
                         // SAFETY: forwarded to the caller.
                         unsafe { put(i, g + j).write(v) };
                     }
+                }
+            }
+            i0 = i1;
+        }
+        return;
+    }
+    if let (Some(row_fn), true) = (k.tiled, n >= TILED_MIN_TOKENS) {
+        let mut out = [0f32; tiled::MAX_TOKENS];
+        let mut i0 = 0;
+        while i0 < n {
+            let i1 = (i0 + tile.min(tiled::MAX_TOKENS)).min(n);
+            let acts: [&[u8]; tiled::MAX_TOKENS] = std::array::from_fn(|c| {
+                let i = act_row((i0 + c).min(i1 - 1));
+                &act[i * k.a_row..(i + 1) * k.a_row]
+            });
+            for r in rows.clone() {
+                let wr = &w[r * k.w_row..(r + 1) * k.w_row];
+                row_fn(cols, wr, &acts[..i1 - i0], &mut out);
+                for (c, &v) in out[..i1 - i0].iter().enumerate() {
+                    // SAFETY: forwarded to the caller.
+                    unsafe { put(i0 + c, r).write(v) };
                 }
             }
             i0 = i1;

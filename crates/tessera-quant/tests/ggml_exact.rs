@@ -271,6 +271,9 @@ fn check(t: GgmlType, n: usize, report: &mut Report) -> Option<()> {
     for threads in [1, 2] {
         let pool = ThreadPool::new(threads);
         let mut ctx = MatmulCtx::with_level(level);
+        // `vec_dot`'s order is checked here; ggml's tiled K-quant order
+        // (its default for >= 8 tokens) by tests/ggml_graph.rs.
+        ctx.set_tiled(false);
         for tokens in [1, 2, 3, 5, 8] {
             let m = Matrix {
                 ggml_type: t,

@@ -14,9 +14,13 @@
 //! - F32, F16, BF16, rows × cols 64×640 (tinyBLAS), 10×640 (rows % 4 ≠ 0)
 //!   and 64×100 (cols % 8 ≠ 0: `vec_dot`), for 2, 3, 5, 8, 13, 64 tokens.
 //!
-//! ggml-cpu's tiled K-quant path (`GGML_CPU_TILED_MM`, non-repacked
-//! K-quant weights with ≥ 8 tokens) is switched off in the harness: tessera
-//! does not reproduce it (docs/quant-kernels.md).
+//! - ggml-cpu's tiled K-quant matmul (`ggml-cpu/tiled/`, on by default:
+//!   non-repacked Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS with ≥ 8 tokens),
+//!   rows × cols 640×2048, 2048×768, 4096×512, 12×512 and 100×256, for 1, 7
+//!   (below the threshold: `vec_dot`), 8, 9, 13, 16, 64, 100 tokens (Q4_K
+//!   with repacking off, and repacked where rows % 8 ≠ 0); and the same
+//!   types with `GGML_CPU_TILED_MM=0` on ggml's side, `set_tiled(false)`
+//!   on tessera's.
 //!
 //! Skips (or fails under `TESSERA_STRICT=1`) when the reference build, its
 //! headers, a C compiler or AVX2 is missing.
@@ -77,6 +81,7 @@ fn avx2() -> Option<()> {
 }
 
 /// ggml-cpu's `y = w · xᵀ` through a CPU-backend graph.
+#[allow(clippy::too_many_arguments)]
 fn ggml(
     t: GgmlType,
     rows: usize,
@@ -85,11 +90,12 @@ fn ggml(
     x: &[f32],
     threads: usize,
     repack: bool,
+    tiled: bool,
 ) -> Vec<f32> {
     let exe = harness().expect("checked by the caller");
     let tokens = x.len() / cols;
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
-        "ggml-graph-{t:?}-{rows}x{cols}-{tokens}-{threads}-{repack}"
+        "ggml-graph-{t:?}-{rows}x{cols}-{tokens}-{threads}-{repack}-{tiled}"
     ));
     std::fs::create_dir_all(&dir).unwrap();
     let (wp, xp, yp) = (dir.join("w.bin"), dir.join("x.f32"), dir.join("y.f32"));
@@ -97,9 +103,8 @@ fn ggml(
     std::fs::write(&xp, bytemuck::cast_slice::<f32, u8>(x)).unwrap();
     let out = Command::new(exe)
         // ggml-cpu's tiled K-quant matmul (`ggml-cpu/tiled/`, on by default,
-        // non-repacked K-quants/IQ with >= 8 tokens) is a float order tessera
-        // does not reproduce yet: off here, so those batches use `vec_dot`.
-        .env("GGML_CPU_TILED_MM", "0")
+        // non-repacked K-quants/IQ with >= 8 tokens); "0" turns it off.
+        .env("GGML_CPU_TILED_MM", if tiled { "1" } else { "0" })
         .args([
             (t as u32).to_string(),
             cols.to_string(),
@@ -181,13 +186,13 @@ fn diff(what: &str, got: &[f32], want: &[f32]) -> Option<String> {
     ))
 }
 
-/// Every (tokens, threads) of one shape; `repack` on both sides.
+/// Every (tokens, threads) of one shape; `repack` and `tiled` on both sides.
 fn check(
     t: GgmlType,
     rows: usize,
     cols: usize,
     tokens: &[usize],
-    repack: bool,
+    (repack, tiled): (bool, bool),
     bad: &mut Vec<String>,
 ) -> Option<()> {
     avx2()?;
@@ -208,12 +213,14 @@ fn check(
         let pool = ThreadPool::new(threads);
         let mut ctx = MatmulCtx::with_level(SimdLevel::Avx2);
         ctx.set_repack(repack);
+        ctx.set_tiled(tiled);
         for &n in tokens {
             let x = &x[..n * cols];
-            let want = ggml(t, rows, cols, &w, x, threads, repack);
+            let want = ggml(t, rows, cols, &w, x, threads, repack, tiled);
             let mut y = vec![f32::NAN; n * rows];
             ctx.matmul(&pool, &m, x, &mut y).unwrap();
-            let tag = format!("{t:?} {rows}x{cols} repack={repack} {n} tok {threads} thr");
+            let tag =
+                format!("{t:?} {rows}x{cols} repack={repack} tiled={tiled} {n} tok {threads} thr");
             bad.extend(diff(&tag, &y, &want));
         }
     }
@@ -234,7 +241,16 @@ const Q4K_TOKENS: &[usize] = &[1, 2, 3, 4, 5, 8, 13];
 fn q4_k_repacked() {
     let mut bad = Vec::new();
     for (rows, cols) in [(640, 2048), (640, 1024), (2048, 512), (12, 512)] {
-        if check(GgmlType::Q4_K, rows, cols, Q4K_TOKENS, true, &mut bad).is_none() {
+        if check(
+            GgmlType::Q4_K,
+            rows,
+            cols,
+            Q4K_TOKENS,
+            (true, false),
+            &mut bad,
+        )
+        .is_none()
+        {
             return;
         }
     }
@@ -244,7 +260,16 @@ fn q4_k_repacked() {
 #[test]
 fn q4_k_no_repack() {
     let mut bad = Vec::new();
-    if check(GgmlType::Q4_K, 640, 1024, Q4K_TOKENS, false, &mut bad).is_none() {
+    if check(
+        GgmlType::Q4_K,
+        640,
+        1024,
+        Q4K_TOKENS,
+        (false, false),
+        &mut bad,
+    )
+    .is_none()
+    {
         return;
     }
     finish(bad);
@@ -261,8 +286,8 @@ fn q4_k_repack_changes_ggml_results() {
     let (rows, cols) = (640, 2048);
     let w = weights(&mut rng, GgmlType::Q4_K, rows, cols);
     let x: Vec<f32> = (0..5).flat_map(|_| activations(&mut rng, cols)).collect();
-    let a = ggml(GgmlType::Q4_K, rows, cols, &w, &x, 1, true);
-    let b = ggml(GgmlType::Q4_K, rows, cols, &w, &x, 1, false);
+    let a = ggml(GgmlType::Q4_K, rows, cols, &w, &x, 1, true, false);
+    let b = ggml(GgmlType::Q4_K, rows, cols, &w, &x, 1, false, false);
     assert!(
         a.iter().zip(&b).any(|(a, b)| a.to_bits() != b.to_bits()),
         "repacked and plain Q4_K agree bit for bit: is CPU_REPACK in use?"
@@ -274,7 +299,7 @@ const FLOAT_TOKENS: &[usize] = &[2, 3, 5, 8, 13, 64];
 fn floats(t: GgmlType) {
     let mut bad = Vec::new();
     for (rows, cols) in [(64, 640), (10, 640), (64, 100)] {
-        if check(t, rows, cols, FLOAT_TOKENS, true, &mut bad).is_none() {
+        if check(t, rows, cols, FLOAT_TOKENS, (true, true), &mut bad).is_none() {
             return;
         }
     }
@@ -294,4 +319,92 @@ fn f16_tinyblas() {
 #[test]
 fn bf16_tinyblas() {
     floats(GgmlType::BF16);
+}
+
+const TILED_TOKENS: &[usize] = &[1, 7, 8, 9, 13, 16, 64, 100];
+const TILED_SHAPES: &[(usize, usize)] =
+    &[(640, 2048), (2048, 768), (4096, 512), (12, 512), (100, 256)];
+
+/// Every tiled shape of `t` with ggml's tiled matmul on (`repack` as
+/// given) and off.
+fn tiled(t: GgmlType, repack: bool) {
+    let mut bad = Vec::new();
+    for &(rows, cols) in TILED_SHAPES {
+        for tiled in [true, false] {
+            if check(t, rows, cols, TILED_TOKENS, (repack, tiled), &mut bad).is_none() {
+                return;
+            }
+        }
+    }
+    finish(bad);
+}
+
+#[test]
+fn q6_k_tiled() {
+    tiled(GgmlType::Q6_K, true);
+}
+
+#[test]
+fn q4_k_tiled_no_repack() {
+    tiled(GgmlType::Q4_K, false);
+}
+
+/// Q4_K with rows % 8 ≠ 0 is not repacked: ggml tiles it (≥ 8 tokens).
+#[test]
+fn q4_k_tiled_ragged_rows() {
+    let mut bad = Vec::new();
+    for (rows, cols) in [(12, 512), (100, 256), (1001, 768)] {
+        if check(
+            GgmlType::Q4_K,
+            rows,
+            cols,
+            TILED_TOKENS,
+            (true, true),
+            &mut bad,
+        )
+        .is_none()
+        {
+            return;
+        }
+    }
+    finish(bad);
+}
+
+#[test]
+fn q5_k_tiled() {
+    tiled(GgmlType::Q5_K, true);
+}
+
+#[test]
+fn q3_k_tiled() {
+    tiled(GgmlType::Q3_K, true);
+}
+
+#[test]
+fn q2_k_tiled() {
+    tiled(GgmlType::Q2_K, true);
+}
+
+#[test]
+fn iq4_xs_tiled() {
+    tiled(GgmlType::IQ4_XS, true);
+}
+
+/// The tiled order really differs from `vec_dot`'s (else the tests above
+/// would prove nothing): ggml's own two paths disagree somewhere.
+#[test]
+fn tiled_changes_ggml_results() {
+    if avx2().is_none() || harness().is_none() {
+        return;
+    }
+    let mut rng = Rng::new(11);
+    let (rows, cols) = (640, 2048);
+    let w = weights(&mut rng, GgmlType::Q6_K, rows, cols);
+    let x: Vec<f32> = (0..16).flat_map(|_| activations(&mut rng, cols)).collect();
+    let a = ggml(GgmlType::Q6_K, rows, cols, &w, &x, 1, true, true);
+    let b = ggml(GgmlType::Q6_K, rows, cols, &w, &x, 1, true, false);
+    assert!(
+        a.iter().zip(&b).any(|(a, b)| a.to_bits() != b.to_bits()),
+        "tiled and vec_dot Q6_K agree bit for bit: is the tiled matmul in use?"
+    );
 }

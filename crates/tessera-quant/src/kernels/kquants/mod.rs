@@ -38,6 +38,7 @@ use crate::GgmlType;
 pub(in crate::kernels) mod avx2;
 pub mod q4k_8x8;
 pub mod scalar;
+pub mod tiled;
 
 pub use scalar::{
     vec_dot_q2_K_q8_K_scalar, vec_dot_q3_K_q8_K_scalar, vec_dot_q4_K_q8_K_scalar,
