@@ -16,11 +16,13 @@ use tessera_core::{Logits, Model, ModelParams, SessionParams};
 use tessera_testkit::env;
 use tessera_tokenizer::EncodeOptions;
 
-/// Largest |tessera − llama.cpp| allowed on a top-10 logit (real models).
-const LOGIT_TOL: f32 = 1e9;
-/// Largest |tessera − llama.cpp| allowed on a top-10 logit (synthetic models,
-/// whose logits are small: a tighter bound).
-const LOGIT_TOL_SYNTH: f32 = 0.02;
+/// Largest |tessera − llama.cpp| allowed on a top-10 logit. On the machine
+/// the fixtures were made on (x86-64 AVX2), tessera computes llama.cpp's bits
+/// exactly (measured error 0 on every model), so this only leaves room for
+/// a reference build that sums in another order (another SIMD level).
+const LOGIT_TOL: f32 = 1e-3;
+/// The same bound for the synthetic models.
+const LOGIT_TOL_SYNTH: f32 = 1e-3;
 /// llama.cpp top-2 gap under which a different greedy token is a tie, not a bug.
 const TIE_GAP: f32 = 0.01;
 
