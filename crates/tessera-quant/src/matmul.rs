@@ -40,7 +40,10 @@
 //!    token this is a plain matrix-vector product streaming the weights.
 //!    Where the type has a tile kernel ([`kernels::legacy::dot_tile`],
 //!    [`kernels::float::dot_tile`]), 4 rows × 2 tokens go through it at
-//!    once; otherwise one dot per pair.
+//!    once; otherwise one dot per pair. Batches of 8 or more tokens of
+//!    non-repacked Q2_K…Q6_K and IQ4_XS go through
+//!    [`kernels::kquants::tiled`] (one row × up to 64 tokens per call), in
+//!    the float order of ggml-cpu's tiled matmul ([`MatmulCtx::set_tiled`]).
 //! 4. `mul_mat_id` groups the (token, slot) pairs by expert (a counting
 //!    sort), then runs step 3 on each selected expert's matrix with its
 //!    tokens only; experts nobody selected are never read.
