@@ -70,11 +70,17 @@ fn write_variant(
     w.write_to_path(path).unwrap();
 }
 
-#[test]
-fn run_generates_greedy_text_with_timings() {
-    let d = TempDir::new("run");
+/// A temporary directory holding the synthetic llama as `llama.gguf`.
+fn synth_llama(tag: &str) -> (TempDir, String) {
+    let d = TempDir::new(tag);
     let m = d.path("llama.gguf");
     write_variant(&m, |_| {}, |_| None);
+    (d, m)
+}
+
+#[test]
+fn run_generates_greedy_text_with_timings() {
+    let (_dir, m) = synth_llama("run");
     let o = tessera(&[
         "run",
         "-m",
@@ -119,9 +125,7 @@ fn run_generates_greedy_text_with_timings() {
 
 #[test]
 fn empty_prompt_is_an_error() {
-    let d = TempDir::new("empty");
-    let m = d.path("llama.gguf");
-    write_variant(&m, |_| {}, |_| None);
+    let (_dir, m) = synth_llama("empty");
     assert_clean_failure(
         &tessera(&["run", "-m", &m, "-p", "", "-n", "4"]),
         &["prompt is empty"],
@@ -130,9 +134,7 @@ fn empty_prompt_is_an_error() {
 
 #[test]
 fn prompt_longer_than_the_context_is_an_error() {
-    let d = TempDir::new("long");
-    let m = d.path("llama.gguf");
-    write_variant(&m, |_| {}, |_| None);
+    let (_dir, m) = synth_llama("long");
     let prompt = "word ".repeat(200);
     assert_clean_failure(
         &tessera(&["run", "-m", &m, "-p", &prompt, "-c", "64", "-n", "4"]),
@@ -180,9 +182,7 @@ fn missing_model_file_is_an_error() {
 
 #[test]
 fn bad_sampling_settings_are_errors() {
-    let d = TempDir::new("sampling");
-    let m = d.path("llama.gguf");
-    write_variant(&m, |_| {}, |_| None);
+    let (_dir, m) = synth_llama("sampling");
     assert_clean_failure(
         &tessera(&["run", "-m", &m, "-p", "hi", "--top-p", "1.5"]),
         &["top_p"],
@@ -199,9 +199,7 @@ fn bad_sampling_settings_are_errors() {
 
 #[test]
 fn bench_prints_a_llama_bench_table() {
-    let d = TempDir::new("bench");
-    let m = d.path("llama.gguf");
-    write_variant(&m, |_| {}, |_| None);
+    let (_dir, m) = synth_llama("bench");
     let o = tessera(&[
         "bench", "-m", &m, "-p", "16", "-n", "4", "-r", "2", "-t", "2",
     ]);
@@ -219,9 +217,7 @@ fn bench_prints_a_llama_bench_table() {
 
 #[test]
 fn perplexity_needs_enough_text() {
-    let d = TempDir::new("ppl");
-    let m = d.path("llama.gguf");
-    write_variant(&m, |_| {}, |_| None);
+    let (d, m) = synth_llama("ppl");
     let f = d.path("short.txt");
     std::fs::write(&f, "just a few words").unwrap();
     assert_clean_failure(
@@ -320,9 +316,7 @@ fn chat_answers_each_turn_and_reuses_the_conversation() {
 
 #[test]
 fn a_full_context_stops_generation_with_a_message() {
-    let d = TempDir::new("full");
-    let m = d.path("llama.gguf");
-    write_variant(&m, |_| {}, |_| None);
+    let (_dir, m) = synth_llama("full");
     let o = tessera(&[
         "run",
         "-m",

@@ -365,32 +365,16 @@ impl Exec<'_> {
                 let l = kv
                     .layer_mut(layer)
                     .ok_or_else(|| self.err(format!("no KV cache for layer {layer}")))?;
-                let kb =
-                    l.k.as_any_mut()
+                let width = cfg.n_head_kv * cfg.head_dim;
+                let store = |buf: &mut Box<dyn DeviceBuffer>, src, dtype, row| -> Result<()> {
+                    let b = buf
+                        .as_any_mut()
                         .downcast_mut::<HostBuffer>()
                         .ok_or_else(|| self.err("KV not in host memory".into()))?;
-                ops::kv_store(
-                    self.input(k)?,
-                    cfg.n_head_kv * cfg.head_dim,
-                    kb.bytes_mut(),
-                    l.k_type,
-                    l.k_row_bytes,
-                    first,
-                )
-                .map_err(op_err)?;
-                let vb =
-                    l.v.as_any_mut()
-                        .downcast_mut::<HostBuffer>()
-                        .ok_or_else(|| self.err("KV not in host memory".into()))?;
-                ops::kv_store(
-                    self.input(v)?,
-                    cfg.n_head_kv * cfg.head_dim,
-                    vb.bytes_mut(),
-                    l.v_type,
-                    l.v_row_bytes,
-                    first,
-                )
-                .map_err(op_err)?;
+                    ops::kv_store(src, width, b.bytes_mut(), dtype, row, first).map_err(op_err)
+                };
+                store(&mut l.k, self.input(k)?, l.k_type, l.k_row_bytes)?;
+                store(&mut l.v, self.input(v)?, l.v_type, l.v_row_bytes)?;
                 let sinks = cfg.sinks.map(|s| self.weight_f32(s)).transpose()?;
                 fn host(buf: &dyn DeviceBuffer) -> Option<&HostBuffer> {
                     buf.as_any().downcast_ref::<HostBuffer>()
