@@ -12,11 +12,13 @@
 // = vec_dot(W[r], ACT[t]). No ggml headers are needed: the few functions and
 // the traits struct are declared here.
 //
-// Build: cc -O2 ggml-dot-harness.c -L$LLAMA_BIN -lggml-cpu -lggml-base -Wl,-rpath,$LLAMA_BIN
+// Build: cc -O2 -Iscripts scripts/ggml-dot-harness.c -L$LLAMA_BIN -lggml-cpu -lggml-base -Wl,-rpath,$LLAMA_BIN
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "harness-io.h"
 
 typedef void (*from_float_t)(const float * x, void * y, int64_t k);
 typedef void (*vec_dot_t)(int n, float * s, size_t bs, const void * x, size_t bx, const void * y,
@@ -34,24 +36,6 @@ const struct type_traits_cpu * ggml_get_type_traits_cpu(int type);
 void ggml_cpu_init(void);
 size_t ggml_row_size(int type, int64_t ne);
 const char * ggml_type_name(int type);
-
-static void * read_all(const char * path, size_t * len) {
-    FILE * f = fopen(path, "rb");
-    if (!f) { perror(path); exit(2); }
-    fseek(f, 0, SEEK_END);
-    *len = (size_t) ftell(f);
-    fseek(f, 0, SEEK_SET);
-    void * buf = malloc(*len ? *len : 1);
-    if (fread(buf, 1, *len, f) != *len) { perror(path); exit(2); }
-    fclose(f);
-    return buf;
-}
-
-static void write_all(const char * path, const void * buf, size_t len) {
-    FILE * out = fopen(path, "wb");
-    if (!out || fwrite(buf, 1, len, out) != len) { perror(path); exit(2); }
-    fclose(out);
-}
 
 int main(int argc, char ** argv) {
     if (argc != 9) {

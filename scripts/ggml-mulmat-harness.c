@@ -15,7 +15,7 @@
 // CPU_REPACK buffer type (llama.cpp's default), 0 in the plain CPU buffer
 // (`--no-repack`).
 //
-// Build: cc -O2 -I$LLAMA_SRC/ggml/include ggml-mulmat-harness.c \
+// Build: cc -O2 -Iscripts -I$LLAMA_SRC/ggml/include scripts/ggml-mulmat-harness.c \
 //          -L$LLAMA_BIN -lggml-cpu -lggml-base -Wl,-rpath,$LLAMA_BIN
 #include <stdint.h>
 #include <stdio.h>
@@ -26,18 +26,7 @@
 #include "ggml-backend.h"
 #include "ggml-cpu.h"
 #include "ggml.h"
-
-static void * read_all(const char * path, size_t * len) {
-    FILE * f = fopen(path, "rb");
-    if (!f) { perror(path); exit(2); }
-    fseek(f, 0, SEEK_END);
-    *len = (size_t) ftell(f);
-    fseek(f, 0, SEEK_SET);
-    void * buf = malloc(*len ? *len : 1);
-    if (fread(buf, 1, *len, f) != *len) { perror(path); exit(2); }
-    fclose(f);
-    return buf;
-}
+#include "harness-io.h"
 
 int main(int argc, char ** argv) {
     if (argc != 10) {
@@ -112,9 +101,7 @@ int main(int argc, char ** argv) {
     const size_t ylen = sizeof(float) * rows * ntok;
     float * out = malloc(ylen);
     ggml_backend_tensor_get(y, out, 0, ylen);
-    FILE * f = fopen(argv[9], "wb");
-    if (!f || fwrite(out, 1, ylen, f) != ylen) { perror(argv[9]); return 2; }
-    fclose(f);
+    write_all(argv[9], out, ylen);
 
     ggml_backend_buffer_free(buf);
     ggml_backend_buffer_free(buf_w);

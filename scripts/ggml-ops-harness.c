@@ -28,7 +28,7 @@
 //
 // Build (the test does this):
 //   B=$(bash ../shared/tools/llama-ref.sh); V=$B/../../vendor/llama.cpp
-//   cc -O2 -o ggml-ops-harness scripts/ggml-ops-harness.c -I$V/ggml/include
+//   cc -O2 -o ggml-ops-harness scripts/ggml-ops-harness.c -Iscripts -I$V/ggml/include
 //      -L$B -lggml -lggml-base -lggml-cpu -lm -Wl,-rpath,$B
 #include <math.h>
 #include <stdio.h>
@@ -37,24 +37,19 @@
 
 #include "ggml.h"
 #include "ggml-cpu.h"
+#include "harness-io.h"
 
 static const char * dir;
 
 static void * read_in(const char * name, size_t want) {
     char path[1024];
     snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE * f = fopen(path, "rb");
-    if (!f) { perror(path); exit(2); }
-    fseek(f, 0, SEEK_END);
-    size_t len = (size_t) ftell(f);
-    fseek(f, 0, SEEK_SET);
+    size_t len;
+    void * buf = read_all(path, &len);
     if (len != want) {
         fprintf(stderr, "%s: %zu bytes, expected %zu\n", path, len, want);
         exit(2);
     }
-    void * buf = malloc(len ? len : 1);
-    if (fread(buf, 1, len, f) != len) { perror(path); exit(2); }
-    fclose(f);
     return buf;
 }
 
@@ -67,10 +62,7 @@ static void fill(struct ggml_tensor * t, const char * name) {
 static void write_out(const struct ggml_tensor * t) {
     char path[1024];
     snprintf(path, sizeof path, "%s/out.f32", dir);
-    FILE * f = fopen(path, "wb");
-    size_t n = ggml_nbytes(t);
-    if (!f || fwrite(t->data, 1, n, f) != n) { perror(path); exit(2); }
-    fclose(f);
+    write_all(path, t->data, ggml_nbytes(t));
 }
 
 int main(int argc, char ** argv) {

@@ -10,7 +10,7 @@
 // TYPE_ID is the ggml type number; the output is zero-filled before
 // quantizing. No ggml headers are needed: the few functions are declared here.
 //
-// Build: cc -O2 quant-golden-harness.c -L$LLAMA_BIN -lggml-base -ldl -Wl,-rpath,$LLAMA_BIN
+// Build: cc -O2 -Iscripts scripts/quant-golden-harness.c -L$LLAMA_BIN -lggml-base -ldl -Wl,-rpath,$LLAMA_BIN
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <stdint.h>
@@ -18,24 +18,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "harness-io.h"
+
 size_t ggml_quantize_chunk(int type, const float * src, void * dst, int64_t start, int64_t nrows,
                            int64_t n_per_row, const float * imatrix);
 size_t ggml_row_size(int type, int64_t ne);
 const char * ggml_type_name(int type);
 
 typedef void (*row_fn)(const float * x, void * y, int64_t k);
-
-static void * read_all(const char * path, size_t * len) {
-    FILE * f = fopen(path, "rb");
-    if (!f) { perror(path); exit(2); }
-    fseek(f, 0, SEEK_END);
-    *len = (size_t) ftell(f);
-    fseek(f, 0, SEEK_SET);
-    void * buf = malloc(*len ? *len : 1);
-    if (fread(buf, 1, *len, f) != *len) { perror(path); exit(2); }
-    fclose(f);
-    return buf;
-}
 
 int main(int argc, char ** argv) {
     if (argc < 4 || (argc - 4) % 3 != 0) {
@@ -67,9 +57,7 @@ int main(int argc, char ** argv) {
             if (!f) { fprintf(stderr, "no symbol %s\n", mode); return 1; }
             f(src, dst, n_per_row * nrows);
         }
-        FILE * out = fopen(argv[a + 2], "wb");
-        if (!out || fwrite(dst, 1, size, out) != size) { perror(argv[a + 2]); return 2; }
-        fclose(out);
+        write_all(argv[a + 2], dst, size);
         free(dst);
     }
     return 0;

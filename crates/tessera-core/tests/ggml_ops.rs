@@ -18,35 +18,17 @@ use half::f16;
 use tessera_core::backend::cpu::ops::{self, AttnParams, KvType, KvView};
 use tessera_quant::pool::ThreadPool;
 use tessera_quant::GgmlType;
-use tessera_testkit::env;
+use tessera_testkit::cref;
 use tessera_testkit::rng::SplitMix64;
 
 /// The compiled harness, or `None` (after `env::missing`).
 fn harness() -> Option<&'static Path> {
     static BIN: OnceLock<Option<PathBuf>> = OnceLock::new();
     BIN.get_or_init(|| {
-        let lib = env::llama_tool("libggml-cpu.so")?;
-        let bin_dir = lib.parent().expect("a file has a parent").to_path_buf();
-        let inc = bin_dir.join("../../vendor/llama.cpp/ggml/include");
-        if !inc.join("ggml-cpu.h").is_file() {
-            return env::missing(&format!("ggml headers not found in {}", inc.display()));
-        }
-        let src = env::workspace_root().join("scripts/ggml-ops-harness.c");
-        let out = std::env::temp_dir().join(format!("tessera-ggml-ops-{}", std::process::id()));
-        let status = Command::new("cc")
-            .args(["-O2", "-o"])
-            .arg(&out)
-            .arg(&src)
-            .arg(format!("-I{}", inc.display()))
-            .arg(format!("-L{}", bin_dir.display()))
-            .args(["-lggml", "-lggml-base", "-lggml-cpu", "-lm"])
-            .arg(format!("-Wl,-rpath,{}", bin_dir.display()))
-            .status();
-        match status {
-            Ok(s) if s.success() => Some(out),
-            Ok(s) => panic!("compiling {} failed: {s}", src.display()),
-            Err(e) => env::missing(&format!("no C compiler (cc): {e}")),
-        }
+        cref::compile_harness(
+            "scripts/ggml-ops-harness.c",
+            &["ggml", "ggml-base", "ggml-cpu", "m"],
+        )
     })
     .as_deref()
 }
@@ -55,29 +37,14 @@ fn harness() -> Option<&'static Path> {
 /// `n_threads` threads and returns its f32 output.
 fn ggml(op: &str, n_threads: usize, args: &[String], inputs: &[&[u8]]) -> Vec<f32> {
     let bin = harness().expect("checked by the caller");
-    static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("tessera-ggml-ops-{}-{seq}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    for (i, data) in inputs.iter().enumerate() {
-        let name = format!("{}.bin", (b'a' + i as u8) as char);
-        std::fs::write(dir.join(name), data).unwrap();
-    }
-    let out = Command::new(bin)
-        .arg(op)
-        .arg(n_threads.to_string())
-        .arg(&dir)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "harness {op} {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let bytes = std::fs::read(dir.join("out.f32")).unwrap();
-    std::fs::remove_dir_all(&dir).ok();
-    bytes
+    const NAMES: [&str; 6] = ["a.bin", "b.bin", "c.bin", "d.bin", "e.bin", "f.bin"];
+    assert!(inputs.len() <= NAMES.len(), "{op}: too many inputs");
+    let files: Vec<(&str, &[u8])> = NAMES.into_iter().zip(inputs.iter().copied()).collect();
+    let mut cmd = Command::new(bin);
+    // The inputs and out.f32 are in the harness's working directory.
+    cmd.arg(op).arg(n_threads.to_string()).arg(".").args(args);
+    let dir = cref::run_harness(cmd, &files);
+    dir.read("out.f32")
         .chunks_exact(4)
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
         .collect()

@@ -31,8 +31,8 @@ use tessera_quant::kernels::{self, SimdLevel};
 use tessera_quant::matmul::{self, MatmulCtx, Matrix};
 use tessera_quant::pool::ThreadPool;
 use tessera_quant::{quantize, GgmlType};
-use tessera_testkit::env;
 use tessera_testkit::rng::SplitMix64 as Rng;
+use tessera_testkit::{cref, env};
 
 /// Weight rows per matrix.
 const ROWS: usize = 9;
@@ -43,27 +43,7 @@ const TOKENS: usize = 8;
 fn harness() -> Option<&'static Path> {
     static EXE: OnceLock<Option<PathBuf>> = OnceLock::new();
     EXE.get_or_init(|| {
-        let lib = env::llama_tool("libggml-cpu.so")?;
-        let bin = lib.parent().expect("a file has a parent").to_path_buf();
-        let src = env::workspace_root().join("scripts/ggml-dot-harness.c");
-        let exe = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ggml-dot-harness");
-        let out = Command::new(std::env::var_os("CC").unwrap_or_else(|| "cc".into()))
-            .arg("-O2")
-            .arg("-o")
-            .arg(&exe)
-            .arg(&src)
-            .arg(format!("-L{}", bin.display()))
-            .args(["-lggml-cpu", "-lggml-base"])
-            .arg(format!("-Wl,-rpath,{}", bin.display()))
-            .output();
-        match out {
-            Ok(o) if o.status.success() => Some(exe),
-            Ok(o) => env::missing(&format!(
-                "cannot build the ggml dot harness: {}",
-                String::from_utf8_lossy(&o.stderr)
-            )),
-            Err(e) => env::missing(&format!("no C compiler (cc) for the ggml dot harness: {e}")),
-        }
+        cref::compile_harness("scripts/ggml-dot-harness.c", &["ggml-cpu", "ggml-base"])
     })
     .as_deref()
 }
@@ -151,32 +131,15 @@ fn weights(rng: &mut Rng, t: GgmlType, n: usize, rows: usize) -> Vec<u8> {
 /// What ggml-cpu gives: the converted activations and `dot[t * rows + r]`.
 fn ggml(t: GgmlType, n: usize, w: &[u8], x: &[f32]) -> Option<(Vec<u8>, Vec<f32>)> {
     let exe = harness()?;
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("ggml-exact-{t:?}-{n}"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let (wp, xp, ap, dp) = (
-        dir.join("w.bin"),
-        dir.join("x.f32"),
-        dir.join("act.bin"),
-        dir.join("dot.f32"),
-    );
-    std::fs::write(&wp, w).unwrap();
-    std::fs::write(&xp, bytemuck::cast_slice::<f32, u8>(x)).unwrap();
-    let out = Command::new(exe)
-        .arg((t as u32).to_string())
+    let mut cmd = Command::new(exe);
+    cmd.arg((t as u32).to_string())
         .arg(n.to_string())
         .arg(ROWS.to_string())
         .arg((x.len() / n).to_string())
-        .args([&wp, &xp, &ap, &dp])
-        .output()
-        .expect("run the ggml dot harness");
-    assert!(
-        out.status.success(),
-        "harness failed for {t:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let act = std::fs::read(&ap).unwrap();
-    let dot = bytemuck::pod_collect_to_vec(&std::fs::read(&dp).unwrap());
-    std::fs::remove_dir_all(&dir).ok();
+        .args(["w.bin", "x.f32", "act.bin", "dot.f32"]);
+    let dir = cref::run_harness(cmd, &[("w.bin", w), ("x.f32", bytemuck::cast_slice(x))]);
+    let act = dir.read("act.bin");
+    let dot = bytemuck::pod_collect_to_vec(&dir.read("dot.f32"));
     Some((act, dot))
 }
 

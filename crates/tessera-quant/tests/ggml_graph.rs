@@ -34,40 +34,14 @@ use tessera_quant::kernels::SimdLevel;
 use tessera_quant::matmul::{self, MatmulCtx, Matrix};
 use tessera_quant::pool::ThreadPool;
 use tessera_quant::{quantize, GgmlType};
-use tessera_testkit::env;
 use tessera_testkit::rng::SplitMix64 as Rng;
+use tessera_testkit::{cref, env};
 
 /// The compiled harness, or `None` (after `env::missing`).
 fn harness() -> Option<&'static Path> {
     static EXE: OnceLock<Option<PathBuf>> = OnceLock::new();
     EXE.get_or_init(|| {
-        let lib = env::llama_tool("libggml-cpu.so")?;
-        let bin = lib.parent().expect("a file has a parent").to_path_buf();
-        // build/bin → the source tree's ggml/include.
-        let include = bin.join("../../vendor/llama.cpp/ggml/include");
-        if !include.join("ggml-backend.h").exists() {
-            return env::missing(&format!("no ggml headers at {}", include.display()));
-        }
-        let src = env::workspace_root().join("scripts/ggml-mulmat-harness.c");
-        let exe = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ggml-mulmat-harness");
-        let out = Command::new(std::env::var_os("CC").unwrap_or_else(|| "cc".into()))
-            .arg("-O2")
-            .arg(format!("-I{}", include.display()))
-            .arg("-o")
-            .arg(&exe)
-            .arg(&src)
-            .arg(format!("-L{}", bin.display()))
-            .args(["-lggml-cpu", "-lggml-base"])
-            .arg(format!("-Wl,-rpath,{}", bin.display()))
-            .output();
-        match out {
-            Ok(o) if o.status.success() => Some(exe),
-            Ok(o) => env::missing(&format!(
-                "cannot build the ggml mul_mat harness: {}",
-                String::from_utf8_lossy(&o.stderr)
-            )),
-            Err(e) => env::missing(&format!("no C compiler (cc) for the ggml harness: {e}")),
-        }
+        cref::compile_harness("scripts/ggml-mulmat-harness.c", &["ggml-cpu", "ggml-base"])
     })
     .as_deref()
 }
@@ -94,17 +68,10 @@ fn ggml(
 ) -> Vec<f32> {
     let exe = harness().expect("checked by the caller");
     let tokens = x.len() / cols;
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
-        "ggml-graph-{t:?}-{rows}x{cols}-{tokens}-{threads}-{repack}-{tiled}"
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let (wp, xp, yp) = (dir.join("w.bin"), dir.join("x.f32"), dir.join("y.f32"));
-    std::fs::write(&wp, w).unwrap();
-    std::fs::write(&xp, bytemuck::cast_slice::<f32, u8>(x)).unwrap();
-    let out = Command::new(exe)
-        // ggml-cpu's tiled K-quant matmul (`ggml-cpu/tiled/`, on by default,
-        // non-repacked K-quants/IQ with >= 8 tokens); "0" turns it off.
-        .env("GGML_CPU_TILED_MM", if tiled { "1" } else { "0" })
+    let mut cmd = Command::new(exe);
+    // ggml-cpu's tiled K-quant matmul (`ggml-cpu/tiled/`, on by default,
+    // non-repacked K-quants/IQ with >= 8 tokens); "0" turns it off.
+    cmd.env("GGML_CPU_TILED_MM", if tiled { "1" } else { "0" })
         .args([
             (t as u32).to_string(),
             cols.to_string(),
@@ -113,17 +80,9 @@ fn ggml(
             threads.to_string(),
             u8::from(repack).to_string(),
         ])
-        .args([&wp, &xp, &yp])
-        .output()
-        .expect("run the ggml mul_mat harness");
-    assert!(
-        out.status.success(),
-        "harness failed for {t:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let y = bytemuck::pod_collect_to_vec(&std::fs::read(&yp).unwrap());
-    std::fs::remove_dir_all(&dir).ok();
-    y
+        .args(["w.bin", "x.f32", "y.f32"]);
+    let dir = cref::run_harness(cmd, &[("w.bin", w), ("x.f32", bytemuck::cast_slice(x))]);
+    bytemuck::pod_collect_to_vec(&dir.read("y.f32"))
 }
 
 /// Activations: 32-value runs of normal values of varied scale, with

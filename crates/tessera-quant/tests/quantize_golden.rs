@@ -17,7 +17,7 @@ use std::sync::OnceLock;
 
 use tessera_quant::blocks::BlockIq4Nl;
 use tessera_quant::GgmlType;
-use tessera_testkit::env;
+use tessera_testkit::cref;
 use tessera_testkit::rng::SplitMix64 as Rng;
 
 const N_PER_ROW: usize = 4096;
@@ -29,27 +29,7 @@ const NROWS: usize = if cfg!(debug_assertions) { 192 } else { 768 };
 fn harness() -> Option<&'static Path> {
     static EXE: OnceLock<Option<PathBuf>> = OnceLock::new();
     EXE.get_or_init(|| {
-        let lib = env::llama_tool("libggml-base.so")?;
-        let bin = lib.parent().expect("a file has a parent").to_path_buf();
-        let src = env::workspace_root().join("scripts/quant-golden-harness.c");
-        let exe = Path::new(env!("CARGO_TARGET_TMPDIR")).join("quant-golden-harness");
-        let out = Command::new(std::env::var_os("CC").unwrap_or_else(|| "cc".into()))
-            .arg("-O2")
-            .arg("-o")
-            .arg(&exe)
-            .arg(&src)
-            .arg(format!("-L{}", bin.display()))
-            .args(["-lggml-base", "-ldl"])
-            .arg(format!("-Wl,-rpath,{}", bin.display()))
-            .output();
-        match out {
-            Ok(o) if o.status.success() => Some(exe),
-            Ok(o) => env::missing(&format!(
-                "cannot build the golden harness: {}",
-                String::from_utf8_lossy(&o.stderr)
-            )),
-            Err(e) => env::missing(&format!("no C compiler (cc) for the golden harness: {e}")),
-        }
+        cref::compile_harness("scripts/quant-golden-harness.c", &["ggml-base", "dl"])
     })
     .as_deref()
 }
@@ -189,34 +169,20 @@ fn hex(b: &[u8]) -> String {
 fn check(cases: &[Case]) {
     let Some(exe) = harness() else { return };
     let (x, kinds) = inputs();
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
-        "quant-golden-{}-{}",
-        std::process::id(),
-        cases[0].ty
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let input = dir.join("in.f32");
-    std::fs::write(&input, bytemuck::cast_slice::<f32, u8>(x)).unwrap();
-
     let mut cmd = Command::new(exe);
-    cmd.arg(&input)
+    cmd.arg("in.f32")
         .arg(N_PER_ROW.to_string())
         .arg(NROWS.to_string());
     for (i, c) in cases.iter().enumerate() {
         cmd.arg(c.mode)
             .arg(c.ty.id().to_string())
-            .arg(dir.join(format!("{i}.out")));
+            .arg(format!("{i}.out"));
     }
-    let out = cmd.output().expect("run the golden harness");
-    assert!(
-        out.status.success(),
-        "golden harness failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let dir = cref::run_harness(cmd, &[("in.f32", bytemuck::cast_slice::<f32, u8>(x))]);
 
     let mut failures = Vec::new();
     for (i, c) in cases.iter().enumerate() {
-        let want = std::fs::read(dir.join(format!("{i}.out"))).unwrap();
+        let want = dir.read(&format!("{i}.out"));
         let mut got = vec![0u8; want.len()];
         (c.ours)(c.ty, x, &mut got);
         let (bs, ts) = (c.ty.block_size() as usize, c.ty.type_size() as usize);
@@ -266,7 +232,7 @@ fn check(cases: &[Case]) {
             ));
         }
     }
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(dir);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
