@@ -126,7 +126,7 @@ pub fn rows8_q4_k_scalar(
 }
 
 #[cfg(target_arch = "x86_64")]
-mod avx2 {
+pub(super) mod avx2 {
     use std::arch::x86_64::*;
 
     use super::super::avx2::{has_avx2, load128, load256};
@@ -204,10 +204,11 @@ mod avx2 {
         ]
     }
 
-    /// The lane sums of 8 rows' `i32` vectors, row `r` in lane `r`.
+    /// The lane sums of 8 rows' `i32` vectors, row `r` in lane `r` (also
+    /// the tiled kernels' per-token sums).
     #[inline]
     #[target_feature(enable = "avx2")]
-    fn row_totals(v: &[__m256i; 8]) -> __m256i {
+    pub(in crate::kernels::kquants) fn row_totals(v: &[__m256i; 8]) -> __m256i {
         let h0 = _mm256_hadd_epi32(v[0], v[1]);
         let h1 = _mm256_hadd_epi32(v[2], v[3]);
         let h2 = _mm256_hadd_epi32(v[4], v[5]);

@@ -33,6 +33,8 @@
 //! time, reduces them with one `hadd` tree into the lanes of one vector and
 //! runs the float chain of 8 tokens in one `__m256`.
 
+use half::f16;
+
 use super::{scales_mins_k4, scales_q3_k, super_blocks, view};
 use crate::blocks::{BlockIq4Xs, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K, QK_K};
 use crate::kernels::SimdLevel;
@@ -46,20 +48,28 @@ pub const MAX_TOKENS: usize = 64;
 /// `out[t] = w · acts[t]` in the tiled order.
 pub type TiledRow = fn(n: usize, w: &[u8], acts: &[&[u8]], out: &mut [f32]);
 
+/// `Some(kernel::<B>)` for the block type `B` of `t`, or `None` for a type
+/// the tiled path does not take: the one list of the tiled types.
+macro_rules! per_type {
+    ($t:expr, $($kernel:ident)::+) => {
+        match $t {
+            GgmlType::Q2_K => Some($($kernel)::+::<BlockQ2K>),
+            GgmlType::Q3_K => Some($($kernel)::+::<BlockQ3K>),
+            GgmlType::Q4_K => Some($($kernel)::+::<BlockQ4K>),
+            GgmlType::Q5_K => Some($($kernel)::+::<BlockQ5K>),
+            GgmlType::Q6_K => Some($($kernel)::+::<BlockQ6K>),
+            GgmlType::IQ4_XS => Some($($kernel)::+::<BlockIq4Xs>),
+            _ => None,
+        }
+    };
+}
+
 /// The tiled kernel of `t` at `level`, or `None` for a type ggml's tiled
 /// path does not take (or this module does not reproduce).
 pub fn tiled_row(t: GgmlType, level: SimdLevel) -> Option<TiledRow> {
     #[cfg(target_arch = "x86_64")]
     if level >= SimdLevel::Avx2 {
-        return Some(match t {
-            GgmlType::Q2_K => avx2::row::<BlockQ2K>,
-            GgmlType::Q3_K => avx2::row::<BlockQ3K>,
-            GgmlType::Q4_K => avx2::row::<BlockQ4K>,
-            GgmlType::Q5_K => avx2::row::<BlockQ5K>,
-            GgmlType::Q6_K => avx2::row::<BlockQ6K>,
-            GgmlType::IQ4_XS => avx2::row::<BlockIq4Xs>,
-            _ => return None,
-        });
+        return per_type!(t, avx2::row);
     }
     let _ = level;
     tiled_row_scalar(t)
@@ -67,15 +77,7 @@ pub fn tiled_row(t: GgmlType, level: SimdLevel) -> Option<TiledRow> {
 
 /// The scalar twins (the same floats; the integers are exact either way).
 pub fn tiled_row_scalar(t: GgmlType) -> Option<TiledRow> {
-    Some(match t {
-        GgmlType::Q2_K => row_scalar::<BlockQ2K>,
-        GgmlType::Q3_K => row_scalar::<BlockQ3K>,
-        GgmlType::Q4_K => row_scalar::<BlockQ4K>,
-        GgmlType::Q5_K => row_scalar::<BlockQ5K>,
-        GgmlType::Q6_K => row_scalar::<BlockQ6K>,
-        GgmlType::IQ4_XS => row_scalar::<BlockIq4Xs>,
-        _ => return None,
-    })
+    per_type!(t, row_scalar)
 }
 
 /// One weight super-block decoded for the tiled kernels: value `i` of the
@@ -106,59 +108,66 @@ impl Decoded {
 /// A weight block type of the tiled path.
 pub trait TiledBlock: bytemuck::Pod {
     /// Subtracted from every `q` (as ggml's `BIAS`; 0 for the min types).
-    const BIAS: i32;
+    const BIAS: i32 = 0;
     /// Whether `dmin · Σ m·bsum` is subtracted.
-    const MIN: bool;
+    const MIN: bool = false;
     /// `q` holds signed values multiplied with the `sign` trick (IQ4_XS).
-    const SIGNED: bool;
+    const SIGNED: bool = false;
     /// Fills `out` (every field the type uses).
     fn decode(&self, out: &mut Decoded);
 }
 
-/// Q4_K/Q5_K's 8 scales and mins, each stored for both halves of its 32.
+/// What Q4_K and Q5_K share: `d`, `dmin`, the 8 scales and mins (each
+/// stored for both halves of its 32) and the low 4 bits of every `q`.
 #[inline(always)]
-fn k4_scales(packed: &[u8; 12], out: &mut Decoded) {
+fn decode_k4(d: f16, dmin: f16, packed: &[u8; 12], qs: &[u8; 128], out: &mut Decoded) {
+    out.d = d.to_f32();
+    out.dmin = dmin.to_f32();
     let sm = scales_mins_k4(packed);
     for s in 0..16 {
         out.sc[s] = i16::from(sm[s / 2]);
         out.mn[s] = i16::from(sm[8 + s / 2]);
     }
+    for j in 0..4 {
+        for l in 0..32 {
+            let b = qs[32 * j + l];
+            out.q[64 * j + l] = b & 0xf;
+            out.q[64 * j + 32 + l] = b >> 4;
+        }
+    }
 }
 
-impl TiledBlock for BlockQ4K {
-    const BIAS: i32 = 0;
-    const MIN: bool = true;
-    const SIGNED: bool = false;
-    #[inline(always)]
-    fn decode(&self, out: &mut Decoded) {
-        out.d = self.d.to_f32();
-        out.dmin = self.dmin.to_f32();
-        k4_scales(&self.scales, out);
-        for j in 0..4 {
+/// What Q2_K and Q3_K share: the low 2 bits of every `q`.
+#[inline(always)]
+fn decode_2bit(qs: &[u8; 64], out: &mut Decoded) {
+    for h in 0..2 {
+        for k in 0..4 {
             for l in 0..32 {
-                let b = self.qs[32 * j + l];
-                out.q[64 * j + l] = b & 0xf;
-                out.q[64 * j + 32 + l] = b >> 4;
+                out.q[128 * h + 32 * k + l] = (qs[32 * h + l] >> (2 * k)) & 3;
             }
         }
     }
 }
 
-impl TiledBlock for BlockQ5K {
-    const BIAS: i32 = 0;
+impl TiledBlock for BlockQ4K {
     const MIN: bool = true;
-    const SIGNED: bool = false;
     #[inline(always)]
     fn decode(&self, out: &mut Decoded) {
-        out.d = self.d.to_f32();
-        out.dmin = self.dmin.to_f32();
-        k4_scales(&self.scales, out);
+        decode_k4(self.d, self.dmin, &self.scales, &self.qs, out);
+    }
+}
+
+impl TiledBlock for BlockQ5K {
+    const MIN: bool = true;
+    #[inline(always)]
+    fn decode(&self, out: &mut Decoded) {
+        decode_k4(self.d, self.dmin, &self.scales, &self.qs, out);
+        // The fifth bit.
         for j in 0..4 {
             for l in 0..32 {
-                let b = self.qs[32 * j + l];
                 let h = self.qh[l] >> (2 * j);
-                out.q[64 * j + l] = (b & 0xf) | ((h & 1) << 4);
-                out.q[64 * j + 32 + l] = (b >> 4) | ((h & 2) << 3);
+                out.q[64 * j + l] |= (h & 1) << 4;
+                out.q[64 * j + 32 + l] |= (h & 2) << 3;
             }
         }
     }
@@ -166,8 +175,6 @@ impl TiledBlock for BlockQ5K {
 
 impl TiledBlock for BlockQ6K {
     const BIAS: i32 = 32;
-    const MIN: bool = false;
-    const SIGNED: bool = false;
     #[inline(always)]
     fn decode(&self, out: &mut Decoded) {
         out.d = self.d.to_f32();
@@ -190,8 +197,6 @@ impl TiledBlock for BlockQ6K {
 
 impl TiledBlock for BlockQ3K {
     const BIAS: i32 = 4;
-    const MIN: bool = false;
-    const SIGNED: bool = false;
     #[inline(always)]
     fn decode(&self, out: &mut Decoded) {
         out.d = self.d.to_f32();
@@ -199,12 +204,13 @@ impl TiledBlock for BlockQ3K {
         for s in 0..16 {
             out.sc[s] = i16::from(words[s / 4].to_le_bytes()[s % 4]) - 32;
         }
+        decode_2bit(&self.qs, out);
+        // The third bit.
         for h in 0..2 {
             for k in 0..4 {
                 for l in 0..32 {
-                    let low = (self.qs[32 * h + l] >> (2 * k)) & 3;
                     let high = (self.hmask[l] >> (4 * h + k)) & 1;
-                    out.q[128 * h + 32 * k + l] = low | (high << 2);
+                    out.q[128 * h + 32 * k + l] |= high << 2;
                 }
             }
         }
@@ -212,9 +218,7 @@ impl TiledBlock for BlockQ3K {
 }
 
 impl TiledBlock for BlockQ2K {
-    const BIAS: i32 = 0;
     const MIN: bool = true;
-    const SIGNED: bool = false;
     #[inline(always)]
     fn decode(&self, out: &mut Decoded) {
         out.d = self.d.to_f32();
@@ -223,19 +227,11 @@ impl TiledBlock for BlockQ2K {
             out.sc[s] = i16::from(self.scales[s] & 0xf);
             out.mn[s] = i16::from(self.scales[s] >> 4);
         }
-        for h in 0..2 {
-            for k in 0..4 {
-                for l in 0..32 {
-                    out.q[128 * h + 32 * k + l] = (self.qs[32 * h + l] >> (2 * k)) & 3;
-                }
-            }
-        }
+        decode_2bit(&self.qs, out);
     }
 }
 
 impl TiledBlock for BlockIq4Xs {
-    const BIAS: i32 = 0;
-    const MIN: bool = false;
     const SIGNED: bool = true;
     #[inline(always)]
     fn decode(&self, out: &mut Decoded) {
@@ -310,6 +306,8 @@ fn row_scalar<B: TiledBlock>(n: usize, w: &[u8], acts: &[&[u8]], out: &mut [f32]
 mod avx2 {
     use std::arch::x86_64::*;
 
+    use super::super::avx2::load256;
+    use super::super::q4k_8x8::avx2::row_totals;
     use super::*;
     use crate::kernels::has_avx2;
 
@@ -328,22 +326,6 @@ mod avx2 {
             std::array::from_fn(|t| view::<BlockQ8K>(acts[t.min(acts.len() - 1)], nb));
         // SAFETY: AVX2/FMA checked; every activation row holds nb blocks.
         unsafe { kernel::<B>(&x, &ys, acts.len(), out) };
-    }
-
-    /// The lane sums of 8 `i32` vectors, vector `t` in lane `t`.
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    fn totals(v: &[__m256i; 8]) -> __m256i {
-        let h0 = _mm256_hadd_epi32(v[0], v[1]);
-        let h1 = _mm256_hadd_epi32(v[2], v[3]);
-        let h2 = _mm256_hadd_epi32(v[4], v[5]);
-        let h3 = _mm256_hadd_epi32(v[6], v[7]);
-        let g0 = _mm256_hadd_epi32(h0, h1);
-        let g1 = _mm256_hadd_epi32(h2, h3);
-        _mm256_add_epi32(
-            _mm256_permute2x128_si256::<0x20>(g0, g1),
-            _mm256_permute2x128_si256::<0x31>(g0, g1),
-        )
     }
 
     #[inline(always)]
@@ -412,9 +394,9 @@ mod avx2 {
                 }
                 // SAFETY: 8 f32.
                 let dy = unsafe { _mm256_loadu_ps(dy.as_ptr()) };
-                let mut res = _mm256_mul_ps(d, _mm256_cvtepi32_ps(totals(&s1)));
+                let mut res = _mm256_mul_ps(d, _mm256_cvtepi32_ps(row_totals(&s1)));
                 if B::MIN {
-                    res = _mm256_fnmadd_ps(dmin, _mm256_cvtepi32_ps(totals(&s2)), res);
+                    res = _mm256_fnmadd_ps(dmin, _mm256_cvtepi32_ps(row_totals(&s2)), res);
                 }
                 *acc = _mm256_fmadd_ps(res, dy, *acc);
             }
@@ -425,14 +407,6 @@ mod avx2 {
             unsafe { _mm256_storeu_ps(all.as_mut_ptr().add(8 * g), *acc) };
         }
         out[..nt].copy_from_slice(&all[..nt]);
-    }
-
-    /// 32 bytes of `v`, unaligned.
-    #[inline(always)]
-    fn load256<T: bytemuck::Pod>(v: &T) -> __m256i {
-        const { assert!(std::mem::size_of::<T>() == 32) };
-        // SAFETY: `v` is 32 readable bytes; `loadu` has no alignment requirement.
-        unsafe { _mm256_loadu_si256((v as *const T).cast()) }
     }
 }
 
