@@ -326,7 +326,7 @@ fma_twin! {
 fma_twin! {
     /// One row of ggml's `simd_gemm` against a transposed tile: `out[j] =
     /// fold_i fma(a[i], b[i * out.len() + j], .)` from 0, in order of `i`.
-    pub fn gemv_t / gemv_t_scalar / gemv_t_fma (a: &[f32], b: &[f32], out: &mut [f32]) {
+    pub fn gemv_t_portable / gemv_t_scalar / gemv_t_fma (a: &[f32], b: &[f32], out: &mut [f32]) {
         let n = out.len();
         out.fill(0.0);
         for (i, &av) in a.iter().enumerate() {
@@ -335,6 +335,18 @@ fma_twin! {
             }
         }
     }
+}
+
+/// [`gemv_t_portable`] with the outputs held in registers across `a` (64
+/// at a time) instead of loaded and stored for every `a[i]`: the same
+/// fused chain per output, so the same bits.
+pub fn gemv_t(a: &[f32], b: &[f32], out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if f16c::available() && out.len().is_multiple_of(8) && b.len() >= a.len() * out.len() {
+        // SAFETY: features present; `b` holds `a.len()` rows of `out.len()`.
+        return unsafe { f16c::gemv_t(a, b, out) };
+    }
+    gemv_t_portable(a, b, out)
 }
 
 /// ggml's `ggml_vec_scale_f16`: `y[i] = f16(f32(y[i]) * v)`.
@@ -453,6 +465,30 @@ mod f16c {
         super::mad_f16_scalar(&mut y[np..], &x[2 * np..], v);
     }
 
+    /// See [`super::gemv_t`]: `out.len()` a multiple of 8.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn gemv_t(a: &[f32], b: &[f32], out: &mut [f32]) {
+        let n = out.len();
+        let mut j0 = 0;
+        while j0 < n {
+            let w = (n - j0).min(64) / 8;
+            let mut acc = [_mm256_setzero_ps(); 8];
+            for (i, &av) in a.iter().enumerate() {
+                let avv = _mm256_set1_ps(av);
+                let row = b.as_ptr().wrapping_add(i * n + j0);
+                for (k, acc) in acc.iter_mut().enumerate().take(w) {
+                    // SAFETY: i * n + j0 + 8k + 8 <= a.len() * n <= b.len().
+                    *acc = _mm256_fmadd_ps(unsafe { _mm256_loadu_ps(row.add(8 * k)) }, avv, *acc);
+                }
+            }
+            for (k, acc) in acc.iter().enumerate().take(w) {
+                // SAFETY: j0 + 8k + 8 <= n.
+                unsafe { _mm256_storeu_ps(out.as_mut_ptr().add(j0 + 8 * k), *acc) };
+            }
+            j0 += 8 * w;
+        }
+    }
+
     /// See [`super::scale_f16`].
     #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn scale_f16(y: &mut [u16], v: f32) {
@@ -513,6 +549,18 @@ mod tests {
             mad_f16(&mut a, &x, 0.37);
             mad_f16_portable(&mut b, &x, 0.37);
             assert_eq!(a, b, "mad {n}");
+            let av: Vec<f32> = (0..n).map(|_| next().to_f32()).collect();
+            for m in [8usize, 24, 64, 72, 136] {
+                let bv: Vec<f32> = (0..n * m).map(|_| next().to_f32()).collect();
+                let (mut o1, mut o2) = (vec![f32::NAN; m], vec![f32::NAN; m]);
+                gemv_t(&av, &bv, &mut o1);
+                gemv_t_portable(&av, &bv, &mut o2);
+                assert_eq!(
+                    o1.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    o2.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    "gemv_t {n}×{m}"
+                );
+            }
             let (mut a, mut b) = (acc.clone(), acc);
             scale_f16(&mut a, 0.61);
             scale_f16_scalar(&mut b, 0.61);
