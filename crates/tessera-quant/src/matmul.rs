@@ -140,7 +140,13 @@ struct Kernel {
     /// where the batch (per expert for `mul_mat_id`) has at least
     /// [`TILED_MIN_TOKENS`] tokens.
     tiled: Option<TiledRow>,
+    /// Q5_0 batches: the Q8_0 tile kernel and Q8_0 row bytes, run on the
+    /// row block widened to Q8_0 once (see [`widen_q5_0`]).
+    widen: Option<(DotTile, usize)>,
 }
+
+/// Batches of at least this many tokens widen Q5_0 row blocks to Q8_0.
+const WIDEN_MIN_TOKENS: usize = 8;
 
 /// ggml-cpu's tiled matmul takes batches of at least this many tokens
 /// (`ggml_tiled_min_batch`).
@@ -171,6 +177,10 @@ impl Kernel {
             a_row,
             rows8: None,
             tiled: None,
+            widen: match (t, kernels::legacy::dot_tile(GgmlType::Q8_0, level)) {
+                (GgmlType::Q5_0, Some(tile)) => Some((tile, row_bytes(GgmlType::Q8_0, cols)?)),
+                _ => None,
+            },
         })
     }
 
@@ -724,6 +734,41 @@ unsafe fn dot_rows(
         }
         return;
     }
+    if let (Some((tile8, row8)), true) = (k.widen, n >= WIDEN_MIN_TOKENS) {
+        WIDE.with(|buf| {
+            let mut buf = buf.borrow_mut();
+            buf.clear();
+            buf.resize(rows.len() * row8, 0);
+            for (j, r) in rows.clone().enumerate() {
+                widen_q5_0(
+                    &w[r * k.w_row..(r + 1) * k.w_row],
+                    &mut buf[j * row8..(j + 1) * row8],
+                );
+            }
+            let k8 = Kernel {
+                w_row: row8,
+                tile: Some(tile8),
+                ..*k
+            };
+            let start = rows.start;
+            // SAFETY: forwarded to the caller (rows shifted back by `start`).
+            unsafe {
+                dot_rows_tiled(
+                    &k8,
+                    tile8,
+                    &buf,
+                    act,
+                    cols,
+                    0..rows.len(),
+                    n,
+                    act_row,
+                    tile,
+                    |i, r| put(i, r + start),
+                )
+            };
+        });
+        return;
+    }
     // One token (a GEMV): the single kernel row after row, one sequential
     // stream per task, which reads memory faster than interleaved 4-row
     // tiles (Gemma 3's 170 MB Q8_0 head: 54 → 61 tokens/s decode).
@@ -846,6 +891,29 @@ impl<T> Out<T> {
 
 thread_local! {
     static CTX: RefCell<MatmulCtx> = RefCell::new(MatmulCtx::new());
+    /// Per pool thread: a Q5_0 row block widened to Q8_0.
+    static WIDE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// One Q5_0 row as Q8_0 blocks: the same `d`, each 5-bit value minus 16 as
+/// a signed byte. The Q8_0 kernel's integer sums of a block equal the Q5_0
+/// kernel's (`Σ(q−16)·y` either way, no saturation: |q−16| ≤ 16), and the
+/// scale and float steps are the same, so the results are the same bits —
+/// but the unpacking is done once per row instead of once per token pair.
+fn widen_q5_0(src: &[u8], dst: &mut [u8]) {
+    const Q5: usize = std::mem::size_of::<crate::blocks::BlockQ5_0>();
+    const Q8: usize = std::mem::size_of::<crate::blocks::BlockQ8_0>();
+    for (s, d) in src.chunks_exact(Q5).zip(dst.chunks_exact_mut(Q8)) {
+        d[..2].copy_from_slice(&s[..2]);
+        let qh = u32::from_le_bytes([s[2], s[3], s[4], s[5]]);
+        let qs = &s[6..22];
+        for j in 0..16 {
+            let lo = (qs[j] & 0x0f) | ((((qh >> j) & 1) as u8) << 4);
+            let hi = (qs[j] >> 4) | ((((qh >> (j + 16)) & 1) as u8) << 4);
+            d[2 + j] = (lo as i8 - 16) as u8;
+            d[2 + j + 16] = (hi as i8 - 16) as u8;
+        }
+    }
 }
 
 /// Runs `f` with this thread's context (a fresh one if it is in use).
