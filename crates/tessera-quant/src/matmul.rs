@@ -43,6 +43,8 @@
 //!    once; otherwise one dot per pair. A single token (decode) skips the
 //!    tiles: the single kernel row after row is one sequential stream per
 //!    task, which the memory system serves faster than interleaved rows.
+//!    Q5_0 batches of 8 or more tokens first widen the task's row block to
+//!    Q8_0 (same integers, so the same bits) and run the Q8_0 tile on it.
 //!    Batches of 8 or more tokens of
 //!    non-repacked Q2_K…Q6_K and IQ4_XS go through
 //!    [`kernels::kquants::tiled`] (one row × up to 64 tokens per call), in
