@@ -48,22 +48,15 @@ impl CpuBackend {
     }
 }
 
-fn total_memory() -> u64 {
+/// A `/proc/meminfo` field (`MemTotal`, `MemAvailable`) in bytes; 0 where
+/// there is no such file.
+fn meminfo(key: &str) -> u64 {
     std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|s| {
-            let line = s.lines().find(|l| l.starts_with("MemTotal:"))?;
-            let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-            Some(kb * 1024)
-        })
-        .unwrap_or(0)
-}
-
-fn available_memory() -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|s| {
-            let line = s.lines().find(|l| l.starts_with("MemAvailable:"))?;
+            let line = s
+                .lines()
+                .find(|l| l.strip_prefix(key).is_some_and(|r| r.starts_with(':')))?;
             let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
             Some(kb * 1024)
         })
@@ -75,8 +68,8 @@ impl Backend for CpuBackend {
         DeviceInfo {
             name: self.name.clone(),
             kind: DeviceKind::Cpu,
-            total_memory: total_memory(),
-            free_memory: available_memory(),
+            total_memory: meminfo("MemTotal"),
+            free_memory: meminfo("MemAvailable"),
             bandwidth_gbs: 20.0,
         }
     }
