@@ -195,12 +195,10 @@ impl Exec<'_> {
         bytemuck::try_cast_slice(bytes).map_err(|e| self.err(format!("{name}: {e}")))
     }
 
-    /// The activation `t` (weights: F32 only) as f32.
-    fn input(&self, t: TensorId) -> Result<&[f32]> {
+    /// The arena address and length (in f32) of activation `t`, checked
+    /// to lie inside the arena.
+    fn arena(&self, t: TensorId) -> Result<(*mut f32, usize)> {
         let def = self.run.graph.tensor(t);
-        if let TensorKind::Weight(_) = def.kind {
-            return self.weight_f32(t);
-        }
         let s = self
             .run
             .plan
@@ -209,10 +207,20 @@ impl Exec<'_> {
         if s.offset + def.len() * 4 > self.len {
             return Err(self.err(format!("{} lies outside the arena", def.name)));
         }
-        // SAFETY: the range is inside the arena (checked); the planner gives
-        // live tensors disjoint ranges, and the output of the running node
-        // is not one of its inputs, so no `&mut` aliases this slice.
-        Ok(unsafe { std::slice::from_raw_parts(self.base.add(s.offset).cast::<f32>(), def.len()) })
+        // SAFETY: `offset` is inside the arena (checked above).
+        Ok((unsafe { self.base.add(s.offset) }.cast::<f32>(), def.len()))
+    }
+
+    /// The activation `t` (weights: F32 only) as f32.
+    fn input(&self, t: TensorId) -> Result<&[f32]> {
+        if let TensorKind::Weight(_) = self.run.graph.tensor(t).kind {
+            return self.weight_f32(t);
+        }
+        let (ptr, len) = self.arena(t)?;
+        // SAFETY: the range is inside the arena; the planner gives live
+        // tensors disjoint ranges, and the output of the running node is not
+        // one of its inputs, so no `&mut` aliases this slice.
+        Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
     }
 
     /// The output of the running node. It lives in the arena behind the raw
@@ -221,19 +229,9 @@ impl Exec<'_> {
     /// sound.
     #[allow(clippy::mut_from_ref)]
     fn output(&self, t: TensorId) -> Result<&mut [f32]> {
-        let def = self.run.graph.tensor(t);
-        let s = self
-            .run
-            .plan
-            .slot(t)
-            .ok_or_else(|| self.err(format!("{} has no buffer", def.name)))?;
-        if s.offset + def.len() * 4 > self.len {
-            return Err(self.err(format!("{} lies outside the arena", def.name)));
-        }
+        let (ptr, len) = self.arena(t)?;
         // SAFETY: as in `input`: disjoint from every live input.
-        Ok(unsafe {
-            std::slice::from_raw_parts_mut(self.base.add(s.offset).cast::<f32>(), def.len())
-        })
+        Ok(unsafe { std::slice::from_raw_parts_mut(ptr, len) })
     }
 
     fn dump(&self, n: usize) -> Result<()> {
