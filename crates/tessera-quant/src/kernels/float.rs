@@ -90,15 +90,21 @@ const AVX2_BF16: Option<VecDot> = None;
 pub fn dot_tile(t: GgmlType, level: SimdLevel) -> Option<DotTile> {
     #[cfg(target_arch = "x86_64")]
     if level >= SimdLevel::Avx2 {
-        return match t {
-            GgmlType::F32 => Some(x86::tile_f32),
-            GgmlType::F16 => Some(x86::tile_f16),
-            GgmlType::BF16 => Some(x86::tile_bf16),
-            _ => None,
-        };
+        return pick(t, [x86::tile_f32 as DotTile, x86::tile_f16, x86::tile_bf16]);
     }
     let _ = (t, level);
     None
+}
+
+/// The entry of `fns` (F32, F16, BF16, in that order) for float type `t`.
+fn pick<F>(t: GgmlType, fns: [F; 3]) -> Option<F> {
+    let i = match t {
+        GgmlType::F32 => 0,
+        GgmlType::F16 => 1,
+        GgmlType::BF16 => 2,
+        _ => return None,
+    };
+    fns.into_iter().nth(i)
 }
 
 /// Checks a tile's shapes (as [`super::legacy::DotTile`] documents).
@@ -228,32 +234,38 @@ pub fn sgemm_dot_bf16_scalar(n: usize, w: &[u8], a: &[u8]) -> f32 {
 pub fn sgemm_dot(t: GgmlType, level: SimdLevel) -> Option<VecDot> {
     #[cfg(target_arch = "x86_64")]
     if level >= SimdLevel::Avx2 {
-        return match t {
-            GgmlType::F32 => Some(x86::sgemm_dot_f32_avx2),
-            GgmlType::F16 => Some(x86::sgemm_dot_f16_avx2),
-            GgmlType::BF16 => Some(x86::sgemm_dot_bf16_avx2),
-            _ => None,
-        };
+        return pick(
+            t,
+            [
+                x86::sgemm_dot_f32_avx2 as VecDot,
+                x86::sgemm_dot_f16_avx2,
+                x86::sgemm_dot_bf16_avx2,
+            ],
+        );
     }
     let _ = level;
-    match t {
-        GgmlType::F32 => Some(sgemm_dot_f32_scalar),
-        GgmlType::F16 => Some(sgemm_dot_f16_scalar),
-        GgmlType::BF16 => Some(sgemm_dot_bf16_scalar),
-        _ => None,
-    }
+    pick(
+        t,
+        [
+            sgemm_dot_f32_scalar as VecDot,
+            sgemm_dot_f16_scalar,
+            sgemm_dot_bf16_scalar,
+        ],
+    )
 }
 
 /// The tile kernel of [`sgemm_dot`] (AVX2 only).
 pub fn sgemm_tile(t: GgmlType, level: SimdLevel) -> Option<DotTile> {
     #[cfg(target_arch = "x86_64")]
     if level >= SimdLevel::Avx2 {
-        return match t {
-            GgmlType::F32 => Some(x86::sgemm_tile_f32),
-            GgmlType::F16 => Some(x86::sgemm_tile_f16),
-            GgmlType::BF16 => Some(x86::sgemm_tile_bf16),
-            _ => None,
-        };
+        return pick(
+            t,
+            [
+                x86::sgemm_tile_f32 as DotTile,
+                x86::sgemm_tile_f16,
+                x86::sgemm_tile_bf16,
+            ],
+        );
     }
     let _ = (t, level);
     None
