@@ -691,24 +691,31 @@ unsafe fn dot_rows(
 ) {
     if let Some(rows8) = k.rows8 {
         debug_assert!(rows.start.is_multiple_of(8) && rows.len().is_multiple_of(8));
-        let mut out = [0f32; 8];
+        let mut out = [[0f32; 8]; q4k_8x8::MAX_ACTS];
         let mut i0 = 0;
         while i0 < n {
             let i1 = (i0 + tile).min(n);
             for g in rows.clone().step_by(8) {
                 let wg = &w[g * k.w_row..(g + 8) * k.w_row];
-                for i in i0..i1 {
-                    let a = &act[act_row(i) * k.a_row..][..k.a_row];
-                    let chain = if i < n_pair {
-                        Chain::Pair
+                let mut i = i0;
+                while i < i1 {
+                    // Whole groups of 4 in the pair chain, one by one after.
+                    let (chain, m) = if i < n_pair {
+                        (Chain::Pair, (n_pair.min(i1) - i).min(q4k_8x8::MAX_ACTS))
                     } else {
-                        Chain::Block
+                        (Chain::Block, 1)
                     };
-                    rows8(cols, wg, k.w_row, a, chain, &mut out);
-                    for (j, &v) in out.iter().enumerate() {
-                        // SAFETY: forwarded to the caller.
-                        unsafe { put(i, g + j).write(v) };
+                    let acts: [&[u8]; q4k_8x8::MAX_ACTS] = std::array::from_fn(|t| {
+                        &act[act_row(i + t.min(m - 1)) * k.a_row..][..k.a_row]
+                    });
+                    rows8(cols, wg, k.w_row, &acts[..m], chain, &mut out);
+                    for (t, o) in out[..m].iter().enumerate() {
+                        for (j, &v) in o.iter().enumerate() {
+                            // SAFETY: forwarded to the caller.
+                            unsafe { put(i + t, g + j).write(v) };
+                        }
                     }
+                    i += m;
                 }
             }
             i0 = i1;

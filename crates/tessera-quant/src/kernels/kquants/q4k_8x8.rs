@@ -46,9 +46,16 @@ pub enum Chain {
     Pair,
 }
 
-/// Eight Q4_K rows times one Q8_K row: `n` values; row `r` of the eight at
-/// `w[r * w_row..]`, `a` the activation row; `out[r]` its result.
-pub type Rows8 = fn(n: usize, w: &[u8], w_row: usize, a: &[u8], chain: Chain, out: &mut [f32; 8]);
+/// The most activation rows one [`Rows8`] call takes (llama.cpp's gemm
+/// takes 4 tokens at a time).
+pub const MAX_ACTS: usize = 4;
+
+/// Eight Q4_K rows times `a.len()` (1..=[`MAX_ACTS`]) Q8_K rows: `n`
+/// values; row `r` of the eight at `w[r * w_row..]`; `out[t][r]` the result
+/// of row `r` with activation `a[t]`. Every output is computed as if alone:
+/// more activations only share the weights' unpacking.
+pub type Rows8 =
+    fn(n: usize, w: &[u8], w_row: usize, a: &[&[u8]], chain: Chain, out: &mut [[f32; 8]]);
 
 /// The best variant at `level`.
 pub fn rows8(level: SimdLevel) -> Rows8 {
@@ -113,16 +120,29 @@ pub fn rows8_q4_k_scalar(
     n: usize,
     w: &[u8],
     w_row: usize,
-    a: &[u8],
+    a: &[&[u8]],
     chain: Chain,
-    out: &mut [f32; 8],
+    out: &mut [[f32; 8]],
 ) {
+    check_acts(a, out);
     let nb = super_blocks(n);
-    let y = view::<BlockQ8K>(a, nb);
-    for (r, o) in out.iter_mut().enumerate() {
-        let x = view::<BlockQ4K>(&w[r * w_row..], nb);
-        *o = row_scalar(&x, &y, chain);
+    for (a, out) in a.iter().zip(out.iter_mut()) {
+        let y = view::<BlockQ8K>(a, nb);
+        for (r, o) in out.iter_mut().enumerate() {
+            let x = view::<BlockQ4K>(&w[r * w_row..], nb);
+            *o = row_scalar(&x, &y, chain);
+        }
     }
+}
+
+/// 1..=[`MAX_ACTS`] activations, an output row for each.
+fn check_acts(a: &[&[u8]], out: &[[f32; 8]]) {
+    assert!(
+        (1..=MAX_ACTS).contains(&a.len()) && out.len() >= a.len(),
+        "rows8 takes 1..={MAX_ACTS} activation rows and an output row each, got {} and {}",
+        a.len(),
+        out.len()
+    );
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -137,13 +157,14 @@ pub(super) mod avx2 {
         n: usize,
         w: &[u8],
         w_row: usize,
-        a: &[u8],
+        a: &[&[u8]],
         chain: Chain,
-        out: &mut [f32; 8],
+        out: &mut [[f32; 8]],
     ) {
         if !has_avx2() {
             return rows8_q4_k_scalar(n, w, w_row, a, chain, out);
         }
+        check_acts(a, out);
         let nb = super_blocks(n);
         let row_len = nb * std::mem::size_of::<BlockQ4K>();
         assert!(
@@ -152,30 +173,47 @@ pub(super) mod avx2 {
             7 * w_row + row_len,
             w.len()
         );
-        let y = view::<BlockQ8K>(a, nb);
+        let ys: [_; MAX_ACTS] =
+            std::array::from_fn(|t| view::<BlockQ8K>(a[t.min(a.len() - 1)], nb));
         let aligned = w.as_ptr().align_offset(std::mem::align_of::<BlockQ4K>()) == 0
             && w_row.is_multiple_of(std::mem::align_of::<BlockQ4K>());
-        if !aligned {
+        let copy: Vec<BlockQ4K>;
+        let (x, stride) = if aligned {
+            (
+                w.as_ptr().cast::<BlockQ4K>(),
+                w_row / std::mem::size_of::<BlockQ4K>(),
+            )
+        } else {
             // An odd address: copy the rows (correct, slow; callers align).
-            let rows: Vec<BlockQ4K> = (0..8)
+            copy = (0..8)
                 .flat_map(|r| view::<BlockQ4K>(&w[r * w_row..], nb).into_owned())
                 .collect();
-            // SAFETY: AVX2/FMA/F16C checked; 8 rows of nb blocks at stride nb.
-            unsafe { kernel(rows.as_ptr(), nb, nb, &y, chain, out) };
-            return;
-        }
-        // SAFETY: AVX2/FMA/F16C checked; the rows are in bounds and aligned
-        // (asserted above), `w_row` a whole number of blocks apart.
-        unsafe {
-            kernel(
-                w.as_ptr().cast(),
-                w_row / std::mem::size_of::<BlockQ4K>(),
-                nb,
-                &y,
-                chain,
-                out,
-            )
+            (copy.as_ptr(), nb)
         };
+        fn run<const T: usize, const PAIR: bool>(
+            x: *const BlockQ4K,
+            stride: usize,
+            nb: usize,
+            ys: &[std::borrow::Cow<'_, [BlockQ8K]>],
+            out: &mut [[f32; 8]],
+        ) {
+            let y: [&[BlockQ8K]; T] = std::array::from_fn(|t| &ys[t][..]);
+            // SAFETY: AVX2/FMA/F16C checked by the caller; 8 rows of nb
+            // blocks at `x`, `stride` blocks apart (asserted or copied).
+            let o = unsafe { kernel::<T, PAIR>(x, stride, nb, y) };
+            out[..T].copy_from_slice(&o);
+        }
+        let pair = chain == Chain::Pair;
+        match (a.len(), pair) {
+            (1, false) => run::<1, false>(x, stride, nb, &ys, out),
+            (2, false) => run::<2, false>(x, stride, nb, &ys, out),
+            (3, false) => run::<3, false>(x, stride, nb, &ys, out),
+            (_, false) => run::<4, false>(x, stride, nb, &ys, out),
+            (1, true) => run::<1, true>(x, stride, nb, &ys, out),
+            (2, true) => run::<2, true>(x, stride, nb, &ys, out),
+            (3, true) => run::<3, true>(x, stride, nb, &ys, out),
+            (_, true) => run::<4, true>(x, stride, nb, &ys, out),
+        }
     }
 
     /// The four pair sums of a row's `i32` lanes `p[j]` (each summing to
@@ -231,32 +269,36 @@ pub(super) mod avx2 {
         _mm256_set_m128i(hi, lo)
     }
 
+    /// `T` activations × 8 rows; `PAIR` picks [`Chain::Pair`]. The weight
+    /// side of each row's super-block (nibbles, scales) is unpacked once and
+    /// used by every activation; each output keeps its own float chain.
+    ///
     /// # Safety
     /// AVX2+FMA+F16C; `x` points at 8 rows of `nb` blocks, `stride` blocks apart.
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn kernel(
+    #[allow(clippy::needless_range_loop)] // `b` indexes T activations' blocks
+    unsafe fn kernel<const T: usize, const PAIR: bool>(
         x: *const BlockQ4K,
         stride: usize,
         nb: usize,
-        y: &[BlockQ8K],
-        chain: Chain,
-        out: &mut [f32; 8],
-    ) {
+        y: [&[BlockQ8K]; T],
+    ) -> [[f32; 8]; T] {
         let m4 = _mm256_set1_epi8(0xf);
         let group = 8 * stride * std::mem::size_of::<BlockQ4K>();
-        let mut acc = _mm256_setzero_ps();
-        let mut accm = _mm256_setzero_ps();
-        for (b, y) in y.iter().enumerate().take(nb) {
-            // The 32-value sums of the activation (sub-block j at i16 j).
-            let q8sums = load256(&y.bsums);
-            let bs32 = _mm_hadd_epi16(
-                _mm256_castsi256_si128(q8sums),
-                _mm256_extracti128_si256::<1>(q8sums),
-            );
-            let q8: &[[i8; 32]; 8] = bytemuck::cast_ref(&y.qs);
-            let mut sums = [_mm_setzero_si128(); 8];
-            let mut lanes = [_mm256_setzero_si256(); 8];
-            let mut mins = [_mm_setzero_si128(); 8];
+        let mut acc = [_mm256_setzero_ps(); T];
+        let mut accm = [_mm256_setzero_ps(); T];
+        for b in 0..nb {
+            // The 32-value sums of each activation (sub-block j at i16 j).
+            let bs32: [__m128i; T] = std::array::from_fn(|t| {
+                let q8sums = load256(&y[t][b].bsums);
+                _mm_hadd_epi16(
+                    _mm256_castsi256_si128(q8sums),
+                    _mm256_extracti128_si256::<1>(q8sums),
+                )
+            });
+            let mut sums = [[_mm_setzero_si128(); 8]; T];
+            let mut lanes = [[_mm256_setzero_si256(); 8]; T];
+            let mut mins = [[_mm_setzero_si128(); 8]; T];
             let mut ds = [0u16; 8];
             let mut dms = [0u16; 8];
             for r in 0..8 {
@@ -274,35 +316,43 @@ pub(super) mod avx2 {
                 dms[r] = xb.dmin.to_bits();
                 let sm = scales_mins_k4(&xb.scales);
                 let scales_mins = _mm256_cvtepu8_epi16(load128(&sm));
-                // Pair j's mins: m_2j·bs_2j + m_2j+1·bs_2j+1.
-                mins[r] = _mm_madd_epi16(_mm256_extracti128_si256::<1>(scales_mins), bs32);
                 let scales = _mm256_permute2x128_si256::<0x00>(scales_mins, scales_mins);
                 let qs: &[[u8; 32]; 4] = bytemuck::cast_ref(&xb.qs);
-                let p: [__m256i; 4] = std::array::from_fn(|j| {
+                // Per pair j: the low and high sub-blocks' scales and values.
+                let wq: [[__m256i; 4]; 4] = std::array::from_fn(|j| {
                     let sc = super::super::avx2::SHUFFLE_ONE;
-                    let scale_l = _mm256_shuffle_epi8(scales, load256(&sc[2 * j]));
-                    let scale_h = _mm256_shuffle_epi8(scales, load256(&sc[2 * j + 1]));
                     let q4bits = load256(&qs[j]);
-                    let q4l = _mm256_and_si256(q4bits, m4);
-                    let q4h = _mm256_and_si256(_mm256_srli_epi16::<4>(q4bits), m4);
-                    let p16l = _mm256_maddubs_epi16(q4l, load256(&q8[2 * j]));
-                    let p16h = _mm256_maddubs_epi16(q4h, load256(&q8[2 * j + 1]));
-                    _mm256_add_epi32(
-                        _mm256_madd_epi16(scale_l, p16l),
-                        _mm256_madd_epi16(scale_h, p16h),
-                    )
+                    [
+                        _mm256_shuffle_epi8(scales, load256(&sc[2 * j])),
+                        _mm256_shuffle_epi8(scales, load256(&sc[2 * j + 1])),
+                        _mm256_and_si256(q4bits, m4),
+                        _mm256_and_si256(_mm256_srli_epi16::<4>(q4bits), m4),
+                    ]
                 });
-                match chain {
-                    Chain::Block => {
-                        lanes[r] = _mm256_add_epi32(
+                for t in 0..T {
+                    // Pair j's mins: m_2j·bs_2j + m_2j+1·bs_2j+1.
+                    mins[t][r] =
+                        _mm_madd_epi16(_mm256_extracti128_si256::<1>(scales_mins), bs32[t]);
+                    let q8: &[[i8; 32]; 8] = bytemuck::cast_ref(&y[t][b].qs);
+                    let p: [__m256i; 4] = std::array::from_fn(|j| {
+                        let [scale_l, scale_h, q4l, q4h] = wq[j];
+                        let p16l = _mm256_maddubs_epi16(q4l, load256(&q8[2 * j]));
+                        let p16h = _mm256_maddubs_epi16(q4h, load256(&q8[2 * j + 1]));
+                        _mm256_add_epi32(
+                            _mm256_madd_epi16(scale_l, p16l),
+                            _mm256_madd_epi16(scale_h, p16h),
+                        )
+                    });
+                    if PAIR {
+                        sums[t][r] = pair_totals(p);
+                    } else {
+                        lanes[t][r] = _mm256_add_epi32(
                             _mm256_add_epi32(p[0], p[1]),
                             _mm256_add_epi32(p[2], p[3]),
-                        )
+                        );
                     }
-                    Chain::Pair => sums[r] = pair_totals(p),
                 }
             }
-            let dy = _mm256_set1_ps(y.d);
             // SAFETY: 8 u16 each, unaligned loads.
             let (d, dmin) = unsafe {
                 (
@@ -310,27 +360,31 @@ pub(super) mod avx2 {
                     _mm256_cvtph_ps(_mm_loadu_si128(dms.as_ptr().cast())),
                 )
             };
-            let d = _mm256_mul_ps(d, dy);
-            let dmin = _mm256_mul_ps(dmin, dy);
-            match chain {
-                Chain::Block => {
-                    let si = row_totals(&lanes);
-                    let mi = row_totals4(&mins);
-                    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(si), d, acc);
-                    accm = _mm256_fmadd_ps(_mm256_cvtepi32_ps(mi), dmin, accm);
-                }
-                Chain::Pair => {
-                    let s = transpose(&sums);
-                    let m = transpose(&mins);
+            for t in 0..T {
+                let dy = _mm256_set1_ps(y[t][b].d);
+                let d = _mm256_mul_ps(d, dy);
+                let dmin = _mm256_mul_ps(dmin, dy);
+                if PAIR {
+                    let s = transpose(&sums[t]);
+                    let m = transpose(&mins[t]);
                     for j in 0..4 {
-                        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s[j]), d, acc);
-                        accm = _mm256_fmadd_ps(_mm256_cvtepi32_ps(m[j]), dmin, accm);
+                        acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s[j]), d, acc[t]);
+                        accm[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(m[j]), dmin, accm[t]);
                     }
+                } else {
+                    let si = row_totals(&lanes[t]);
+                    let mi = row_totals4(&mins[t]);
+                    acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(si), d, acc[t]);
+                    accm[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(mi), dmin, accm[t]);
                 }
             }
         }
-        // SAFETY: out is 8 f32.
-        unsafe { _mm256_storeu_ps(out.as_mut_ptr(), _mm256_sub_ps(acc, accm)) };
+        let mut out = [[0f32; 8]; T];
+        for t in 0..T {
+            // SAFETY: out[t] is 8 f32.
+            unsafe { _mm256_storeu_ps(out[t].as_mut_ptr(), _mm256_sub_ps(acc[t], accm[t])) };
+        }
+        out
     }
 }
 
@@ -356,22 +410,36 @@ mod tests {
         let w_row = n / 256 * 144;
         let mut w = vec![0u8; w_row * rows + 1];
         crate::quantize(crate::GgmlType::Q4_K, &vals, &mut w[..w_row * rows]).unwrap();
-        let x: Vec<f32> = (0..n)
+        let a_row = n / 256 * 292;
+        let x: Vec<f32> = (0..n * MAX_ACTS)
             .map(|_| (next() % 2001) as f32 / 100.0 - 10.0)
             .collect();
-        let mut a = vec![0u64; (n / 256 * 292).div_ceil(8)];
-        let a: &mut [u8] = &mut bytemuck::cast_slice_mut(&mut a)[..n / 256 * 292];
+        let mut a = vec![0u64; (a_row * MAX_ACTS).div_ceil(8)];
+        let a: &mut [u8] = &mut bytemuck::cast_slice_mut(&mut a)[..a_row * MAX_ACTS];
         crate::quantize(crate::GgmlType::Q8_K, &x, a).unwrap();
+        let acts: Vec<&[u8]> = a.chunks(a_row).collect();
         let odd: Vec<u8> = std::iter::once(0)
             .chain(w[..w_row * rows].iter().copied())
             .collect();
         for chain in [Chain::Block, Chain::Pair] {
-            let mut want = [0f32; 8];
-            rows8_q4_k_scalar(n, &w, w_row, a, chain, &mut want);
-            for wb in [&w[..], &odd[1..]] {
-                let mut got = [f32::NAN; 8];
-                rows8(SimdLevel::detect())(n, wb, w_row, a, chain, &mut got);
-                assert_eq!(got.map(f32::to_bits), want.map(f32::to_bits), "{chain:?}");
+            for t in 1..=MAX_ACTS {
+                let mut want = [[0f32; 8]; MAX_ACTS];
+                rows8_q4_k_scalar(n, &w, w_row, &acts[..t], chain, &mut want);
+                for wb in [&w[..], &odd[1..]] {
+                    let mut got = [[f32::NAN; 8]; MAX_ACTS];
+                    rows8(SimdLevel::detect())(n, wb, w_row, &acts[..t], chain, &mut got);
+                    for i in 0..t {
+                        assert_eq!(
+                            got[i].map(f32::to_bits),
+                            want[i].map(f32::to_bits),
+                            "{chain:?}, {t} activations, activation {i}"
+                        );
+                    }
+                    // One activation alone gives the same bits as in a group.
+                    let mut one = [[f32::NAN; 8]; 1];
+                    rows8(SimdLevel::detect())(n, wb, w_row, &acts[t - 1..t], chain, &mut one);
+                    assert_eq!(one[0].map(f32::to_bits), got[t - 1].map(f32::to_bits));
+                }
             }
         }
     }
