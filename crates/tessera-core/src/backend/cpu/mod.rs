@@ -9,6 +9,7 @@
 //! `scripts/diff-tensors.py`.
 
 pub mod ops;
+mod profile;
 
 use std::sync::{Arc, Mutex};
 
@@ -30,6 +31,15 @@ pub struct CpuBackend {
     name: String,
     pool: Arc<ThreadPool>,
     matmul: Mutex<MatmulCtx>,
+    profile: profile::Profile,
+}
+
+impl Drop for CpuBackend {
+    fn drop(&mut self) {
+        if let Some(table) = self.profile.report(&self.name) {
+            eprint!("{table}");
+        }
+    }
 }
 
 impl CpuBackend {
@@ -39,6 +49,7 @@ impl CpuBackend {
             name: name.into(),
             pool: Arc::new(ThreadPool::new(n_threads.max(1))),
             matmul: Mutex::new(MatmulCtx::new()),
+            profile: profile::Profile::default(),
         }
     }
 
@@ -113,8 +124,14 @@ impl Backend for CpuBackend {
             device: &self.name,
         };
         let dump = dump_enabled();
+        let profile = profile::enabled();
         for &n in run.nodes {
+            let t0 = profile.then(std::time::Instant::now);
             ex.node(n, &mut mm, kv)?;
+            if let Some(t0) = t0 {
+                let out = run.graph.nodes[n].out;
+                self.profile.add(&run.graph.tensor(out).name, t0.elapsed());
+            }
             if dump {
                 ex.dump(n)?;
             }

@@ -132,7 +132,7 @@ struct Kernels {
     mad_f32: fn(&mut [f32], &[f32], f32),
     mad_f16: fn(&mut [u16], &[u8], f32),
     exp_sum: fn(&mut [f32], f32) -> f64,
-    gemv_t: fn(&[f32], &[f32], &mut [f32]),
+    gemm: fn(&mut [f32], &[f32], &[f32], usize, usize),
 }
 
 impl Kernels {
@@ -164,10 +164,10 @@ impl Kernels {
             } else {
                 math::exp_sum_row_scalar
             },
-            gemv_t: if simd {
-                math::gemv_t
+            gemm: if simd {
+                math::gemm_acc
             } else {
-                math::gemv_t_scalar
+                math::gemm_acc_scalar
             },
         })
     }
@@ -481,11 +481,13 @@ struct TileScratch {
     vt: Vec<f32>,
     /// The accumulators of the query tile: `[Q_TILE][head_dim]`.
     acc: Vec<f32>,
+    /// The query tile: `[Q_TILE][head_dim]`.
+    qt: Vec<f32>,
 }
 
 thread_local! {
     static TILE_SCRATCH: RefCell<TileScratch> = const {
-        RefCell::new(TileScratch { kt: Vec::new(), vt: Vec::new(), acc: Vec::new() })
+        RefCell::new(TileScratch { kt: Vec::new(), vt: Vec::new(), acc: Vec::new(), qt: Vec::new() })
     };
 }
 
@@ -540,21 +542,27 @@ fn tiled_unit<'o>(
     let kvh = h / (p.n_head / p.n_kv_head);
     let (k_bytes, v_bytes) = (2 * hd, 2 * hd);
     let n_rows = tokens.len();
-    for buf in [&mut sc.kt, &mut sc.vt, &mut sc.acc] {
-        if buf.len() < KV_TILE * hd {
-            buf.resize(KV_TILE * hd, 0.0);
+    for buf in [&mut sc.kt, &mut sc.vt, &mut sc.acc, &mut sc.qt] {
+        if buf.len() < KV_TILE.max(Q_TILE) * hd {
+            buf.resize(KV_TILE.max(Q_TILE) * hd, 0.0);
         }
     }
-    let (kt, vt, acc) = (
+    let (kt, vt, acc, qt) = (
         &mut sc.kt[..KV_TILE * hd],
         &mut sc.vt[..KV_TILE * hd],
-        &mut sc.acc,
+        &mut sc.acc[..n_rows * hd],
+        &mut sc.qt[..n_rows * hd],
     );
-    acc[..n_rows * hd].fill(0.0);
+    acc.fill(0.0);
+    for (i, t) in tokens.clone().enumerate() {
+        qt[i * hd..(i + 1) * hd].copy_from_slice(&q[(t * p.n_head + h) * hd..][..hd]);
+    }
     let mut st: [Online; Q_TILE] = std::array::from_fn(|_| Online {
         m: f32::NEG_INFINITY,
         s: 0.0,
     });
+    let mut kq = [0f32; Q_TILE * KV_TILE];
+    let kq = &mut kq[..n_rows * KV_TILE];
     let scale = p.dot_scale();
     let first_pos = tokens.clone().map(|t| p.q_pos[t]).min().unwrap_or(0);
     let last_pos = tokens.clone().map(|t| p.q_pos[t]).max().unwrap_or(0);
@@ -578,27 +586,33 @@ fn tiled_unit<'o>(
             v.dtype
                 .to_f32(v.head(j, kvh, v_bytes), &mut vt[tk * hd..(tk + 1) * hd]);
         }
+        // Past a short last tile: zero values, so their (zero) weights add
+        // nothing whatever the earlier tile left there.
+        vt[tile.len() * hd..].fill(0.0);
+        // The scores of the whole tile, then each row's softmax step.
+        kq.fill(0.0);
+        (kern.gemm)(kq, qt, kt, hd, KV_TILE);
         for (i, t) in tokens.clone().enumerate() {
             let qp = p.q_pos[t];
-            if !tile.clone().any(|j| p.visible(qp, j)) {
-                continue;
-            }
-            let qh = &q[(t * p.n_head + h) * hd..][..hd];
-            let mut kq = [0f32; KV_TILE];
-            (kern.gemv_t)(qh, kt, &mut kq);
-            for (tk, s) in kq.iter_mut().enumerate() {
-                let j = start + tk;
-                if j < tile.end && p.visible(qp, j) {
-                    *s *= scale;
-                    if p.softcap != 0.0 {
-                        *s = s.tanh() * p.softcap;
+            let kq = &mut kq[i * KV_TILE..(i + 1) * KV_TILE];
+            let mut tile_max = f32::NEG_INFINITY;
+            if tile.clone().any(|j| p.visible(qp, j)) {
+                for (tk, s) in kq.iter_mut().enumerate() {
+                    let j = start + tk;
+                    if j < tile.end && p.visible(qp, j) {
+                        *s *= scale;
+                        if p.softcap != 0.0 {
+                            *s = s.tanh() * p.softcap;
+                        }
+                    } else {
+                        *s = f32::NEG_INFINITY;
                     }
-                } else {
-                    *s = f32::NEG_INFINITY;
                 }
+                tile_max = kq.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
             }
-            let tile_max = kq.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
             if tile_max == f32::NEG_INFINITY {
+                // The row sees nothing here: zero weights leave it as it is.
+                kq.fill(0.0);
                 continue;
             }
             let a = &mut acc[i * hd..(i + 1) * hd];
@@ -610,13 +624,9 @@ fn tiled_unit<'o>(
                 r.s *= ms;
             }
             r.m = m_new;
-            r.s = (f64::from(r.s) + (kern.exp_sum)(&mut kq, m_new)) as f32;
-            for (tk, &pw) in kq[..tile.len()].iter().enumerate() {
-                if pw != 0.0 {
-                    (kern.mad_f32)(a, &vt[tk * hd..(tk + 1) * hd], pw);
-                }
-            }
+            r.s = (f64::from(r.s) + (kern.exp_sum)(kq, m_new)) as f32;
         }
+        (kern.gemm)(acc, kq, vt, KV_TILE, hd);
     }
     for (i, t) in tokens.enumerate() {
         let a = &mut acc[i * hd..(i + 1) * hd];

@@ -324,29 +324,38 @@ fma_twin! {
 }
 
 fma_twin! {
-    /// One row of ggml's `simd_gemm` against a transposed tile: `out[j] =
-    /// fold_i fma(a[i], b[i * out.len() + j], .)` from 0, in order of `i`.
-    pub fn gemv_t_portable / gemv_t_scalar / gemv_t_fma (a: &[f32], b: &[f32], out: &mut [f32]) {
-        let n = out.len();
-        out.fill(0.0);
-        for (i, &av) in a.iter().enumerate() {
-            for (o, &bv) in out.iter_mut().zip(&b[i * n..(i + 1) * n]) {
-                *o = bv.mul_add(av, *o);
+    /// ggml's `simd_gemm` (its flash-attention tiles): `c[m×n] += a[m×k] ·
+    /// b[k×n]`, all row-major and packed, `m = c.len() / n`. Each output
+    /// is one fused chain over `k` in order, starting from its value in `c`.
+    pub fn gemm_acc_portable / gemm_acc_scalar / gemm_acc_fma
+        (c: &mut [f32], a: &[f32], b: &[f32], k: usize, n: usize) {
+        for (ci, ai) in c.chunks_exact_mut(n).zip(a.chunks_exact(k)) {
+            for (kk, &av) in ai.iter().enumerate() {
+                for (o, &bv) in ci.iter_mut().zip(&b[kk * n..(kk + 1) * n]) {
+                    *o = bv.mul_add(av, *o);
+                }
             }
         }
     }
 }
 
-/// [`gemv_t_portable`] with the outputs held in registers across `a` (64
-/// at a time) instead of loaded and stored for every `a[i]`: the same
-/// fused chain per output, so the same bits.
-pub fn gemv_t(a: &[f32], b: &[f32], out: &mut [f32]) {
+/// [`gemm_acc_portable`] with register tiles of 6 rows × 16 columns, as
+/// ggml's AVX2 `simd_gemm`: the same fused chain per output, so the same
+/// bits.
+pub fn gemm_acc(c: &mut [f32], a: &[f32], b: &[f32], k: usize, n: usize) {
+    assert!(
+        n > 0 && c.len().is_multiple_of(n) && a.len() >= c.len() / n * k && b.len() >= k * n,
+        "gemm_acc: c {} (n {n}), a {}, b {} (k {k}) do not fit",
+        c.len(),
+        a.len(),
+        b.len()
+    );
     #[cfg(target_arch = "x86_64")]
-    if f16c::available() && out.len().is_multiple_of(8) && b.len() >= a.len() * out.len() {
-        // SAFETY: features present; `b` holds `a.len()` rows of `out.len()`.
-        return unsafe { f16c::gemv_t(a, b, out) };
+    if f16c::available() && n.is_multiple_of(8) {
+        // SAFETY: features present; the shapes are checked above.
+        return unsafe { f16c::gemm_acc(c, a, b, k, n) };
     }
-    gemv_t_portable(a, b, out)
+    gemm_acc_portable(c, a, b, k, n)
 }
 
 /// ggml's `ggml_vec_scale_f16`: `y[i] = f16(f32(y[i]) * v)`.
@@ -465,27 +474,88 @@ mod f16c {
         super::mad_f16_scalar(&mut y[np..], &x[2 * np..], v);
     }
 
-    /// See [`super::gemv_t`]: `out.len()` a multiple of 8.
+    /// See [`super::gemm_acc`]: `n` a multiple of 8, the shapes checked.
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn gemv_t(a: &[f32], b: &[f32], out: &mut [f32]) {
-        let n = out.len();
-        let mut j0 = 0;
-        while j0 < n {
-            let w = (n - j0).min(64) / 8;
-            let mut acc = [_mm256_setzero_ps(); 8];
-            for (i, &av) in a.iter().enumerate() {
-                let avv = _mm256_set1_ps(av);
-                let row = b.as_ptr().wrapping_add(i * n + j0);
-                for (k, acc) in acc.iter_mut().enumerate().take(w) {
-                    // SAFETY: i * n + j0 + 8k + 8 <= a.len() * n <= b.len().
-                    *acc = _mm256_fmadd_ps(unsafe { _mm256_loadu_ps(row.add(8 * k)) }, avv, *acc);
+    pub unsafe fn gemm_acc(c: &mut [f32], a: &[f32], b: &[f32], k: usize, n: usize) {
+        let m = c.len() / n;
+        let (cp, ap, bp) = (c.as_mut_ptr(), a.as_ptr(), b.as_ptr());
+        let mut i = 0;
+        while i < m {
+            let rm = (m - i).min(6);
+            // SAFETY (each): rows i..i + rm of c and a, all of b.
+            unsafe {
+                let (c, a) = (cp.add(i * n), ap.add(i * k));
+                match rm {
+                    6 => gemm_rows::<6>(c, a, bp, k, n),
+                    5 => gemm_rows::<5>(c, a, bp, k, n),
+                    4 => gemm_rows::<4>(c, a, bp, k, n),
+                    3 => gemm_rows::<3>(c, a, bp, k, n),
+                    2 => gemm_rows::<2>(c, a, bp, k, n),
+                    _ => gemm_rows::<1>(c, a, bp, k, n),
                 }
             }
-            for (k, acc) in acc.iter().enumerate().take(w) {
-                // SAFETY: j0 + 8k + 8 <= n.
-                unsafe { _mm256_storeu_ps(out.as_mut_ptr().add(j0 + 8 * k), *acc) };
+            i += rm;
+        }
+    }
+
+    /// `RM` rows of [`gemm_acc`], 16 then 8 columns at a time.
+    ///
+    /// # Safety
+    /// AVX2+FMA; `RM` rows of `n` at `c`, of `k` at `a`; `k` rows of `n` at `b`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn gemm_rows<const RM: usize>(
+        c: *mut f32,
+        a: *const f32,
+        b: *const f32,
+        k: usize,
+        n: usize,
+    ) {
+        let mut j = 0;
+        // SAFETY (both): columns j..j + 8·RN < n of the caller's rows.
+        while j + 16 <= n {
+            unsafe { gemm_tile::<RM, 2>(c.add(j), a, b.add(j), k, n) };
+            j += 16;
+        }
+        while j + 8 <= n {
+            unsafe { gemm_tile::<RM, 1>(c.add(j), a, b.add(j), k, n) };
+            j += 8;
+        }
+    }
+
+    /// One `RM` × `8·RN` tile held in registers across all of `k`.
+    ///
+    /// # Safety
+    /// As [`gemm_rows`], for the tile's columns.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn gemm_tile<const RM: usize, const RN: usize>(
+        c: *mut f32,
+        a: *const f32,
+        b: *const f32,
+        k: usize,
+        n: usize,
+    ) {
+        // SAFETY (every access): inside the caller's rows and columns.
+        unsafe {
+            let mut acc: [[__m256; RN]; RM] = std::array::from_fn(|i| {
+                std::array::from_fn(|r| _mm256_loadu_ps(c.add(i * n + 8 * r)))
+            });
+            for kk in 0..k {
+                let bv: [__m256; RN] =
+                    std::array::from_fn(|r| _mm256_loadu_ps(b.add(kk * n + 8 * r)));
+                for (i, acc) in acc.iter_mut().enumerate() {
+                    let p = _mm256_set1_ps(*a.add(i * k + kk));
+                    for (acc, &bv) in acc.iter_mut().zip(&bv) {
+                        *acc = _mm256_fmadd_ps(bv, p, *acc);
+                    }
+                }
             }
-            j0 += 8 * w;
+            for (i, acc) in acc.iter().enumerate() {
+                for (r, &v) in acc.iter().enumerate() {
+                    _mm256_storeu_ps(c.add(i * n + 8 * r), v);
+                }
+            }
         }
     }
 
@@ -549,16 +619,24 @@ mod tests {
             mad_f16(&mut a, &x, 0.37);
             mad_f16_portable(&mut b, &x, 0.37);
             assert_eq!(a, b, "mad {n}");
-            let av: Vec<f32> = (0..n).map(|_| next().to_f32()).collect();
-            for m in [8usize, 24, 64, 72, 136] {
-                let bv: Vec<f32> = (0..n * m).map(|_| next().to_f32()).collect();
-                let (mut o1, mut o2) = (vec![f32::NAN; m], vec![f32::NAN; m]);
-                gemv_t(&av, &bv, &mut o1);
-                gemv_t_portable(&av, &bv, &mut o2);
+            for (m, cols) in [
+                (1usize, 8usize),
+                (5, 24),
+                (6, 64),
+                (7, 72),
+                (13, 136),
+                (3, 5),
+            ] {
+                let av: Vec<f32> = (0..m * n).map(|_| next().to_f32()).collect();
+                let bv: Vec<f32> = (0..n * cols).map(|_| next().to_f32()).collect();
+                let c0: Vec<f32> = (0..m * cols).map(|_| next().to_f32()).collect();
+                let (mut o1, mut o2) = (c0.clone(), c0);
+                gemm_acc(&mut o1, &av, &bv, n, cols);
+                gemm_acc_portable(&mut o2, &av, &bv, n, cols);
                 assert_eq!(
                     o1.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
                     o2.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-                    "gemv_t {n}×{m}"
+                    "gemm_acc {m}×{n}×{cols}"
                 );
             }
             let (mut a, mut b) = (acc.clone(), acc);
