@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """Regenerates the llama.cpp golden fixtures of tessera-core.
 
-    python3 scripts/make-golden.py [--parts greedy,synth,ppl]
+    python3 scripts/make-golden.py [--parts greedy,synth,synth-moe,ppl]
 
 Writes
   crates/tessera-core/tests/fixtures/golden/<model-tag>.json  greedy continuations
       of the real models, with the top-10 raw logits of every step;
   crates/tessera-core/tests/fixtures/golden/synth.json         the same for tiny
       synthetic models (tessera-synth);
+  crates/tessera-core/tests/fixtures/golden/synth_moe.json     the same for synthetic
+      MoE models at F16 and quantized by llama-quantize (Q8_0, Q4_K_M, ...);
   crates/tessera-core/tests/fixtures/ppl/reference.json        llama-perplexity.
 
 The layout, the settings and the llama.cpp quirks are described in
@@ -31,6 +33,8 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from gguf_header import read_header, tensor_types
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "crates/tessera-core/tests/fixtures"
@@ -106,6 +110,25 @@ SYNTH_PROMPTS = [
     ("hello", "Hello world"),
     ("sentence", "The cat sat on the mat, and then"),
     ("numbers", "1, 2, 3, 4, 5,"),
+]
+
+
+# --parts synth-moe: MoE models at F16 and as llama-quantize makes them from it.
+N_PREDICT_SYNTH_MOE = 32
+SYNTH_MOE_PROMPTS = SYNTH_PROMPTS + [
+    ("fox", "The quick brown fox jumps over the lazy dog. Then it"),
+    ("chat", "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n"),
+]
+SYNTH_MOE_QUANTS = ["Q8_0", "Q4_K_M"]
+# Every matrix row is a multiple of 256 values (n_embd, n_head·head_dim, n_ff_exp),
+# so Q4_K_M really uses K-quants (no fallback to Q5_0/Q8_0 for odd rows).
+MOE_SHAPE = {"n_embd": 256, "n_head": 4, "head_dim": 64, "n_ff_exp": 256}
+# (arch, SynthConfig fields that differ from SynthConfig::new(arch) besides
+# seed/weight_type/vocab, extra llama-quantize types)
+SYNTH_MOE_MODELS = [
+    ("mixtral", {**MOE_SHAPE, "n_expert": 8, "n_expert_used": 2}, []),
+    ("qwen3moe", {**MOE_SHAPE, "n_expert": 16, "n_expert_used": 4}, []),
+    ("olmoe", {**MOE_SHAPE, "n_expert": 8, "n_expert_used": 3}, []),
 ]
 
 
@@ -316,6 +339,70 @@ def synth(ref):
     })
 
 
+def check_not_degenerate(label, cases):
+    """Fails when random weights give useless fixtures: a continuation that is
+    one token repeated, or the same continuation for every prompt."""
+    problems = [f"'{c['name']}' is token {c['tokens'][0]} repeated" for c in cases if len(set(c["tokens"])) == 1]
+    if len(cases) > 1 and len({tuple(c["tokens"]) for c in cases}) == 1:
+        problems.append("every prompt gives the same continuation")
+    if problems:
+        raise SystemExit(f"{label}: degenerate synthetic model: {'; '.join(problems)}")
+    log(f"  distinct tokens per case: {[len(set(c['tokens'])) for c in cases]}")
+
+
+def synth_moe_model(ref, path, config, quantize):
+    """One model of synth_moe.json: its identity, header facts and cases."""
+    log(f"{path.name}:")
+    cases, head = [], None
+    for name, prompt in SYNTH_MOE_PROMPTS:
+        head, case = run_case(ref, path, name, prompt, N_PREDICT_SYNTH_MOE)
+        cases.append(case)
+    check_not_degenerate(path.name, cases)
+    meta, _ = read_header(path)
+    return head, {
+        "config": config,
+        "quantize": quantize,
+        "file_name": path.name,
+        "sha256": sha256(path),
+        "size": path.stat().st_size,
+        "file_type": meta["general.file_type"],
+        "tensor_types": tensor_types(path),
+        "n_vocab": head["n_vocab"],
+        "masked_tokens": head["masked"],
+        "n_ctx": head["n_ctx"],
+        "cases": cases,
+    }
+
+
+def synth_moe(ref):
+    exe = synth_binary()
+    models, head = [], None
+    for arch, fields, extra_quants in SYNTH_MOE_MODELS:
+        config = {"arch": arch, "seed": SYNTH_SEED, "weight_type": "F16", "vocab": "builtin", **fields}
+        f16 = ref.work / f"synth-moe-{arch}-s{SYNTH_SEED}-f16.gguf"
+        sets = [a for k, v in config.items() if k != "arch" for a in ("--set", f"{k}={v}")]
+        subprocess.run([str(exe), "--arch", arch, *sets, "-o", str(f16)], check=True, capture_output=True)
+        head, model = synth_moe_model(ref, f16, config, None)
+        models.append(model)
+        for qtype in SYNTH_MOE_QUANTS + extra_quants:
+            out = f16.with_name(f16.name.replace("-f16.gguf", f"-{qtype.lower()}.gguf"))
+            subprocess.run([str(ref.bin / "llama-quantize"), str(f16), str(out), qtype], env=ref.env,
+                           check=True, capture_output=True)
+            quantize = {"type": qtype, "source": f16.name, "source_sha256": model["sha256"],
+                        "command": f"llama-quantize {f16.name} {out.name} {qtype}"}
+            head, qmodel = synth_moe_model(ref, out, config, quantize)
+            models.append(qmodel)
+    write_json(GOLDEN / "synth_moe.json", {
+        "llama_cpp": ref.version,
+        "generator": "scripts/make-golden.py --parts synth-moe + scripts/golden-logits.c",
+        "synth": "SynthConfig::new(arch), then cfg.set(field, value) for every other entry of config "
+                 "(tessera-synth --arch A --set FIELD=VALUE ...); quantized models are llama-quantize "
+                 "of that F16 file (quantize.command)",
+        "settings": settings(head, N_PREDICT_SYNTH_MOE),
+        "models": models,
+    })
+
+
 def ppl(ref):
     runs = []
     for m in REAL_MODELS:
@@ -356,7 +443,8 @@ def ppl(ref):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--parts", default="greedy,synth,ppl", help="comma-separated: greedy, synth, ppl")
+    ap.add_argument("--parts", default="greedy,synth,synth-moe,ppl",
+                    help="comma-separated: greedy, synth, synth-moe, ppl")
     args = ap.parse_args()
     parts = set(args.parts.split(","))
     with tempfile.TemporaryDirectory(prefix="tessera-golden-") as work:
@@ -366,6 +454,8 @@ def main():
             greedy(ref)
         if "synth" in parts:
             synth(ref)
+        if "synth-moe" in parts:
+            synth_moe(ref)
         if "ppl" in parts:
             ppl(ref)
 

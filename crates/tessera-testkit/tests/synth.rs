@@ -379,7 +379,19 @@ fn cli_writes_the_same_bytes_as_the_library() {
     let out = dir.0.join("m.gguf");
     let status = Command::new(env!("CARGO_BIN_EXE_tessera-synth"))
         .args([
-            "--arch", "qwen3moe", "--seed", "7", "--dtype", "f16", "--layers", "3", "-o",
+            "--arch",
+            "qwen3moe",
+            "--seed",
+            "7",
+            "--dtype",
+            "f16",
+            "--layers",
+            "3",
+            "--set",
+            "n_ff_exp=48",
+            "--set",
+            "rms_eps=0.001",
+            "-o",
         ])
         .arg(&out)
         .stdout(Stdio::null())
@@ -390,6 +402,8 @@ fn cli_writes_the_same_bytes_as_the_library() {
     cfg.seed = 7;
     cfg.weight_type = WeightType::F16;
     cfg.n_layer = 3;
+    cfg.n_ff_exp = 48;
+    cfg.rms_eps = 0.001;
     assert_eq!(std::fs::read(&out).unwrap(), synth::to_bytes(&cfg).unwrap());
 
     let bad = Command::new(env!("CARGO_BIN_EXE_tessera-synth"))

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo run -p tessera-testkit --bin tessera-synth -- --arch qwen3moe --seed 7 \
-//!     [--vocab builtin|smollm2|<path.gguf>] [--dtype f32|f16] -o out.gguf
+//!     [--vocab builtin|smollm2|<path.gguf>] [--dtype f32|f16] [--set FIELD=VALUE ...] -o out.gguf
 //! ```
 
 use std::path::PathBuf;
@@ -70,6 +70,10 @@ struct Args {
     /// Training context length.
     #[arg(long)]
     ctx: Option<u64>,
+    /// Any config field by its name in `SynthConfig`, e.g. `--set n_embd=256`
+    /// (repeatable; applied after the other options).
+    #[arg(long = "set", value_name = "FIELD=VALUE")]
+    set: Vec<String>,
 }
 
 fn vocab_source(spec: &str) -> Result<VocabSource> {
@@ -111,6 +115,9 @@ fn main() -> Result<()> {
         if let Some(v) = value {
             *field = v;
         }
+    }
+    for assignment in &a.set {
+        cfg.set_assignment(assignment)?;
     }
     let out = a.output.unwrap_or_else(|| PathBuf::from(cfg.file_name()));
     synth::write(&cfg, &out).with_context(|| format!("writing {}", out.display()))?;

@@ -17,6 +17,7 @@
 //! - [`tensors`]: the tensor list built from shared blocks, with shapes.
 //! - [`vocab`]: the built-in byte-level BPE vocabulary, or one copied from a GGUF.
 //! - [`fill`]: the seeded generator and F16 encoding.
+//! - [`fields`]: config fields by name (`set("n_embd", "256")`).
 //!
 //! The same [`SynthConfig`] always gives the same bytes: values come from a
 //! hand-written SplitMix64 stream per tensor (see [`fill`]), metadata and
@@ -35,6 +36,7 @@
 //! and with a model this fast the printed text is often cut off or empty.
 
 pub mod arch;
+pub mod fields;
 pub mod fill;
 pub mod tensors;
 pub mod vocab;
