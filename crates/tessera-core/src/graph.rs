@@ -128,6 +128,8 @@ pub enum Unary {
     GeluErf,
     /// `tanh(x)`.
     Tanh,
+    /// `1 / (1 + exp(-x))`.
+    Sigmoid,
 }
 
 /// Gated linear units: `act(gate) * up`.
@@ -254,6 +256,61 @@ pub enum Op {
         /// Source.
         x: TensorId,
     },
+    /// Softmax of each row of `x` (the router's probabilities).
+    Softmax {
+        /// Input `[n, cols]`.
+        x: TensorId,
+    },
+    /// Per row, the columns of the `k` largest values, largest first:
+    /// `x [n, cols]` → ids `[n, k]` (i32).
+    TopK {
+        /// Input.
+        x: TensorId,
+        /// How many.
+        k: usize,
+    },
+    /// `out[t, s] = x[t, ids[t, s]]`: `x [n, cols]`, `ids [n, k]` → `[n, k]`.
+    GatherCols {
+        /// Values.
+        x: TensorId,
+        /// Column ids (i32).
+        ids: TensorId,
+    },
+    /// Each row divided by its sum, the sum clamped below at `min_sum`.
+    NormSum {
+        /// Input `[n, cols]`.
+        x: TensorId,
+        /// Smallest divisor.
+        min_sum: f32,
+    },
+    /// Mixture-of-experts product: `out[t·k + s] = w[ids[t, s]] · x[t or
+    /// t·k + s]`. `w [n_expert, rows, cols]`, `x [n, cols]` (every slot
+    /// reads its token's row) or `[n·k, cols]`, `ids [n, k]` → `[n·k, rows]`.
+    MatMulId {
+        /// Expert stack.
+        w: TensorId,
+        /// Activations.
+        x: TensorId,
+        /// Expert ids (i32).
+        ids: TensorId,
+    },
+    /// The weighted sum of each token's expert outputs, in slot order:
+    /// `out[t] = Σ_s x[t·k + s] · w[t, s]` (each product rounded, then
+    /// added one by one, as llama.cpp's `mul` and chain of `add`s).
+    /// `x [n·k, cols]`, `w [n, k]` → `[n, cols]`.
+    MoeSum {
+        /// Expert outputs.
+        x: TensorId,
+        /// Weights.
+        w: TensorId,
+    },
+    /// `x` times one value per row: `x [n, cols]`, `s [n, 1]` → `[n, cols]`.
+    MulRows {
+        /// Input.
+        x: TensorId,
+        /// Row factors.
+        s: TensorId,
+    },
 }
 
 impl Op {
@@ -274,6 +331,11 @@ impl Op {
                 .flatten()
                 .collect(),
             Op::Glu { gate, up, .. } => vec![gate, up],
+            Op::Softmax { x } | Op::TopK { x, .. } | Op::NormSum { x, .. } => vec![x],
+            Op::GatherCols { x, ids } => vec![x, ids],
+            Op::MatMulId { w, x, ids } => vec![w, x, ids],
+            Op::MoeSum { x, w } => vec![x, w],
+            Op::MulRows { x, s } => vec![x, s],
         }
     }
 
@@ -343,6 +405,20 @@ impl Op {
             },
             Op::SelectRows { x } => Op::SelectRows { x: f(x) },
             Op::Copy { x } => Op::Copy { x: f(x) },
+            Op::Softmax { x } => Op::Softmax { x: f(x) },
+            Op::TopK { x, k } => Op::TopK { x: f(x), k },
+            Op::GatherCols { x, ids } => Op::GatherCols {
+                x: f(x),
+                ids: f(ids),
+            },
+            Op::NormSum { x, min_sum } => Op::NormSum { x: f(x), min_sum },
+            Op::MatMulId { w, x, ids } => Op::MatMulId {
+                w: f(w),
+                x: f(x),
+                ids: f(ids),
+            },
+            Op::MoeSum { x, w } => Op::MoeSum { x: f(x), w: f(w) },
+            Op::MulRows { x, s } => Op::MulRows { x: f(x), s: f(s) },
         }
     }
 
@@ -362,6 +438,13 @@ impl Op {
             Op::Glu { .. } => "glu",
             Op::SelectRows { .. } => "select_rows",
             Op::Copy { .. } => "copy",
+            Op::Softmax { .. } => "softmax",
+            Op::TopK { .. } => "top_k",
+            Op::GatherCols { .. } => "gather_cols",
+            Op::NormSum { .. } => "norm_sum",
+            Op::MatMulId { .. } => "mul_mat_id",
+            Op::MoeSum { .. } => "moe_sum",
+            Op::MulRows { .. } => "mul_rows",
         }
     }
 }

@@ -68,6 +68,35 @@ pub struct HParams {
     pub n_expert: usize,
     /// Experts each token uses.
     pub n_expert_used: usize,
+    /// Width of one routed expert (`expert_feed_forward_length`, else `n_ff`).
+    pub n_ff_exp: usize,
+    /// Width of the shared experts (`expert_shared_feed_forward_length`,
+    /// else `n_ff_exp × n_expert_shared`).
+    pub n_ff_shexp: usize,
+    /// Shared experts per MoE layer (`expert_shared_count`).
+    pub n_expert_shared: usize,
+    /// Leading layers with a dense FFN (`leading_dense_block_count`).
+    pub n_layer_dense_lead: usize,
+    /// Routed weights scaled by this (`expert_weights_scale`; 0 = none).
+    pub expert_weights_scale: f32,
+    /// Routed weights normalised to sum 1 (`expert_weights_norm`), if the
+    /// file says; architectures with a fixed choice ignore it.
+    pub expert_weights_norm: Option<bool>,
+    /// Router gating (`expert_gating_func`), if the file says.
+    pub expert_gating: Option<Gating>,
+    /// Expert groups (`expert_group_count`; 0 or 1 = no grouping).
+    pub n_expert_groups: usize,
+    /// Groups each token draws from (`expert_group_used_count`).
+    pub n_group_used: usize,
+}
+
+/// How the router turns logits into expert probabilities.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Gating {
+    /// Softmax over the experts (`expert_gating_func` 1).
+    Softmax,
+    /// Sigmoid of each logit (`expert_gating_func` 2).
+    Sigmoid,
 }
 
 fn bad(key: &str, reason: impl Into<String>) -> CoreError {
@@ -137,6 +166,7 @@ impl Keys<'_> {
 const MAX_DIM: u64 = 1 << 20;
 const MAX_LAYERS: u64 = 4096;
 const MAX_HEADS: u64 = 4096;
+const MAX_EXPERTS: u64 = 4096;
 
 impl HParams {
     /// Reads the hyperparameters of `meta`'s architecture.
@@ -200,6 +230,46 @@ impl HParams {
             Some(w) => Some(k.check(&k.key("attention.sliding_window"), w, 1 << 26)?),
         };
         let swa_layers = swa_pattern(&k, n_layer, n_swa.is_some())?;
+        let n_ff = k.count("feed_forward_length", MAX_DIM * 64)?;
+        let n_expert = k.opt_u64("expert_count")?.unwrap_or(0) as usize;
+        let n_expert_used = k.opt_u64("expert_used_count")?.unwrap_or(0) as usize;
+        if n_expert > MAX_EXPERTS as usize || n_expert_used > n_expert {
+            return Err(bad(
+                &k.key("expert_used_count"),
+                format!("{n_expert_used} of {n_expert} experts (at most {MAX_EXPERTS})"),
+            ));
+        }
+        if n_expert > 0 && n_expert_used == 0 {
+            return Err(bad(
+                &k.key("expert_used_count"),
+                format!("missing or 0 with {n_expert} experts"),
+            ));
+        }
+        let n_ff_exp = k.count_or("expert_feed_forward_length", n_ff, MAX_DIM * 64)?;
+        let n_expert_shared = k.opt_u64("expert_shared_count")?.unwrap_or(0) as usize;
+        let expert_gating = match k.opt_u64("expert_gating_func")? {
+            None | Some(0) => None,
+            Some(1) => Some(Gating::Softmax),
+            Some(2) => Some(Gating::Sigmoid),
+            Some(v) => {
+                return Err(bad(
+                    &k.key("expert_gating_func"),
+                    format!("{v} is not supported (1 softmax, 2 sigmoid)"),
+                ))
+            }
+        };
+        let expert_weights_norm = match meta.get(&k.key("expert_weights_norm")) {
+            None => None,
+            Some(Value::Bool(b)) => Some(*b),
+            Some(_) => return Err(bad(&k.key("expert_weights_norm"), "not a bool")),
+        };
+        let n_layer_dense_lead = k.opt_u64("leading_dense_block_count")?.unwrap_or(0) as usize;
+        if n_layer_dense_lead > n_layer {
+            return Err(bad(
+                &k.key("leading_dense_block_count"),
+                format!("{n_layer_dense_lead} of {n_layer} layers"),
+            ));
+        }
         Ok(HParams {
             n_vocab,
             n_ctx_train,
@@ -209,7 +279,7 @@ impl HParams {
             n_head_kv,
             head_dim_k,
             head_dim_v,
-            n_ff: k.count("feed_forward_length", MAX_DIM * 64)?,
+            n_ff,
             n_rot,
             rms_eps: k.f32_or("attention.layer_norm_rms_epsilon", 1e-5)?,
             norm_eps: k.f32_or("attention.layer_norm_epsilon", 1e-5)?,
@@ -222,8 +292,21 @@ impl HParams {
             swa_layers,
             final_logit_softcap: k.f32_or("final_logit_softcapping", 0.0)?,
             attn_logit_softcap: k.f32_or("attn_logit_softcapping", 0.0)?,
-            n_expert: k.opt_u64("expert_count")?.unwrap_or(0) as usize,
-            n_expert_used: k.opt_u64("expert_used_count")?.unwrap_or(0) as usize,
+            n_expert,
+            n_expert_used,
+            n_ff_exp,
+            n_ff_shexp: k.count_or(
+                "expert_shared_feed_forward_length",
+                n_ff_exp * n_expert_shared.max(1),
+                MAX_DIM * 64,
+            )?,
+            n_expert_shared,
+            n_layer_dense_lead,
+            expert_weights_scale: k.f32_or("expert_weights_scale", 0.0)?,
+            expert_weights_norm,
+            expert_gating,
+            n_expert_groups: k.opt_u64("expert_group_count")?.unwrap_or(0) as usize,
+            n_group_used: k.opt_u64("expert_group_used_count")?.unwrap_or(0) as usize,
             arch,
         })
     }

@@ -167,12 +167,7 @@ fn gemma3_matches_llama_cpp() {
 fn synth_path(dir: &Path, m: &Value) -> PathBuf {
     use tessera_testkit::synth::{self, Arch, SynthConfig, WeightType};
     let c = &m["config"];
-    let arch = match c["arch"].as_str().unwrap() {
-        "llama" => Arch::Llama,
-        "qwen3" => Arch::Qwen3,
-        "gemma3" => Arch::Gemma3,
-        other => panic!("no dense synthetic arch {other}"),
-    };
+    let arch: Arch = c["arch"].as_str().unwrap().parse().unwrap();
     let mut cfg = SynthConfig::new(arch);
     cfg.seed = c["seed"].as_u64().unwrap();
     cfg.weight_type = match c["weight_type"].as_str().unwrap() {
@@ -184,20 +179,14 @@ fn synth_path(dir: &Path, m: &Value) -> PathBuf {
     p
 }
 
+/// Every synthetic model of `synth.json` (dense and MoE, F32 and F16).
 #[test]
-fn synthetic_dense_models_match_llama_cpp() {
+fn synthetic_models_match_llama_cpp() {
     let fx = fixture("synth.json");
     let dir = std::env::temp_dir().join(format!("tessera-golden-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let mut n = 0;
     for m in fx["models"].as_array().unwrap() {
-        // MoE architectures belong to the MoE issue; dense ones run here.
-        if !matches!(
-            m["config"]["arch"].as_str(),
-            Some("llama" | "qwen3" | "gemma3")
-        ) {
-            continue;
-        }
         let path = synth_path(&dir, m);
         let model = Model::load(&path, &ModelParams { n_threads: 2 }).unwrap();
         let s = check_cases(&model, m, LOGIT_TOL_SYNTH, false);
@@ -205,5 +194,5 @@ fn synthetic_dense_models_match_llama_cpp() {
         n += 1;
     }
     std::fs::remove_dir_all(&dir).ok();
-    assert!(n >= 6, "expected the 6 dense synthetic models, ran {n}");
+    assert!(n >= 12, "expected the 12 synthetic models, ran {n}");
 }

@@ -65,12 +65,22 @@ pub fn linear(b: &mut Builder, x: TensorId, il: usize, base: &str, name: &str) -
     }
 }
 
+/// RMS norm of q and k (`attn_q_norm`/`attn_k_norm`) before RoPE.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum QkNorm {
+    /// None.
+    None,
+    /// Each head on its own, with this epsilon (Qwen3, Gemma 3).
+    PerHead(f32),
+    /// The whole projection at once, with this epsilon (OLMoE).
+    Whole(f32),
+}
+
 /// Options of the attention block.
 #[derive(Clone, Copy, Debug)]
 pub struct AttnOpts {
-    /// RMS-normalise each head of q and k (`attn_q_norm`/`attn_k_norm`)
-    /// before RoPE, with this epsilon.
-    pub qk_norm: Option<f32>,
+    /// Q/K normalisation.
+    pub qk_norm: QkNorm,
     /// Rotary embedding.
     pub rope: RopeCfg,
     /// Scale applied to the scores (or to q first, when `prescale_q`).
@@ -96,7 +106,12 @@ pub fn attention(
     let mut q = linear(b, x, il, "attn_q", "Qcur")?;
     let mut k = linear(b, x, il, "attn_k", "Kcur")?;
     let v = linear(b, x, il, "attn_v", "Vcur")?;
-    if let Some(eps) = o.qk_norm {
+    let qk = match o.qk_norm {
+        QkNorm::None => None,
+        QkNorm::PerHead(eps) => Some((eps, hd, hd)),
+        QkNorm::Whole(eps) => Some((eps, b.shape(q)[2], b.shape(k)[2])),
+    };
+    if let Some((eps, q_group, k_group)) = qk {
         let qn = b.layer_weight(il, "attn_q_norm")?;
         let kn = b.layer_weight(il, "attn_k_norm")?;
         q = b.op(
@@ -104,7 +119,7 @@ pub fn attention(
             Op::RmsNorm {
                 x: q,
                 w: Some(qn),
-                group: hd,
+                group: q_group,
                 eps,
             },
         )?;
@@ -113,7 +128,7 @@ pub fn attention(
             Op::RmsNorm {
                 x: k,
                 w: Some(kn),
-                group: hd,
+                group: k_group,
                 eps,
             },
         )?;
@@ -231,13 +246,20 @@ pub fn rope_cfg(hp: &HParams, neox: bool, freq_base: f32) -> RopeCfg {
     }
 }
 
-/// The pre-norm residual decoder used by llama, qwen2 and qwen3: per layer
-/// `x += attn(norm(x)); x += ffn(norm(x))`, the last layer keeping only the
-/// output rows after attention, then the output head.
+/// The SwiGLU FFN of layer `il` (the dense FFN of the llama family).
+pub fn swiglu_ffn(b: &mut Builder, x: TensorId, il: usize) -> Result<TensorId> {
+    ffn(b, x, il, Glu::SwiGlu)
+}
+
+/// The pre-norm residual decoder used by llama, qwen2, qwen3 and their MoE
+/// variants: per layer `x += attn(norm(x)); x += ffn(norm(x))`, the last
+/// layer keeping only the output rows after attention, then the output
+/// head. `ffn(b, h, il)` builds layer `il`'s FFN on the normalised `h`.
 pub fn pre_norm_decoder(
     b: &mut Builder,
     hp: &HParams,
     attn: impl Fn(&mut Builder, usize) -> Result<AttnOpts>,
+    ffn: impl Fn(&mut Builder, TensorId, usize) -> Result<TensorId>,
 ) -> Result<TensorId> {
     let n = Norm::Rms(hp.rms_eps);
     let mut x = embed(b, None)?;
@@ -252,7 +274,7 @@ pub fn pre_norm_decoder(
         }
         x = b.op("ffn_inp", Op::Add { a, b: x })?;
         let h = norm(b, x, Some(il), "ffn_norm", n, "ffn_norm")?;
-        let f = ffn(b, h, il, Glu::SwiGlu)?;
+        let f = ffn(b, h, il)?;
         x = b.op("l_out", Op::Add { a: f, b: x })?;
     }
     output(b, x, n, hp.final_logit_softcap)

@@ -103,10 +103,14 @@ impl<'a> Builder<'a> {
             None => name.to_string(),
         };
         let (rows, cols) = self.infer(&full, &op)?;
+        let dtype = match op {
+            Op::TopK { .. } => ActType::I32,
+            _ => ActType::F32,
+        };
         let out = self.push(TensorDef {
             name: full,
             shape: [1, rows, cols],
-            kind: TensorKind::Act(ActType::F32),
+            kind: TensorKind::Act(dtype),
         });
         self.g.nodes.push(Node { op, out });
         Ok(out)
@@ -228,7 +232,75 @@ impl<'a> Builder<'a> {
                 Ok((s(gate)[1], s(gate)[2]))
             }
             Op::SelectRows { x } => Ok((self.g.n_out, s(x)[2])),
+            Op::Softmax { x } | Op::NormSum { x, .. } => Ok((s(x)[1], s(x)[2])),
+            Op::TopK { x, k } => {
+                if k == 0 || k > s(x)[2] {
+                    return Err(
+                        self.shape_err(name, format!("top {k} of rows of {} values", s(x)[2]))
+                    );
+                }
+                Ok((s(x)[1], k))
+            }
+            Op::GatherCols { x, ids } => {
+                self.check_ids(name, ids, s(x)[1])?;
+                Ok((s(x)[1], s(ids)[2]))
+            }
+            Op::MatMulId { w, x, ids } => {
+                let (sw, sx, si) = (s(w), s(x), s(ids));
+                self.check_ids(name, ids, si[1])?;
+                let (n, k) = (si[1], si[2]);
+                if sw[2] != sx[2] || (sx[1] != n && sx[1] != n * k) {
+                    return Err(self.shape_err(
+                        name,
+                        format!(
+                            "experts {} {:?} cannot multiply {} {:?} routed by {:?}",
+                            self.name_of(w),
+                            sw,
+                            self.name_of(x),
+                            sx,
+                            si
+                        ),
+                    ));
+                }
+                Ok((n * k, sw[1]))
+            }
+            Op::MoeSum { x, w } => {
+                let (sx, sw) = (s(x), s(w));
+                if sx[1] != sw[1] * sw[2] {
+                    return Err(self.shape_err(
+                        name,
+                        format!(
+                            "{} {:?} is not {} tokens × {} experts",
+                            self.name_of(x),
+                            sx,
+                            sw[1],
+                            sw[2]
+                        ),
+                    ));
+                }
+                Ok((sw[1], sx[2]))
+            }
+            Op::MulRows { x, s: f } => {
+                if s(f)[1] != s(x)[1] || s(f)[2] != 1 {
+                    return Err(
+                        self.shape_err(name, format!("row factors {:?} for {:?}", s(f), s(x)))
+                    );
+                }
+                Ok((s(x)[1], s(x)[2]))
+            }
         }
+    }
+
+    /// `ids` must be an i32 activation of `rows` rows.
+    fn check_ids(&self, name: &str, ids: TensorId, rows: usize) -> Result<()> {
+        let t = self.g.tensor(ids);
+        if t.kind != TensorKind::Act(ActType::I32) || t.shape[1] != rows {
+            return Err(self.shape_err(
+                name,
+                format!("{} {:?} is not i32 ids for {rows} rows", t.name, t.shape),
+            ));
+        }
+        Ok(())
     }
 
     /// Finishes the graph with `output` as the step's result.

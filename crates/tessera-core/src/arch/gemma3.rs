@@ -9,7 +9,7 @@ use crate::error::Result;
 use crate::graph::{Glu, Op, TensorId};
 use crate::hparams::HParams;
 
-use super::blocks::{self, AttnOpts, Norm};
+use super::blocks::{self, AttnOpts, Norm, QkNorm};
 use super::builder::Builder;
 
 /// Builds the gemma3 graph.
@@ -25,7 +25,7 @@ pub fn build(b: &mut Builder, hp: &HParams) -> Result<TensorId> {
             hp.rope_freq_base
         };
         let opts = AttnOpts {
-            qk_norm: Some(hp.rms_eps),
+            qk_norm: QkNorm::PerHead(hp.rms_eps),
             rope: blocks::rope_cfg(hp, true, base),
             scale: 1.0 / (hp.head_dim_k as f32).sqrt(),
             prescale_q: true,

@@ -6,6 +6,8 @@ pub mod blocks;
 pub mod builder;
 pub mod gemma3;
 pub mod llama;
+pub mod moe;
+pub mod olmoe;
 pub mod qwen2;
 pub mod qwen3;
 
@@ -17,7 +19,7 @@ use crate::weights::Weights;
 pub use builder::Builder;
 
 /// The families tessera runs.
-pub const SUPPORTED: &[&str] = &["llama", "qwen2", "qwen3", "gemma3"];
+pub const SUPPORTED: &[&str] = &["llama", "qwen2", "qwen3", "qwen3moe", "gemma3", "olmoe"];
 
 /// Checks that `arch` is supported.
 pub fn check_supported(arch: &str) -> Result<()> {
@@ -42,7 +44,8 @@ pub fn build_graph(
     let out = match hp.arch.as_str() {
         "llama" => llama::build(&mut b, hp)?,
         "qwen2" => qwen2::build(&mut b, hp)?,
-        "qwen3" => qwen3::build(&mut b, hp)?,
+        "qwen3" | "qwen3moe" => qwen3::build(&mut b, hp)?,
+        "olmoe" => olmoe::build(&mut b, hp)?,
         "gemma3" => gemma3::build(&mut b, hp)?,
         other => {
             return Err(CoreError::UnsupportedArch {

@@ -14,7 +14,7 @@ mod profile;
 use std::sync::{Arc, Mutex};
 
 use tessera_gguf::GgmlType;
-use tessera_quant::matmul::{MatmulCtx, Matrix};
+use tessera_quant::matmul::{Experts, MatmulCtx, Matrix};
 use tessera_quant::pool::ThreadPool;
 
 use crate::backend::{
@@ -87,7 +87,7 @@ impl Backend for CpuBackend {
 
     fn supports(&self, op: &Op, weight_types: &[GgmlType]) -> bool {
         match op {
-            Op::MatMul { .. } => weight_types
+            Op::MatMul { .. } | Op::MatMulId { .. } => weight_types
                 .iter()
                 .all(|&t| tessera_quant::kernels::dot_entry(t).is_some()),
             Op::Embed { .. } => weight_types
@@ -416,6 +416,7 @@ impl Exec<'_> {
                     Unary::Gelu => ops::gelu(pool, x, out),
                     Unary::GeluErf => ops::gelu_erf(pool, x, out),
                     Unary::Tanh => ops::tanh(pool, x, out),
+                    Unary::Sigmoid => ops::sigmoid(pool, x, out),
                 }
                 .map_err(op_err)?
             }
@@ -439,6 +440,44 @@ impl Exec<'_> {
                 }
             }
             Op::Copy { .. } => return Err(self.err("copies are run by the session".into())),
+            Op::Softmax { x } => {
+                let cols = self.run.graph.tensor(x).cols();
+                ops::softmax(pool, self.input(x)?, out, cols, 1.0, None).map_err(op_err)?
+            }
+            Op::TopK { x, k } => {
+                let cols = self.run.graph.tensor(x).cols();
+                ops::top_k_ids(self.input(x)?, cols, k, bytemuck::cast_slice_mut(out))
+                    .map_err(op_err)?
+            }
+            Op::GatherCols { x, ids } => {
+                let cols = self.run.graph.tensor(x).cols();
+                let ids = bytemuck::cast_slice(self.input(ids)?);
+                ops::gather_cols(self.input(x)?, cols, ids, out).map_err(op_err)?
+            }
+            Op::NormSum { x, min_sum } => {
+                let cols = self.run.graph.tensor(x).cols();
+                ops::norm_sum(self.input(x)?, cols, min_sum, out).map_err(op_err)?
+            }
+            Op::MatMulId { w, x, ids } => {
+                let (ty, data, [n_expert, rows, cols]) = self.weight(w)?;
+                let k = self.run.graph.tensor(ids).cols();
+                let e = Experts {
+                    ggml_type: ty,
+                    data,
+                    n_expert,
+                    rows,
+                    cols,
+                };
+                let ids = bytemuck::cast_slice(self.input(ids)?);
+                mm.mul_mat_id(pool, &e, self.input(x)?, ids, k, out)?;
+            }
+            Op::MoeSum { x, w } => {
+                let k = self.run.graph.tensor(w).cols();
+                ops::moe_sum(self.input(x)?, self.input(w)?, k, out).map_err(op_err)?
+            }
+            Op::MulRows { x, s } => {
+                ops::mul_rows(self.input(x)?, self.input(s)?, out).map_err(op_err)?
+            }
         }
         Ok(())
     }

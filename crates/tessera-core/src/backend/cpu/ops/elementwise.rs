@@ -89,6 +89,15 @@ pub fn scale(pool: &ThreadPool, x: &[f32], s: f32, out: &mut [f32]) -> Result<()
     })
 }
 
+/// `out = 1 / (1 + exp(-x))` with libm's `expf` (ggml's `sigmoid`).
+pub fn sigmoid(pool: &ThreadPool, x: &[f32], out: &mut [f32]) -> Result<(), OpError> {
+    unary("sigmoid", pool, x, out, |x, o| {
+        o.iter_mut()
+            .zip(x)
+            .for_each(|(d, &a)| *d = 1.0 / (1.0 + (-a).exp()))
+    })
+}
+
 /// `out = x / (1 + exp(-x))` (ggml's `silu`).
 pub fn silu(pool: &ThreadPool, x: &[f32], out: &mut [f32]) -> Result<(), OpError> {
     unary("silu", pool, x, out, math::silu_row)

@@ -34,6 +34,7 @@ pub mod attention;
 pub mod elementwise;
 pub mod kv;
 pub mod math;
+pub mod moe;
 pub mod norm;
 pub mod rope;
 pub mod routing;
@@ -41,8 +42,9 @@ pub mod rows;
 pub mod softmax;
 
 pub use attention::{attention, attention_scalar, AttnParams};
-pub use elementwise::{add, geglu, gelu, gelu_erf, mul, scale, silu, swiglu, tanh};
+pub use elementwise::{add, geglu, gelu, gelu_erf, mul, scale, sigmoid, silu, swiglu, tanh};
 pub use kv::{kv_store, KvType, KvView};
+pub use moe::{gather_cols, moe_sum, mul_rows, norm_sum, top_k_ids};
 pub use norm::{layer_norm, rms_norm};
 pub use rope::{rope, RopeMode, RopeParams};
 pub use routing::{concat, copy, top_k, transpose2d};
