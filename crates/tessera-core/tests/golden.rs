@@ -196,3 +196,75 @@ fn synthetic_models_match_llama_cpp() {
     std::fs::remove_dir_all(&dir).ok();
     assert!(n >= 12, "expected the 12 synthetic models, ran {n}");
 }
+
+/// The F16 file of a `synth_moe.json` model: `SynthConfig::new(arch)`, then
+/// every other `config` entry through `SynthConfig::set`.
+fn synth_moe_f16(dir: &Path, m: &Value, file_name: &str) -> PathBuf {
+    use tessera_testkit::synth::{self, Arch, SynthConfig};
+    let c = m["config"].as_object().unwrap();
+    let arch: Arch = c["arch"].as_str().unwrap().parse().unwrap();
+    let mut cfg = SynthConfig::new(arch);
+    for (k, v) in c {
+        if k == "arch" {
+            continue;
+        }
+        let v = match v {
+            Value::String(s) => s.to_lowercase(),
+            other => other.to_string(),
+        };
+        cfg.set(k, &v)
+            .unwrap_or_else(|e| panic!("{file_name}: {k} = {v}: {e}"));
+    }
+    let p = dir.join(file_name);
+    if !p.exists() {
+        synth::write(&cfg, &p).unwrap();
+    }
+    p
+}
+
+/// Every model of `synth_moe.json`: each MoE architecture at F16 and as
+/// `llama-quantize` makes its Q8_0 and Q4_K_M files from that F16 file.
+#[test]
+fn synthetic_moe_models_match_llama_cpp() {
+    let fx = fixture("synth_moe.json");
+    let Some(quantize) = env::llama_tool("llama-quantize") else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("tessera-golden-moe-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut n = 0;
+    for m in fx["models"].as_array().unwrap() {
+        let name = m["file_name"].as_str().unwrap();
+        let path = match m["quantize"].as_object() {
+            None => synth_moe_f16(&dir, m, name),
+            Some(q) => {
+                let src = synth_moe_f16(&dir, m, q["source"].as_str().unwrap());
+                let dst = dir.join(name);
+                let out = std::process::Command::new(&quantize)
+                    .env("LD_LIBRARY_PATH", quantize.parent().unwrap())
+                    .args([src.as_os_str(), dst.as_os_str()])
+                    .arg(q["type"].as_str().unwrap())
+                    .output()
+                    .unwrap();
+                assert!(
+                    out.status.success(),
+                    "llama-quantize {name}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                dst
+            }
+        };
+        let size = std::fs::metadata(&path).unwrap().len();
+        assert_eq!(
+            size,
+            m["size"].as_u64().unwrap(),
+            "{name}: not the file the fixture was made from"
+        );
+        let model = Model::load(&path, &ModelParams { n_threads: 2 }).unwrap();
+        let s = check_cases(&model, m, LOGIT_TOL_SYNTH, false);
+        report(name, &s);
+        n += 1;
+    }
+    std::fs::remove_dir_all(&dir).ok();
+    assert!(n >= 9, "expected at least 9 synthetic MoE models, ran {n}");
+}
