@@ -172,6 +172,13 @@ pub enum Op {
         /// Right.
         b: TensorId,
     },
+    /// `a / b`, broadcast as [`Op::Add`].
+    Div {
+        /// Left.
+        a: TensorId,
+        /// Right.
+        b: TensorId,
+    },
     /// `x * s`.
     Scale {
         /// Input.
@@ -276,6 +283,17 @@ pub enum Op {
         /// Column ids (i32).
         ids: TensorId,
     },
+    /// Expert-group routing: per row, the experts (in `n_groups` equal
+    /// groups of columns) outside the `n_used` groups with the largest
+    /// sums of their two best values set to −∞. `[n, cols]` → `[n, cols]`.
+    GroupMask {
+        /// Selection scores.
+        x: TensorId,
+        /// Groups per row.
+        n_groups: usize,
+        /// Groups kept.
+        n_used: usize,
+    },
     /// Each row divided by its sum, the sum clamped below at `min_sum`.
     NormSum {
         /// Input `[n, cols]`.
@@ -319,7 +337,7 @@ impl Op {
         match *self {
             Op::Embed { table } => vec![table],
             Op::MatMul { w, x } => vec![w, x],
-            Op::Add { a, b } | Op::Mul { a, b } => vec![a, b],
+            Op::Add { a, b } | Op::Mul { a, b } | Op::Div { a, b } => vec![a, b],
             Op::Scale { x, .. } | Op::Unary { x, .. } | Op::SelectRows { x } | Op::Copy { x } => {
                 vec![x]
             }
@@ -331,7 +349,10 @@ impl Op {
                 .flatten()
                 .collect(),
             Op::Glu { gate, up, .. } => vec![gate, up],
-            Op::Softmax { x } | Op::TopK { x, .. } | Op::NormSum { x, .. } => vec![x],
+            Op::Softmax { x }
+            | Op::TopK { x, .. }
+            | Op::NormSum { x, .. }
+            | Op::GroupMask { x, .. } => vec![x],
             Op::GatherCols { x, ids } => vec![x, ids],
             Op::MatMulId { w, x, ids } => vec![w, x, ids],
             Op::MoeSum { x, w } => vec![x, w],
@@ -347,6 +368,7 @@ impl Op {
             Op::MatMul { w, x } => Op::MatMul { w: f(w), x: f(x) },
             Op::Add { a, b } => Op::Add { a: f(a), b: f(b) },
             Op::Mul { a, b } => Op::Mul { a: f(a), b: f(b) },
+            Op::Div { a, b } => Op::Div { a: f(a), b: f(b) },
             Op::Scale { x, s } => Op::Scale { x: f(x), s },
             Op::RmsNorm { x, w, group, eps } => Op::RmsNorm {
                 x: f(x),
@@ -412,6 +434,15 @@ impl Op {
                 ids: f(ids),
             },
             Op::NormSum { x, min_sum } => Op::NormSum { x: f(x), min_sum },
+            Op::GroupMask {
+                x,
+                n_groups,
+                n_used,
+            } => Op::GroupMask {
+                x: f(x),
+                n_groups,
+                n_used,
+            },
             Op::MatMulId { w, x, ids } => Op::MatMulId {
                 w: f(w),
                 x: f(x),
@@ -429,6 +460,7 @@ impl Op {
             Op::MatMul { .. } => "matmul",
             Op::Add { .. } => "add",
             Op::Mul { .. } => "mul",
+            Op::Div { .. } => "div",
             Op::Scale { .. } => "scale",
             Op::RmsNorm { .. } => "rms_norm",
             Op::LayerNorm { .. } => "layer_norm",
@@ -442,6 +474,7 @@ impl Op {
             Op::TopK { .. } => "top_k",
             Op::GatherCols { .. } => "gather_cols",
             Op::NormSum { .. } => "norm_sum",
+            Op::GroupMask { .. } => "group_mask",
             Op::MatMulId { .. } => "mul_mat_id",
             Op::MoeSum { .. } => "moe_sum",
             Op::MulRows { .. } => "mul_rows",

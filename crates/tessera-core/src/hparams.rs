@@ -88,6 +88,8 @@ pub struct HParams {
     pub n_expert_groups: usize,
     /// Groups each token draws from (`expert_group_used_count`).
     pub n_group_used: usize,
+    /// M-RoPE sections (`rope.dimension_sections`; all 0 when absent).
+    pub rope_sections: [u32; 4],
 }
 
 /// How the router turns logits into expert probabilities.
@@ -162,6 +164,32 @@ impl Keys<'_> {
     }
 }
 
+/// `rope.dimension_sections`: up to 4 integers (zeros when absent).
+fn rope_sections(k: &Keys) -> Result<[u32; 4]> {
+    let key = k.key("rope.dimension_sections");
+    let mut out = [0u32; 4];
+    let Some(v) = k.meta.get(&key) else {
+        return Ok(out);
+    };
+    let Value::Array(a) = v else {
+        return Err(bad(&key, "not an array"));
+    };
+    let vals: Vec<i64> = match a {
+        tessera_gguf::Array::I32(v) => v.iter().map(|&x| i64::from(x)).collect(),
+        tessera_gguf::Array::U32(v) => v.iter().map(|&x| i64::from(x)).collect(),
+        other => {
+            return Err(bad(
+                &key,
+                format!("{} is not an integer array", other.type_name()),
+            ))
+        }
+    };
+    for (o, &x) in out.iter_mut().zip(&vals) {
+        *o = u32::try_from(x).map_err(|_| bad(&key, format!("{x} is out of range")))?;
+    }
+    Ok(out)
+}
+
 /// Limits that keep a hostile file from asking for absurd allocations.
 const MAX_DIM: u64 = 1 << 20;
 const MAX_LAYERS: u64 = 4096;
@@ -174,7 +202,17 @@ impl HParams {
         let arch = meta.architecture()?.to_string();
         let k = Keys { meta, arch: &arch };
         let n_embd = k.count("embedding_length", MAX_DIM)?;
-        let n_layer = k.count("block_count", MAX_LAYERS)?;
+        // Multi-token-prediction layers (GLM-4.5's `nextn`) are stored
+        // after the trunk and counted in `block_count`; only the trunk runs.
+        let n_layer_all = k.count("block_count", MAX_LAYERS)?;
+        let n_nextn = k.opt_u64("nextn_predict_layers")?.unwrap_or(0) as usize;
+        if n_nextn >= n_layer_all {
+            return Err(bad(
+                &k.key("nextn_predict_layers"),
+                format!("{n_nextn} of {n_layer_all} layers"),
+            ));
+        }
+        let n_layer = n_layer_all - n_nextn;
         let n_head = k.count("attention.head_count", MAX_HEADS)?;
         let n_head_kv = k.count_or("attention.head_count_kv", n_head, MAX_HEADS)?;
         if !n_head.is_multiple_of(n_head_kv) {
@@ -307,6 +345,7 @@ impl HParams {
             expert_gating,
             n_expert_groups: k.opt_u64("expert_group_count")?.unwrap_or(0) as usize,
             n_group_used: k.opt_u64("expert_group_used_count")?.unwrap_or(0) as usize,
+            rope_sections: rope_sections(&k)?,
             arch,
         })
     }

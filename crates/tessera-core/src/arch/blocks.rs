@@ -261,6 +261,18 @@ pub fn pre_norm_decoder(
     attn: impl Fn(&mut Builder, usize) -> Result<AttnOpts>,
     ffn: impl Fn(&mut Builder, TensorId, usize) -> Result<TensorId>,
 ) -> Result<TensorId> {
+    pre_norm_decoder_with(b, hp, "ffn_norm", attn, ffn)
+}
+
+/// [`pre_norm_decoder`] whose FFN norm weight is `blk.{il}.{ffn_norm}.weight`
+/// (GLM-4 MoE names it `post_attention_norm`).
+pub fn pre_norm_decoder_with(
+    b: &mut Builder,
+    hp: &HParams,
+    ffn_norm: &str,
+    attn: impl Fn(&mut Builder, usize) -> Result<AttnOpts>,
+    ffn: impl Fn(&mut Builder, TensorId, usize) -> Result<TensorId>,
+) -> Result<TensorId> {
     let n = Norm::Rms(hp.rms_eps);
     let mut x = embed(b, None)?;
     for il in 0..hp.n_layer {
@@ -273,7 +285,7 @@ pub fn pre_norm_decoder(
             x = b.op("inp_rows", Op::SelectRows { x })?;
         }
         x = b.op("ffn_inp", Op::Add { a, b: x })?;
-        let h = norm(b, x, Some(il), "ffn_norm", n, "ffn_norm")?;
+        let h = norm(b, x, Some(il), ffn_norm, n, "ffn_norm")?;
         let f = ffn(b, h, il)?;
         x = b.op("l_out", Op::Add { a: f, b: x })?;
     }

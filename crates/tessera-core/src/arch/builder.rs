@@ -158,7 +158,7 @@ impl<'a> Builder<'a> {
                 }
                 Ok((sx[1], sw[1]))
             }
-            Op::Add { a, b } | Op::Mul { a, b } => same_or_row(a, b),
+            Op::Add { a, b } | Op::Mul { a, b } | Op::Div { a, b } => same_or_row(a, b),
             Op::Scale { x, .. } | Op::Unary { x, .. } | Op::Copy { x } => Ok((s(x)[1], s(x)[2])),
             Op::RmsNorm { x, w, group, .. } | Op::LayerNorm { x, w, group, .. } => {
                 if group == 0 || s(x)[2] % group != 0 {
@@ -233,6 +233,25 @@ impl<'a> Builder<'a> {
             }
             Op::SelectRows { x } => Ok((self.g.n_out, s(x)[2])),
             Op::Softmax { x } | Op::NormSum { x, .. } => Ok((s(x)[1], s(x)[2])),
+            Op::GroupMask {
+                x,
+                n_groups,
+                n_used,
+            } => {
+                let cols = s(x)[2];
+                if n_groups == 0
+                    || !cols.is_multiple_of(n_groups)
+                    || cols / n_groups < 2
+                    || n_used == 0
+                    || n_used > n_groups
+                {
+                    return Err(self.shape_err(
+                        name,
+                        format!("{cols} experts in {n_groups} groups, {n_used} used"),
+                    ));
+                }
+                Ok((s(x)[1], cols))
+            }
             Op::TopK { x, k } => {
                 if k == 0 || k > s(x)[2] {
                     return Err(

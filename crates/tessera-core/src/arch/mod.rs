@@ -5,6 +5,7 @@
 pub mod blocks;
 pub mod builder;
 pub mod gemma3;
+pub mod glm4moe;
 pub mod llama;
 pub mod moe;
 pub mod olmoe;
@@ -19,7 +20,9 @@ use crate::weights::Weights;
 pub use builder::Builder;
 
 /// The families tessera runs.
-pub const SUPPORTED: &[&str] = &["llama", "qwen2", "qwen3", "qwen3moe", "gemma3", "olmoe"];
+pub const SUPPORTED: &[&str] = &[
+    "llama", "qwen2", "qwen2moe", "qwen3", "qwen3moe", "gemma3", "olmoe", "glm4moe",
+];
 
 /// Checks that `arch` is supported.
 pub fn check_supported(arch: &str) -> Result<()> {
@@ -43,9 +46,10 @@ pub fn build_graph(
     let mut b = Builder::new(weights, n_tokens, n_out);
     let out = match hp.arch.as_str() {
         "llama" => llama::build(&mut b, hp)?,
-        "qwen2" => qwen2::build(&mut b, hp)?,
+        "qwen2" | "qwen2moe" => qwen2::build(&mut b, hp)?,
         "qwen3" | "qwen3moe" => qwen3::build(&mut b, hp)?,
         "olmoe" => olmoe::build(&mut b, hp)?,
+        "glm4moe" => glm4moe::build(&mut b, hp)?,
         "gemma3" => gemma3::build(&mut b, hp)?,
         other => {
             return Err(CoreError::UnsupportedArch {

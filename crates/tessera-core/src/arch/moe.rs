@@ -9,6 +9,8 @@
 //! out     = Σ_s w[s] · (down_exps[ids] · h)      [n, n_embd]
 //! ```
 //!
+//! With expert groups (DeepSeek-V3), only the experts of the `n_group_used`
+//! groups with the largest sums of their two best scores compete.
 //! Only the chosen experts' rows are read (`mul_mat_id`). Node names are
 //! llama.cpp's (`ffn_moe_logits-3`, …) so dumps line up.
 
@@ -68,10 +70,20 @@ pub fn moe_ffn(
             },
         )?,
     };
-    let selection = match b.layer_opt(il, "exp_probs_b", "bias") {
+    let mut selection = match b.layer_opt(il, "exp_probs_b", "bias") {
         Some(bias) => b.op("ffn_moe_probs_biased", Op::Add { a: probs, b: bias })?,
         None => probs,
     };
+    if hp.n_expert_groups > 1 {
+        selection = b.op(
+            "ffn_moe_probs_masked",
+            Op::GroupMask {
+                x: selection,
+                n_groups: hp.n_expert_groups,
+                n_used: hp.n_group_used,
+            },
+        )?;
+    }
     let ids = b.op(
         "ffn_moe_topk",
         Op::TopK {
@@ -107,4 +119,63 @@ pub fn moe_ffn(
         },
     )?;
     b.op("ffn_moe_out", Op::MoeSum { x: down, w })
+}
+
+/// The shared expert of layer `il` (`ffn_{gate,up,down}_shexp`, a SwiGLU
+/// FFN every token uses), gated per token when the layer has
+/// `ffn_gate_inp_shexp` (Qwen2-MoE): `out = shexp(x) · σ(x · gate_inp)`,
+/// the sigmoid computed as llama.cpp does, `silu(g) / g`.
+pub fn shared_expert(b: &mut Builder, x: TensorId, il: usize) -> Result<TensorId> {
+    let up = super::blocks::linear(b, x, il, "ffn_up_shexp", "ffn_shexp_up")?;
+    let gate = super::blocks::linear(b, x, il, "ffn_gate_shexp", "ffn_shexp_gate_proj")?;
+    let h = b.op(
+        "ffn_shexp_act",
+        Op::Glu {
+            gate,
+            up,
+            f: Glu::SwiGlu,
+        },
+    )?;
+    let out = super::blocks::linear(b, h, il, "ffn_down_shexp", "ffn_shexp")?;
+    let Some(gate_inp) = b.layer_opt(il, "ffn_gate_inp_shexp", "weight") else {
+        return Ok(out);
+    };
+    let g = b.op("ffn_shexp_gate_inp", Op::MatMul { w: gate_inp, x })?;
+    let silu = b.op(
+        "ffn_shexp_gate_silu",
+        Op::Unary {
+            x: g,
+            f: Unary::Silu,
+        },
+    )?;
+    let g = b.op("ffn_shexp_gate", Op::Div { a: silu, b: g })?;
+    b.op("ffn_shexp_out", Op::MulRows { x: out, s: g })
+}
+
+/// The FFN of a layer of a family with leading dense layers and shared
+/// experts (GLM-4 MoE, DeepSeek-V2/V3): dense below
+/// `n_layer_dense_lead`, else routed experts plus the ungated shared
+/// expert.
+pub fn moe_or_dense_ffn(
+    b: &mut Builder,
+    hp: &HParams,
+    x: TensorId,
+    il: usize,
+    o: &MoeOpts,
+) -> Result<TensorId> {
+    if il < hp.n_layer_dense_lead || hp.n_expert == 0 {
+        return super::blocks::swiglu_ffn(b, x, il);
+    }
+    let routed = moe_ffn(b, hp, x, il, o)?;
+    if hp.n_expert_shared == 0 {
+        return Ok(routed);
+    }
+    let shared = shared_expert(b, x, il)?;
+    b.op(
+        "ffn_out",
+        Op::Add {
+            a: routed,
+            b: shared,
+        },
+    )
 }

@@ -305,6 +305,9 @@ impl Exec<'_> {
             Op::Mul { a, b } => {
                 ops::mul(pool, self.input(a)?, self.input(b)?, out).map_err(op_err)?
             }
+            Op::Div { a, b } => {
+                ops::div(pool, self.input(a)?, self.input(b)?, out).map_err(op_err)?
+            }
             Op::Scale { x, s } => ops::scale(pool, self.input(x)?, s, out).map_err(op_err)?,
             Op::RmsNorm { x, w, group, eps } => {
                 let w = w.map(|w| self.weight_f32(w)).transpose()?;
@@ -410,9 +413,10 @@ impl Exec<'_> {
                 ops::attention(pool, self.input(q)?, kview, vview, out, &p).map_err(op_err)?;
             }
             Op::Unary { x, f } => {
+                let cols = self.run.graph.tensor(x).cols();
                 let x = self.input(x)?;
                 match f {
-                    Unary::Silu => ops::silu(pool, x, out),
+                    Unary::Silu => ops::silu_rows(pool, x, cols, out),
                     Unary::Gelu => ops::gelu(pool, x, out),
                     Unary::GeluErf => ops::gelu_erf(pool, x, out),
                     Unary::Tanh => ops::tanh(pool, x, out),
@@ -453,6 +457,14 @@ impl Exec<'_> {
                 let cols = self.run.graph.tensor(x).cols();
                 let ids = bytemuck::cast_slice(self.input(ids)?);
                 ops::gather_cols(self.input(x)?, cols, ids, out).map_err(op_err)?
+            }
+            Op::GroupMask {
+                x,
+                n_groups,
+                n_used,
+            } => {
+                let cols = self.run.graph.tensor(x).cols();
+                ops::group_mask(self.input(x)?, cols, n_groups, n_used, out).map_err(op_err)?
             }
             Op::NormSum { x, min_sum } => {
                 let cols = self.run.graph.tensor(x).cols();

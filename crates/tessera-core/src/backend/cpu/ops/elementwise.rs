@@ -64,6 +64,11 @@ pub fn add(pool: &ThreadPool, x: &[f32], y: &[f32], out: &mut [f32]) -> Result<(
     binary("add", pool, x, y, out, |a, b| a + b)
 }
 
+/// `out = x / y` (`y` same shape or one row broadcast).
+pub fn div(pool: &ThreadPool, x: &[f32], y: &[f32], out: &mut [f32]) -> Result<(), OpError> {
+    binary("div", pool, x, y, out, |a, b| a / b)
+}
+
 /// `out = x * y` (`y` same shape or one row broadcast).
 pub fn mul(pool: &ThreadPool, x: &[f32], y: &[f32], out: &mut [f32]) -> Result<(), OpError> {
     binary("mul", pool, x, y, out, |a, b| a * b)
@@ -101,6 +106,25 @@ pub fn sigmoid(pool: &ThreadPool, x: &[f32], out: &mut [f32]) -> Result<(), OpEr
 /// `out = x / (1 + exp(-x))` (ggml's `silu`).
 pub fn silu(pool: &ThreadPool, x: &[f32], out: &mut [f32]) -> Result<(), OpError> {
     unary("silu", pool, x, out, math::silu_row)
+}
+
+/// [`silu`] of rows of `cols` values, each row split as ggml splits it
+/// (vector formula on groups of 8 from the row's start, libm on its tail):
+/// the same as [`silu`] when `cols` is a multiple of 8.
+pub fn silu_rows(
+    pool: &ThreadPool,
+    x: &[f32],
+    cols: usize,
+    out: &mut [f32],
+) -> Result<(), OpError> {
+    if cols.is_multiple_of(math::LANES) {
+        return silu(pool, x, out);
+    }
+    check_len("silu", "out", out.len(), x.len())?;
+    for (x, o) in x.chunks(cols).zip(out.chunks_mut(cols)) {
+        math::silu_row(x, o);
+    }
+    Ok(())
 }
 
 /// `out = gelu(x)`, tanh approximation through ggml's f16 table.

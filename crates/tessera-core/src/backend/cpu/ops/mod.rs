@@ -42,9 +42,11 @@ pub mod rows;
 pub mod softmax;
 
 pub use attention::{attention, attention_scalar, AttnParams};
-pub use elementwise::{add, geglu, gelu, gelu_erf, mul, scale, sigmoid, silu, swiglu, tanh};
+pub use elementwise::{
+    add, div, geglu, gelu, gelu_erf, mul, scale, sigmoid, silu, silu_rows, swiglu, tanh,
+};
 pub use kv::{kv_store, KvType, KvView};
-pub use moe::{gather_cols, moe_sum, mul_rows, norm_sum, top_k_ids};
+pub use moe::{gather_cols, group_mask, moe_sum, mul_rows, norm_sum, top_k_ids};
 pub use norm::{layer_norm, rms_norm};
 pub use rope::{rope, RopeMode, RopeParams};
 pub use routing::{concat, copy, top_k, transpose2d};

@@ -66,6 +66,51 @@ pub fn gather_cols(x: &[f32], n_cols: usize, ids: &[i32], out: &mut [f32]) -> Re
     Ok(())
 }
 
+/// Expert-group routing (DeepSeek-V3's, as llama.cpp builds it): per row
+/// of `n_cols` scores in `n_groups` groups, a group's score is the sum of
+/// its two largest values (in f64, rounded to f32); the `n_used` best groups
+/// keep their values, every other value becomes −∞.
+pub fn group_mask(
+    x: &[f32],
+    n_cols: usize,
+    n_groups: usize,
+    n_used: usize,
+    out: &mut [f32],
+) -> Result<(), OpError> {
+    const OP: &str = "group_mask";
+    check_len(OP, "out", out.len(), x.len())?;
+    if n_groups == 0
+        || n_groups > MAX_TOP_K
+        || n_cols == 0
+        || !n_cols.is_multiple_of(n_groups)
+        || n_cols / n_groups < 2
+        || n_used > n_groups
+        || !x.len().is_multiple_of(n_cols)
+    {
+        return Err(shape(
+            OP,
+            format!("{n_cols} experts in {n_groups} groups, {n_used} used"),
+        ));
+    }
+    let per = n_cols / n_groups;
+    let mut scores = [0f32; MAX_TOP_K];
+    let mut keep = [0i32; MAX_TOP_K];
+    let (mut best, mut best_ids) = ([0f32; 2], [0i32; 2]);
+    for (row, out) in x.chunks_exact(n_cols).zip(out.chunks_exact_mut(n_cols)) {
+        for (g, score) in row.chunks_exact(per).zip(scores.iter_mut()) {
+            top_k(g, per, 2, &mut best_ids, &mut best)?;
+            *score = (f64::from(best[0]) + f64::from(best[1])) as f32;
+        }
+        top_k_ids(&scores[..n_groups], n_groups, n_used, &mut keep[..n_used])?;
+        out.fill(f32::NEG_INFINITY);
+        for &g in &keep[..n_used] {
+            let r = g as usize * per..(g as usize + 1) * per;
+            out[r.clone()].copy_from_slice(&row[r]);
+        }
+    }
+    Ok(())
+}
+
 /// Each row of `n_cols` values divided by its sum (in f64, rounded to f32),
 /// the sum clamped below at `min_sum`.
 pub fn norm_sum(x: &[f32], n_cols: usize, min_sum: f32, out: &mut [f32]) -> Result<(), OpError> {
@@ -161,6 +206,12 @@ mod tests {
         moe_sum(&x, &[0.5, 0.25, 2.0, 0.1], 2, &mut out).unwrap();
         assert_eq!(out, [0.5 + 2.5, 1.0 + 5.0, 6.0 + 3.0, 8.0 + 4.0]);
         assert!(gather_cols(&probs, 4, &[0, 9, 1, 1], &mut w).is_err());
+        // Groups of 2: sums 0.5 and 0.5 (a tie: the first group wins), then
+        // 0.3 and 0.7; one group kept per row.
+        let mut m = [0f32; 8];
+        group_mask(&probs, 4, 2, 1, &mut m).unwrap();
+        let inf = f32::NEG_INFINITY;
+        assert_eq!(m, [0.1, 0.4, inf, inf, inf, inf, 0.6, 0.1]);
         assert!(top_k_ids(&probs, 4, MAX_TOP_K + 1, &mut [0; 600]).is_err());
     }
 }
