@@ -139,6 +139,9 @@ pub enum Glu {
     SwiGlu,
     /// `gelu(gate) * up` (tanh approximation).
     GeGlu,
+    /// gpt-oss's clamped SwiGLU (ggml's `swiglu_oai`, α = 1.702, limit 7):
+    /// `g = min(gate, 7)`, `u = clamp(up, −7, 7)`, `g·σ(α·g) · (u + 1)`.
+    SwiGluOai,
 }
 
 /// An operation. Inputs are tensors of the same graph; the output is the
@@ -312,6 +315,16 @@ pub enum Op {
         /// Expert ids (i32).
         ids: TensorId,
     },
+    /// `out[t·k + s] = x[t·k + s] + b[ids[t, s]]`: each expert's bias row
+    /// (ggml's `add_id`). `x [n·k, cols]`, `b [n_expert, cols]`, `ids [n, k]`.
+    AddId {
+        /// Expert outputs.
+        x: TensorId,
+        /// Biases, one row per expert.
+        b: TensorId,
+        /// Expert ids (i32).
+        ids: TensorId,
+    },
     /// The weighted sum of each token's expert outputs, in slot order:
     /// `out[t] = Σ_s x[t·k + s] · w[t, s]` (each product rounded, then
     /// added one by one, as llama.cpp's `mul` and chain of `add`s).
@@ -355,6 +368,7 @@ impl Op {
             | Op::GroupMask { x, .. } => vec![x],
             Op::GatherCols { x, ids } => vec![x, ids],
             Op::MatMulId { w, x, ids } => vec![w, x, ids],
+            Op::AddId { x, b, ids } => vec![x, b, ids],
             Op::MoeSum { x, w } => vec![x, w],
             Op::MulRows { x, s } => vec![x, s],
         }
@@ -448,6 +462,11 @@ impl Op {
                 x: f(x),
                 ids: f(ids),
             },
+            Op::AddId { x, b, ids } => Op::AddId {
+                x: f(x),
+                b: f(b),
+                ids: f(ids),
+            },
             Op::MoeSum { x, w } => Op::MoeSum { x: f(x), w: f(w) },
             Op::MulRows { x, s } => Op::MulRows { x: f(x), s: f(s) },
         }
@@ -476,6 +495,7 @@ impl Op {
             Op::NormSum { .. } => "norm_sum",
             Op::GroupMask { .. } => "group_mask",
             Op::MatMulId { .. } => "mul_mat_id",
+            Op::AddId { .. } => "add_id",
             Op::MoeSum { .. } => "moe_sum",
             Op::MulRows { .. } => "mul_rows",
         }

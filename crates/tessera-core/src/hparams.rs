@@ -99,6 +99,9 @@ pub enum Gating {
     Softmax,
     /// Sigmoid of each logit (`expert_gating_func` 2).
     Sigmoid,
+    /// The raw logits choose; the chosen ones' softmax weights them
+    /// (`expert_gating_func` 3, gpt-oss).
+    SoftmaxWeight,
 }
 
 fn bad(key: &str, reason: impl Into<String>) -> CoreError {
@@ -289,10 +292,11 @@ impl HParams {
             None | Some(0) => None,
             Some(1) => Some(Gating::Softmax),
             Some(2) => Some(Gating::Sigmoid),
+            Some(3) => Some(Gating::SoftmaxWeight),
             Some(v) => {
                 return Err(bad(
                     &k.key("expert_gating_func"),
-                    format!("{v} is not supported (1 softmax, 2 sigmoid)"),
+                    format!("{v} is not supported (1 softmax, 2 sigmoid, 3 softmax of the chosen)"),
                 ))
             }
         };
@@ -382,7 +386,11 @@ fn swa_pattern(k: &Keys, n_layer: usize, has_swa: bool) -> Result<Vec<bool>> {
             Ok((0..n_layer).map(|il| n == 0 || il % n < n - 1).collect())
         }
         None => {
-            let n = if k.arch == "gemma3" { 6 } else { 0 };
+            let n = match k.arch {
+                "gemma3" => 6,
+                "gpt-oss" => 2,
+                _ => 0,
+            };
             Ok((0..n_layer).map(|il| n == 0 || il % n < n - 1).collect())
         }
     }

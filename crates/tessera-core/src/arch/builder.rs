@@ -283,6 +283,24 @@ impl<'a> Builder<'a> {
                 }
                 Ok((n * k, sw[1]))
             }
+            Op::AddId { x, b: bias, ids } => {
+                let (sx, sb, si) = (s(x), s(bias), s(ids));
+                self.check_ids(name, ids, si[1])?;
+                if sx[1] != si[1] * si[2] || sb[2] != sx[2] || sb[0] != 1 {
+                    return Err(self.shape_err(
+                        name,
+                        format!(
+                            "biases {} {:?} for {} {:?} routed by {:?}",
+                            self.name_of(bias),
+                            sb,
+                            self.name_of(x),
+                            sx,
+                            si
+                        ),
+                    ));
+                }
+                Ok((sx[1], sx[2]))
+            }
             Op::MoeSum { x, w } => {
                 let (sx, sw) = (s(x), s(w));
                 if sx[1] != sw[1] * sw[2] {

@@ -6,6 +6,7 @@ pub mod blocks;
 pub mod builder;
 pub mod gemma3;
 pub mod glm4moe;
+pub mod gptoss;
 pub mod llama;
 pub mod moe;
 pub mod olmoe;
@@ -50,6 +51,7 @@ pub fn build_graph(
         "qwen3" | "qwen3moe" => qwen3::build(&mut b, hp)?,
         "olmoe" => olmoe::build(&mut b, hp)?,
         "glm4moe" => glm4moe::build(&mut b, hp)?,
+        "gpt-oss" => gptoss::build(&mut b, hp)?,
         "gemma3" => gemma3::build(&mut b, hp)?,
         other => {
             return Err(CoreError::UnsupportedArch {

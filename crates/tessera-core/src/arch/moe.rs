@@ -1,11 +1,12 @@
 //! The shared mixture-of-experts FFN, as llama.cpp's `build_moe_ffn`:
 //!
 //! ```text
-//! logits  = x · ffn_gate_inp                    [n, n_expert]
-//! probs   = softmax(logits) | sigmoid(logits)
+//! logits  = x · ffn_gate_inp (+ bias)           [n, n_expert]
+//! probs   = softmax(logits) | sigmoid(logits) | logits
 //! ids     = top_k(probs (+ exp_probs_b), k)      [n, k]
-//! w       = probs[ids]  (/ Σ w) (× scale)        [n, k]
+//! w       = probs[ids] (softmax) (/ Σ w) (× scale)   [n, k]
 //! h       = act(gate_exps[ids] · x) * (up_exps[ids] · x)   [n·k, n_ff_exp]
+//!           (each expert product plus its bias row, where there is one)
 //! out     = Σ_s w[s] · (down_exps[ids] · h)      [n, n_embd]
 //! ```
 //!
@@ -59,7 +60,10 @@ pub fn moe_ffn(
     o: &MoeOpts,
 ) -> Result<TensorId> {
     let router = b.layer_weight(il, "ffn_gate_inp")?;
-    let logits = b.op("ffn_moe_logits", Op::MatMul { w: router, x })?;
+    let mut logits = b.op("ffn_moe_logits", Op::MatMul { w: router, x })?;
+    if let Some(bias) = b.layer_opt(il, "ffn_gate_inp", "bias") {
+        logits = b.op("ffn_moe_logits_biased", Op::Add { a: logits, b: bias })?;
+    }
     let probs = match o.gating {
         Gating::Softmax => b.op("ffn_moe_probs", Op::Softmax { x: logits })?,
         Gating::Sigmoid => b.op(
@@ -69,6 +73,7 @@ pub fn moe_ffn(
                 f: Unary::Sigmoid,
             },
         )?,
+        Gating::SoftmaxWeight => logits,
     };
     let mut selection = match b.layer_opt(il, "exp_probs_b", "bias") {
         Some(bias) => b.op("ffn_moe_probs_biased", Op::Add { a: probs, b: bias })?,
@@ -92,6 +97,9 @@ pub fn moe_ffn(
         },
     )?;
     let mut w = b.op("ffn_moe_weights", Op::GatherCols { x: probs, ids })?;
+    if o.gating == Gating::SoftmaxWeight {
+        w = b.op("ffn_moe_weights_softmax", Op::Softmax { x: w })?;
+    }
     if o.norm_w {
         w = b.op(
             "ffn_moe_weights_norm",
@@ -104,21 +112,29 @@ pub fn moe_ffn(
     if o.w_scale != 0.0 && o.w_scale != 1.0 {
         w = b.op("ffn_moe_weights_scaled", Op::Scale { x: w, s: o.w_scale })?;
     }
-    let up_w = b.layer_weight(il, "ffn_up_exps")?;
-    let gate_w = b.layer_weight(il, "ffn_gate_exps")?;
-    let down_w = b.layer_weight(il, "ffn_down_exps")?;
-    let up = b.op("ffn_moe_up", Op::MatMulId { w: up_w, x, ids })?;
-    let gate = b.op("ffn_moe_gate", Op::MatMulId { w: gate_w, x, ids })?;
+    let up = experts(b, il, "ffn_up_exps", "ffn_moe_up", x, ids)?;
+    let gate = experts(b, il, "ffn_gate_exps", "ffn_moe_gate", x, ids)?;
     let h = b.op("ffn_moe_act", Op::Glu { gate, up, f: o.act })?;
-    let down = b.op(
-        "ffn_moe_down",
-        Op::MatMulId {
-            w: down_w,
-            x: h,
-            ids,
-        },
-    )?;
+    let down = experts(b, il, "ffn_down_exps", "ffn_moe_down", h, ids)?;
     b.op("ffn_moe_out", Op::MoeSum { x: down, w })
+}
+
+/// The chosen experts of stack `blk.{il}.{base}.weight` applied to `x`
+/// (plus their `.bias` rows, where the model has them), node `name`.
+fn experts(
+    b: &mut Builder,
+    il: usize,
+    base: &str,
+    name: &str,
+    x: TensorId,
+    ids: TensorId,
+) -> Result<TensorId> {
+    let w = b.layer_weight(il, base)?;
+    let y = b.op(name, Op::MatMulId { w, x, ids })?;
+    match b.layer_opt(il, base, "bias") {
+        Some(bias) => b.op(&format!("{name}_biased"), Op::AddId { x: y, b: bias, ids }),
+        None => Ok(y),
+    }
 }
 
 /// The shared expert of layer `il` (`ffn_{gate,up,down}_shexp`, a SwiGLU

@@ -429,6 +429,7 @@ impl Exec<'_> {
                 match f {
                     Glu::SwiGlu => ops::swiglu(pool, g, u, out),
                     Glu::GeGlu => ops::geglu(pool, g, u, out),
+                    Glu::SwiGluOai => ops::swiglu_oai(g, u, 1.702, 7.0, out),
                 }
                 .map_err(op_err)?
             }
@@ -482,6 +483,10 @@ impl Exec<'_> {
                 };
                 let ids = bytemuck::cast_slice(self.input(ids)?);
                 mm.mul_mat_id(pool, &e, self.input(x)?, ids, k, out)?;
+            }
+            Op::AddId { x, b, ids } => {
+                let ids = bytemuck::cast_slice(self.input(ids)?);
+                ops::add_id(self.input(x)?, self.input(b)?, ids, out).map_err(op_err)?
             }
             Op::MoeSum { x, w } => {
                 let k = self.run.graph.tensor(w).cols();

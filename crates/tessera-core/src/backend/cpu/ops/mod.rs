@@ -46,7 +46,9 @@ pub use elementwise::{
     add, div, geglu, gelu, gelu_erf, mul, scale, sigmoid, silu, silu_rows, swiglu, tanh,
 };
 pub use kv::{kv_store, KvType, KvView};
-pub use moe::{gather_cols, group_mask, moe_sum, mul_rows, norm_sum, top_k_ids};
+pub use moe::{
+    add_id, gather_cols, group_mask, moe_sum, mul_rows, norm_sum, swiglu_oai, top_k_ids,
+};
 pub use norm::{layer_norm, rms_norm};
 pub use rope::{rope, RopeMode, RopeParams};
 pub use routing::{concat, copy, top_k, transpose2d};

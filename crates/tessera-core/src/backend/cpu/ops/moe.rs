@@ -161,6 +161,41 @@ pub fn moe_sum(x: &[f32], w: &[f32], k: usize, out: &mut [f32]) -> Result<(), Op
     Ok(())
 }
 
+/// `out[r] = x[r] + b[ids[r]]` for every routed row `r` (ids flattened):
+/// `x`/`out` `[n·k, cols]`, `b [n_expert, cols]`.
+pub fn add_id(x: &[f32], b: &[f32], ids: &[i32], out: &mut [f32]) -> Result<(), OpError> {
+    const OP: &str = "add_id";
+    check_len(OP, "out", out.len(), x.len())?;
+    if ids.is_empty() || !x.len().is_multiple_of(ids.len()) {
+        return Err(shape(OP, format!("{} values for {} ids", x.len(), ids.len())));
+    }
+    let cols = x.len() / ids.len();
+    for ((xr, &id), out) in x.chunks_exact(cols).zip(ids).zip(out.chunks_exact_mut(cols)) {
+        let br = usize::try_from(id)
+            .ok()
+            .and_then(|i| b.get(i * cols..(i + 1) * cols))
+            .ok_or_else(|| shape(OP, format!("expert {id} has no bias row")))?;
+        for ((o, &a), &c) in out.iter_mut().zip(xr).zip(br) {
+            *o = a + c;
+        }
+    }
+    Ok(())
+}
+
+/// gpt-oss's clamped SwiGLU, value by value (ggml's `swiglu_oai` with
+/// `alpha` and `limit`; libm `expf`).
+pub fn swiglu_oai(gate: &[f32], up: &[f32], alpha: f32, limit: f32, out: &mut [f32]) -> Result<(), OpError> {
+    check_len("swiglu_oai", "up", up.len(), gate.len())?;
+    check_len("swiglu_oai", "out", out.len(), gate.len())?;
+    for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
+        let x = g.min(limit);
+        let y = u.clamp(-limit, limit);
+        let glu = x / (1.0 + (alpha * -x).exp());
+        *o = glu * (y + 1.0);
+    }
+    Ok(())
+}
+
 /// `out[t, c] = x[t, c] · s[t]`.
 pub fn mul_rows(x: &[f32], s: &[f32], out: &mut [f32]) -> Result<(), OpError> {
     check_len("mul_rows", "out", out.len(), x.len())?;
