@@ -3,9 +3,14 @@ library only, for the fixture and benchmark scripts.
 
     from gguf_header import read_header
     meta, tensors = read_header("m.gguf")   # {key: value}, [(name, dims, type_name)]
+
+    python3 scripts/gguf_header.py M.gguf ...   # bytes per type, experts apart
 """
 
+import math
+import os
 import struct
+import sys
 
 # enum ggml_type of ggml/include/ggml.h (the ids that can appear in a GGUF).
 GGML_TYPES = {
@@ -14,6 +19,13 @@ GGML_TYPES = {
     17: "IQ2_XS", 18: "IQ3_XXS", 19: "IQ1_S", 20: "IQ4_NL", 21: "IQ3_S", 22: "IQ2_S",
     23: "IQ4_XS", 24: "I8", 25: "I16", 26: "I32", 27: "I64", 28: "F64", 29: "IQ1_M",
     30: "BF16", 34: "TQ1_0", 35: "TQ2_0", 39: "MXFP4", 40: "NVFP4", 41: "Q1_0", 42: "Q2_0",
+}
+
+# (values per block, bytes per block) of the types the scripts meet.
+TYPE_SIZES = {
+    "F32": (1, 4), "F16": (1, 2), "BF16": (1, 2), "Q4_0": (32, 18), "Q4_1": (32, 20),
+    "Q5_0": (32, 22), "Q5_1": (32, 24), "Q8_0": (32, 34), "Q2_K": (256, 84), "Q3_K": (256, 110),
+    "Q4_K": (256, 144), "Q5_K": (256, 176), "Q6_K": (256, 210), "MXFP4": (32, 17),
 }
 
 # GGUF value types: id -> struct format of a scalar (8 string, 9 array are special).
@@ -71,3 +83,26 @@ def tensor_types(path):
     for name, _dims, ggml_type in read_header(path)[1]:
         out.setdefault(ggml_type, []).append(name)
     return out
+
+
+def tensor_bytes(dims, ggml_type):
+    """Bytes of a tensor's data (types of TYPE_SIZES only)."""
+    block, size = TYPE_SIZES[ggml_type]
+    return math.prod(dims) // block * size
+
+
+def summary(path):
+    """{"experts"|"other": {type: bytes}} of the GGUF at path."""
+    out = {"experts": {}, "other": {}}
+    for name, dims, ggml_type in read_header(path)[1]:
+        part = out["experts" if "_exps." in name else "other"]
+        part[ggml_type] = part.get(ggml_type, 0) + tensor_bytes(dims, ggml_type)
+    return out
+
+
+if __name__ == "__main__":
+    for p in sys.argv[1:]:
+        print(f"{p}: {os.path.getsize(p)} bytes")
+        for part, types in summary(p).items():
+            for t, n in sorted(types.items(), key=lambda kv: -kv[1]):
+                print(f"  {part:8} {t:6} {n:>14} bytes ({n / 2**20:.1f} MiB)")

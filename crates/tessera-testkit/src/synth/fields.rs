@@ -5,10 +5,13 @@
 //!
 //! The names are the Rust field names. Values are decimal numbers, `true` /
 //! `false`, `F32` / `F16` for `weight_type`, `builtin` or a GGUF path for
-//! `vocab`, and `none` for an absent optional (`swa_pattern`).
+//! `vocab`, `softmax` / `sigmoid` for `gating`, and `none` for an absent
+//! optional (`n_rot`, `head_dim_v`, `gating`, `expert_weights_scale`,
+//! `swa_pattern`).
 
 use std::str::FromStr;
 
+use super::arch::Gating;
 use super::{SynthConfig, SynthError, VocabSource, WeightType};
 
 /// Every field [`SynthConfig::set`] knows, in struct order (`arch` is fixed
@@ -20,19 +23,42 @@ pub const FIELDS: &[&str] = &[
     "n_head",
     "n_head_kv",
     "head_dim",
+    "n_rot",
+    "head_dim_v",
+    "kv_lora_rank",
+    "q_lora_rank",
     "n_ff",
     "n_expert",
     "n_expert_used",
     "n_ff_exp",
+    "n_expert_shared",
+    "n_layer_dense_lead",
+    "gating",
+    "expert_weights_norm",
+    "expert_weights_scale",
+    "exp_probs_b",
+    "n_expert_groups",
+    "n_group_used",
     "context_length",
     "weight_type",
     "vocab",
     "tie_embeddings",
     "rms_eps",
     "rope_freq_base",
+    "rope_yarn_factor",
+    "rope_yarn_orig_ctx",
+    "rope_yarn_log_mul",
     "sliding_window",
     "swa_pattern",
 ];
+
+/// `none` or a value.
+fn optional<T: FromStr>(field: &str, value: &str) -> Result<Option<T>, SynthError> {
+    match value {
+        "none" => Ok(None),
+        _ => parse(field, value).map(Some),
+    }
+}
 
 fn parse<T: FromStr>(field: &str, value: &str) -> Result<T, SynthError> {
     value.parse().map_err(|_| {
@@ -54,10 +80,33 @@ impl SynthConfig {
             "n_head" => self.n_head = parse(field, v)?,
             "n_head_kv" => self.n_head_kv = parse(field, v)?,
             "head_dim" => self.head_dim = parse(field, v)?,
+            "n_rot" => self.n_rot = optional(field, v)?,
+            "head_dim_v" => self.head_dim_v = optional(field, v)?,
+            "kv_lora_rank" => self.kv_lora_rank = parse(field, v)?,
+            "q_lora_rank" => self.q_lora_rank = parse(field, v)?,
             "n_ff" => self.n_ff = parse(field, v)?,
             "n_expert" => self.n_expert = parse(field, v)?,
             "n_expert_used" => self.n_expert_used = parse(field, v)?,
             "n_ff_exp" => self.n_ff_exp = parse(field, v)?,
+            "n_expert_shared" => self.n_expert_shared = parse(field, v)?,
+            "n_layer_dense_lead" => self.n_layer_dense_lead = parse(field, v)?,
+            "gating" => {
+                self.gating = match v {
+                    "none" => None,
+                    "softmax" => Some(Gating::Softmax),
+                    "sigmoid" => Some(Gating::Sigmoid),
+                    _ => {
+                        return Err(SynthError::Config(format!(
+                            "gating: '{v}' is not softmax, sigmoid or none"
+                        )))
+                    }
+                }
+            }
+            "expert_weights_norm" => self.expert_weights_norm = parse(field, v)?,
+            "expert_weights_scale" => self.expert_weights_scale = optional(field, v)?,
+            "exp_probs_b" => self.exp_probs_b = parse(field, v)?,
+            "n_expert_groups" => self.n_expert_groups = parse(field, v)?,
+            "n_group_used" => self.n_group_used = parse(field, v)?,
             "context_length" => self.context_length = parse(field, v)?,
             "weight_type" => {
                 self.weight_type = match v.to_ascii_uppercase().as_str() {
@@ -79,6 +128,9 @@ impl SynthConfig {
             "tie_embeddings" => self.tie_embeddings = parse(field, v)?,
             "rms_eps" => self.rms_eps = parse(field, v)?,
             "rope_freq_base" => self.rope_freq_base = parse(field, v)?,
+            "rope_yarn_factor" => self.rope_yarn_factor = parse(field, v)?,
+            "rope_yarn_orig_ctx" => self.rope_yarn_orig_ctx = parse(field, v)?,
+            "rope_yarn_log_mul" => self.rope_yarn_log_mul = parse(field, v)?,
             "sliding_window" => self.sliding_window = parse(field, v)?,
             "swa_pattern" => {
                 self.swa_pattern = match v {
@@ -117,8 +169,9 @@ mod tests {
             let value = match f {
                 "weight_type" => "F16",
                 "vocab" => "/x.gguf",
-                "tie_embeddings" => "true",
+                "tie_embeddings" | "expert_weights_norm" | "exp_probs_b" => "true",
                 "swa_pattern" => "none",
+                "gating" => "sigmoid",
                 _ => "3",
             };
             c.set(f, value).unwrap_or_else(|e| panic!("{f}: {e}"));

@@ -14,10 +14,13 @@
 //! ```
 //!
 //! - [`arch`]: one data row per architecture (which blocks, which keys).
+//! - `config`: [`SynthConfig`], its defaults and validation.
+//! - `keys`: the `{arch}.*` hyperparameter keys of a config.
 //! - [`tensors`]: the tensor list built from shared blocks, with shapes.
 //! - [`vocab`]: the built-in byte-level BPE vocabulary, or one copied from a GGUF.
 //! - [`fill`]: the seeded generator and F16 encoding.
 //! - [`fields`]: config fields by name (`set("n_embd", "256")`).
+//! - `stream`: writing a file tensor by tensor (models of several GB).
 //!
 //! The same [`SynthConfig`] always gives the same bytes: values come from a
 //! hand-written SplitMix64 stream per tensor (see [`fill`]), metadata and
@@ -36,8 +39,11 @@
 //! and with a model this fast the printed text is often cut off or empty.
 
 pub mod arch;
+mod config;
 pub mod fields;
 pub mod fill;
+mod keys;
+mod stream;
 pub mod tensors;
 pub mod vocab;
 
@@ -47,12 +53,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tessera_gguf::{GgmlType, GgufError, GgufWriter, Metadata, Value};
 
 pub use arch::{Arch, ArchSpec};
+pub use config::SynthConfig;
 pub use tensors::{tensor_plan, TensorSpec};
 
-use arch::{ExpertWidthKey, Ffn, OutputHead, QkNorm};
+use keys::hparams;
 
-/// Largest model the generator agrees to build (it holds it in memory).
+/// Largest model [`generate`] and [`to_bytes`] agree to build (they hold it
+/// in memory).
 pub const MAX_MODEL_BYTES: u64 = 1 << 30;
+
+/// Largest model [`write`] agrees to build (it streams to the file, holding
+/// one tensor at a time; the bound is an F32 upper bound of the size, a guard
+/// against filling the disk by mistake).
+pub const MAX_FILE_BYTES: u64 = 64 << 30;
 
 /// Why a synthetic model could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -133,225 +146,29 @@ impl VocabSource {
     }
 }
 
-/// Everything that determines a synthetic model.
-///
-/// [`SynthConfig::new`] gives a tiny model (2 layers, `n_embd` 64, 4 heads)
-/// with the architecture's defaults; change fields as needed. The expert
-/// fields are ignored by dense architectures.
-#[derive(Clone, Debug, PartialEq)]
-pub struct SynthConfig {
-    /// The architecture.
-    pub arch: Arch,
-    /// Seed of every weight value.
-    pub seed: u64,
-    /// Number of layers (`block_count`).
-    pub n_layer: u64,
-    /// Width of the residual stream (`embedding_length`).
-    pub n_embd: u64,
-    /// Query heads (`attention.head_count`).
-    pub n_head: u64,
-    /// Key/value heads (`attention.head_count_kv`); divides `n_head`.
-    pub n_head_kv: u64,
-    /// Size of one head (`attention.key_length` = `value_length` =
-    /// `rope.dimension_count`); even.
-    pub head_dim: u64,
-    /// Width of a dense FFN (`feed_forward_length`).
-    pub n_ff: u64,
-    /// Experts per MoE layer (`expert_count`).
-    pub n_expert: u64,
-    /// Experts used per token (`expert_used_count`).
-    pub n_expert_used: u64,
-    /// Width of one expert (`expert_feed_forward_length` for Qwen3 MoE,
-    /// `feed_forward_length` for Mixtral and OLMoE).
-    pub n_ff_exp: u64,
-    /// Training context length (`context_length`).
-    pub context_length: u64,
-    /// Storage of the weight matrices.
-    pub weight_type: WeightType,
-    /// The tokenizer; the vocabulary size follows from it.
-    pub vocab: VocabSource,
-    /// Omit `output.weight` so the head reuses `token_embd` (ignored by
-    /// architectures that require an output head, i.e. OLMoE).
-    pub tie_embeddings: bool,
-    /// `attention.layer_norm_rms_epsilon`.
-    pub rms_eps: f32,
-    /// `rope.freq_base`.
-    pub rope_freq_base: f32,
-    /// `attention.sliding_window` (Gemma 3 only).
-    pub sliding_window: u64,
-    /// `attention.sliding_window_pattern` (Gemma 3 only): every n-th layer
-    /// attends globally, the others use the window. `None` leaves the key
-    /// out (llama.cpp then uses 6, which with 2 layers makes both local).
-    pub swa_pattern: Option<u32>,
+/// Bytes of the tensor data of a model (without header and padding).
+fn data_bytes(tensors: &[(TensorSpec, GgmlType)]) -> u64 {
+    tensors
+        .iter()
+        .map(|(t, ty)| {
+            let rows: u64 = t.dims[1..].iter().product();
+            ty.row_bytes(t.dims[0])
+                .unwrap_or(u64::MAX)
+                .saturating_mul(rows)
+        })
+        .fold(0, u64::saturating_add)
 }
 
-impl SynthConfig {
-    /// A tiny model of `arch` with seed 0, F32 weights and the built-in vocabulary.
-    pub fn new(arch: Arch) -> Self {
-        let spec = arch.spec();
-        SynthConfig {
-            arch,
-            seed: 0,
-            n_layer: 2,
-            n_embd: 64,
-            n_head: 4,
-            n_head_kv: spec.n_head_kv,
-            head_dim: spec.head_dim,
-            n_ff: 128,
-            n_expert: 4,
-            n_expert_used: 2,
-            n_ff_exp: 32,
-            context_length: 256,
-            weight_type: WeightType::F32,
-            vocab: VocabSource::Builtin,
-            tie_embeddings: matches!(spec.output, OutputHead::Optional { tied: true }),
-            rms_eps: spec.rms_eps,
-            rope_freq_base: spec.rope_freq_base,
-            sliding_window: 16,
-            swa_pattern: Some(2),
-        }
-    }
-
-    /// A conventional file name: `synth-{arch}-s{seed}-{f32|f16}.gguf`.
-    pub fn file_name(&self) -> String {
-        let t = match self.weight_type {
-            WeightType::F32 => "f32",
-            WeightType::F16 => "f16",
-        };
-        format!("synth-{}-s{}-{t}.gguf", self.arch, self.seed)
-    }
-
-    /// Checks that llama.cpp would accept the model, for `n_vocab` tokens.
-    pub fn validate(&self, n_vocab: u64) -> Result<(), SynthError> {
-        let bad = |msg: String| Err(SynthError::Config(msg));
-        let spec = self.arch.spec();
-        let moe = spec.ffn == Ffn::Moe;
-        let mut sizes = vec![
-            ("n_layer", self.n_layer),
-            ("n_embd", self.n_embd),
-            ("n_head", self.n_head),
-            ("n_head_kv", self.n_head_kv),
-            ("head_dim", self.head_dim),
-            ("context_length", self.context_length),
-            ("n_vocab", n_vocab),
-        ];
-        if moe {
-            sizes.extend([
-                ("n_expert", self.n_expert),
-                ("n_expert_used", self.n_expert_used),
-                ("n_ff_exp", self.n_ff_exp),
-            ]);
-        }
-        if !moe || spec.expert_width_key == ExpertWidthKey::ExpertFeedForwardLength {
-            sizes.push(("n_ff", self.n_ff));
-        }
-        if spec.sliding_window {
-            sizes.push(("sliding_window", self.sliding_window));
-        }
-        for (name, v) in sizes {
-            if v == 0 || v > u64::from(u32::MAX) {
-                return bad(format!("{name} is {v}, must be 1 to {}", u32::MAX));
-            }
-        }
-        // LLAMA_MAX_LAYERS and LLAMA_MAX_EXPERTS of llama-hparams.h (asserted, not reported).
-        if self.n_layer > 512 {
-            return bad(format!("n_layer {} exceeds llama.cpp's 512", self.n_layer));
-        }
-        if moe && self.n_expert > 1024 {
-            return bad(format!(
-                "n_expert {} exceeds llama.cpp's 1024",
-                self.n_expert
-            ));
-        }
-        if !self.n_head.is_multiple_of(self.n_head_kv) {
-            return bad(format!(
-                "n_head {} is not a multiple of n_head_kv {}",
-                self.n_head, self.n_head_kv
-            ));
-        }
-        if !self.head_dim.is_multiple_of(2) {
-            return bad(format!(
-                "head_dim {} is odd; RoPE rotates pairs",
-                self.head_dim
-            ));
-        }
-        if moe && self.n_expert_used > self.n_expert {
-            return bad(format!(
-                "n_expert_used {} exceeds n_expert {}",
-                self.n_expert_used, self.n_expert
-            ));
-        }
-        if spec.qk_norm == QkNorm::Full
-            && (self.n_head_kv != self.n_head || self.n_head * self.head_dim != self.n_embd)
-        {
-            return bad(format!(
-                "{} needs n_head_kv = n_head and n_head·head_dim = n_embd (its q/k norms are [n_embd]); \
-                 got n_head {}, n_head_kv {}, head_dim {}, n_embd {}",
-                self.arch, self.n_head, self.n_head_kv, self.head_dim, self.n_embd
-            ));
-        }
-        let plan = tensor_plan(self, n_vocab);
-        let bytes: u64 = plan
-            .iter()
-            .map(|t| t.n_elements().saturating_mul(4)) // F32 upper bound
-            .fold(0, u64::saturating_add);
-        if bytes > MAX_MODEL_BYTES {
-            return bad(format!(
-                "the model would take {bytes} bytes, more than {MAX_MODEL_BYTES}"
-            ));
-        }
-        Ok(())
-    }
-}
-
-/// The hyperparameter keys of `cfg` (without the `{arch}.` prefix), in file order.
-fn hparams(cfg: &SynthConfig, n_vocab: u64) -> Vec<(&'static str, Value)> {
-    let spec = cfg.arch.spec();
-    let u = |v: u64| Value::U32(v as u32); // validated to fit
-    let moe = spec.ffn == Ffn::Moe;
-    let ff_len = match (moe, spec.expert_width_key) {
-        (true, ExpertWidthKey::FeedForwardLength) => cfg.n_ff_exp,
-        _ => cfg.n_ff,
-    };
-    let mut kv = vec![
-        ("vocab_size", u(n_vocab)),
-        ("context_length", u(cfg.context_length)),
-        ("embedding_length", u(cfg.n_embd)),
-        ("block_count", u(cfg.n_layer)),
-        ("feed_forward_length", u(ff_len)),
-        ("attention.head_count", u(cfg.n_head)),
-        ("attention.head_count_kv", u(cfg.n_head_kv)),
-        ("attention.key_length", u(cfg.head_dim)),
-        ("attention.value_length", u(cfg.head_dim)),
-        ("attention.layer_norm_rms_epsilon", Value::F32(cfg.rms_eps)),
-        ("rope.dimension_count", u(cfg.head_dim)),
-        ("rope.freq_base", Value::F32(cfg.rope_freq_base)),
-    ];
-    if moe {
-        kv.push(("expert_count", u(cfg.n_expert)));
-        kv.push(("expert_used_count", u(cfg.n_expert_used)));
-        if spec.expert_width_key == ExpertWidthKey::ExpertFeedForwardLength {
-            kv.push(("expert_feed_forward_length", u(cfg.n_ff_exp)));
-        }
-    }
-    if spec.sliding_window {
-        kv.push(("attention.sliding_window", u(cfg.sliding_window)));
-        if let Some(p) = cfg.swa_pattern {
-            kv.push(("attention.sliding_window_pattern", Value::U32(p)));
-        }
-    }
-    kv
-}
-
-/// Builds the model `cfg` in memory.
-pub fn generate(cfg: &SynthConfig) -> Result<GgufWriter<'static>, SynthError> {
+/// Everything of the model `cfg` but the tensor values: the metadata and the
+/// tensors with their storage types, in file order.
+fn skeleton(cfg: &SynthConfig) -> Result<(Metadata, Vec<(TensorSpec, GgmlType)>), SynthError> {
     let tokenizer = cfg.vocab.metadata()?;
     let n_vocab = vocab::vocab_size(&tokenizer)
         .ok_or_else(|| SynthError::Config("the tokenizer has no token list".into()))?;
     cfg.validate(n_vocab)?;
     let spec = cfg.arch.spec();
 
-    let mut w = GgufWriter::new();
+    let mut w = Metadata::new();
     w.set("general.architecture", Value::String(spec.gguf_name.into()));
     w.set("general.type", Value::String("model".into()));
     w.set(
@@ -372,15 +189,41 @@ pub fn generate(cfg: &SynthConfig) -> Result<GgufWriter<'static>, SynthError> {
     for (k, v) in tokenizer.iter() {
         w.set(k, v.clone());
     }
+    let tensors = tensor_plan(cfg, n_vocab)
+        .into_iter()
+        .map(|t| {
+            let ty = if t.keep_f32 {
+                GgmlType::F32
+            } else {
+                cfg.weight_type.ggml_type()
+            };
+            (t, ty)
+        })
+        .collect();
+    Ok((w, tensors))
+}
 
-    for t in tensor_plan(cfg, n_vocab) {
-        let values = t.init.values(cfg.seed, &t.name, t.n_elements() as usize);
-        let ty = if t.keep_f32 {
-            GgmlType::F32
-        } else {
-            cfg.weight_type.ggml_type()
-        };
-        let data = encode(&values, ty);
+/// The stored bytes of tensor `t` of the model `cfg`.
+fn tensor_bytes(cfg: &SynthConfig, t: &TensorSpec, ty: GgmlType) -> Vec<u8> {
+    let values = t.init.values(cfg.seed, &t.name, t.n_elements() as usize);
+    encode(&values, ty)
+}
+
+/// Builds the model `cfg` in memory (at most [`MAX_MODEL_BYTES`] of tensor
+/// data; [`write`] streams larger ones to a file).
+pub fn generate(cfg: &SynthConfig) -> Result<GgufWriter<'static>, SynthError> {
+    let (metadata, tensors) = skeleton(cfg)?;
+    let mut w = GgufWriter::new();
+    *w.metadata_mut() = metadata;
+    let bytes = data_bytes(&tensors);
+    if bytes > MAX_MODEL_BYTES {
+        return Err(SynthError::Config(format!(
+            "the model would take {bytes} bytes, more than {MAX_MODEL_BYTES} in memory \
+             (synth::write streams larger models to a file)"
+        )));
+    }
+    for (t, ty) in tensors {
+        let data = tensor_bytes(cfg, &t, ty);
         w.add_tensor(t.name, ty, &t.dims, data)?;
     }
     Ok(w)
@@ -402,9 +245,12 @@ pub fn to_bytes(cfg: &SynthConfig) -> Result<Vec<u8>, SynthError> {
     Ok(generate(cfg)?.to_vec()?)
 }
 
-/// Writes the model `cfg` to `path` (atomically: a temporary file renamed).
+/// Writes the model `cfg` to `path` (atomically: a temporary file renamed),
+/// the same bytes as [`to_bytes`], holding one tensor at a time in memory
+/// (see [`stream`]).
 pub fn write(cfg: &SynthConfig, path: impl AsRef<Path>) -> Result<(), SynthError> {
-    Ok(generate(cfg)?.write_to_path(path)?)
+    let (w, tensors) = skeleton(cfg)?;
+    stream::write(w, &tensors, |t, ty| tensor_bytes(cfg, t, ty), path.as_ref())
 }
 
 /// A synthetic model written to a unique temporary file, removed on drop.
