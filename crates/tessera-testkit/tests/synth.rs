@@ -18,12 +18,15 @@ use tessera_testkit::synth::{
     self, vocab, Arch, SynthConfig, SynthError, TempModel, VocabSource, WeightType,
 };
 
-/// Per-layer tensor roles of each architecture with the default config,
-/// written out by hand from llama.cpp's `src/models/<arch>.cpp`.
-fn expected_layer_roles(arch: Arch) -> Vec<&'static str> {
+/// Tensor roles of layer `l` of each architecture with the default config,
+/// written out by hand from llama.cpp's `src/models/<arch>.cpp`; a role
+/// without a `.` is a `.weight`.
+fn expected_layer_roles(arch: Arch, l: u64) -> Vec<&'static str> {
     let attn = ["attn_norm", "attn_q", "attn_k", "attn_v", "attn_output"];
+    let qkv_bias = ["attn_q.bias", "attn_k.bias", "attn_v.bias"];
     let qk = ["attn_q_norm", "attn_k_norm"];
     let dense = ["ffn_norm", "ffn_gate", "ffn_up", "ffn_down"];
+    let exps = ["ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"];
     let moe = [
         "ffn_norm",
         "ffn_gate_inp",
@@ -31,6 +34,7 @@ fn expected_layer_roles(arch: Arch) -> Vec<&'static str> {
         "ffn_up_exps",
         "ffn_down_exps",
     ];
+    let shexp = ["ffn_gate_shexp", "ffn_up_shexp", "ffn_down_shexp"];
     let mut v: Vec<&str> = attn.to_vec();
     match arch {
         Arch::Llama => v.extend(dense),
@@ -43,6 +47,48 @@ fn expected_layer_roles(arch: Arch) -> Vec<&'static str> {
             v.push("post_ffw_norm");
         }
         Arch::Qwen3Moe | Arch::Olmoe => v.extend(qk.iter().chain(&moe)),
+        Arch::Qwen2Moe => {
+            v.extend(qkv_bias.iter().chain(&moe));
+            v.push("ffn_gate_inp_shexp");
+            v.extend(shexp);
+        }
+        Arch::Glm4Moe => {
+            v.extend(qkv_bias);
+            v.push("post_attention_norm");
+            if l == 0 {
+                v.extend(&dense[1..]);
+            } else {
+                v.extend(["ffn_gate_inp", "exp_probs_b.bias"]);
+                v.extend(exps.iter().chain(&shexp));
+            }
+        }
+        Arch::Deepseek2 => {
+            v = vec![
+                "attn_norm",
+                "attn_q",
+                "attn_kv_a_mqa",
+                "attn_kv_a_norm",
+                "attn_k_b",
+                "attn_v_b",
+                "attn_output",
+            ];
+            if l == 0 {
+                v.extend(dense);
+            } else {
+                v.extend(moe.iter().chain(&shexp));
+            }
+        }
+        Arch::GptOss => {
+            v.extend(qkv_bias);
+            v.extend(["attn_output.bias", "attn_sinks", "post_attention_norm"]);
+            v.extend(["ffn_gate_inp", "ffn_gate_inp.bias"]);
+            v.extend(exps);
+            v.extend([
+                "ffn_gate_exps.bias",
+                "ffn_up_exps.bias",
+                "ffn_down_exps.bias",
+            ]);
+        }
     }
     v
 }
@@ -61,8 +107,12 @@ fn expected_names(arch: Arch, n_layer: u64) -> BTreeSet<String> {
         names.insert("output.weight".into());
     }
     for l in 0..n_layer {
-        for role in expected_layer_roles(arch) {
-            names.insert(format!("blk.{l}.{role}.weight"));
+        for role in expected_layer_roles(arch, l) {
+            if role.contains('.') {
+                names.insert(format!("blk.{l}.{role}"));
+            } else {
+                names.insert(format!("blk.{l}.{role}.weight"));
+            }
         }
     }
     names
@@ -83,8 +133,20 @@ fn meta_u64(m: &GgufModel, key: &str) -> u64 {
 }
 
 fn is_moe(arch: Arch) -> bool {
-    matches!(arch, Arch::Mixtral | Arch::Qwen3Moe | Arch::Olmoe)
+    !matches!(arch, Arch::Llama | Arch::Qwen3 | Arch::Gemma3)
 }
+
+/// The architectures of the first generator (checked in detail by
+/// `every_arch_generates_with_the_expected_tensors_and_keys`; the MoE
+/// architectures added later by `moe_architectures_have_llama_cpp_shapes`).
+const FIRST_SIX: [Arch; 6] = [
+    Arch::Llama,
+    Arch::Mixtral,
+    Arch::Qwen3,
+    Arch::Gemma3,
+    Arch::Qwen3Moe,
+    Arch::Olmoe,
+];
 
 #[test]
 fn every_arch_generates_with_the_expected_tensors_and_keys() {
@@ -104,6 +166,9 @@ fn every_arch_generates_with_the_expected_tensors_and_keys() {
         assert_eq!(names, expected_names(arch, 2), "{arch}");
         assert_eq!(m.tensor_count(), names.len());
         assert!(m.tensors().all(|t| t.info.ggml_type == GgmlType::F32));
+        if !FIRST_SIX.contains(&arch) {
+            continue;
+        }
 
         let key = |s: &str| format!("{gguf_arch}.{s}");
         assert_eq!(meta_u64(&m, &key("block_count")), 2);
@@ -139,6 +204,7 @@ fn every_arch_generates_with_the_expected_tensors_and_keys() {
                 assert_eq!(dims(&m, "blk.0.attn_k_norm.weight"), [64]);
             }
             Arch::Llama | Arch::Mixtral => assert_eq!(hd, 16),
+            _ => unreachable!("only the first six get here"),
         }
         if is_moe(arch) {
             assert_eq!(meta_u64(&m, &key("expert_count")), 4);
@@ -170,6 +236,109 @@ fn every_arch_generates_with_the_expected_tensors_and_keys() {
     }
 }
 
+fn meta_f32(m: &GgufModel, key: &str) -> f64 {
+    m.metadata()
+        .get_f64(key)
+        .unwrap_or_else(|e| panic!("{key}: {e}"))
+}
+
+#[test]
+fn moe_architectures_have_llama_cpp_shapes() {
+    let n_vocab = vocab::builtin_tokens().len() as u64;
+    let open =
+        |arch| GgufModel::open(TempModel::new(&SynthConfig::new(arch)).unwrap().path()).unwrap();
+
+    // Qwen2 MoE: q is [n_embd, n_embd]; shared expert 2 × 32 wide with a 1-D gate.
+    let m = open(Arch::Qwen2Moe);
+    assert_eq!(dims(&m, "blk.0.attn_q.weight"), [64, 64]);
+    assert_eq!(dims(&m, "blk.0.attn_k.bias"), [32]);
+    assert_eq!(dims(&m, "blk.1.ffn_gate_inp_shexp.weight"), [64]);
+    assert_eq!(dims(&m, "blk.1.ffn_down_shexp.weight"), [64, 64]);
+    assert_eq!(
+        meta_u64(&m, "qwen2moe.expert_shared_feed_forward_length"),
+        64
+    );
+    assert_eq!(meta_u64(&m, "qwen2moe.expert_feed_forward_length"), 32);
+
+    // GLM-4.5: partial RoPE, layer 0 dense, sigmoid + exp_probs_b, scaled and normalised.
+    let m = open(Arch::Glm4Moe);
+    assert_eq!(meta_u64(&m, "glm4moe.rope.dimension_count"), 16);
+    assert_eq!(meta_u64(&m, "glm4moe.attention.key_length"), 32);
+    assert_eq!(meta_u64(&m, "glm4moe.leading_dense_block_count"), 1);
+    assert_eq!(meta_u64(&m, "glm4moe.expert_shared_count"), 1);
+    assert_eq!(meta_u64(&m, "glm4moe.expert_gating_func"), 2);
+    assert_eq!(meta_f32(&m, "glm4moe.expert_weights_scale"), 2.5);
+    assert!(m
+        .metadata()
+        .get_bool("glm4moe.expert_weights_norm")
+        .unwrap());
+    assert_eq!(dims(&m, "blk.0.ffn_gate.weight"), [64, 128]);
+    assert_eq!(dims(&m, "blk.1.exp_probs_b.bias"), [4]);
+    assert_eq!(dims(&m, "blk.1.ffn_up_shexp.weight"), [64, 32]);
+
+    // DeepSeek 2 (V2-Lite style): MLA heads of 32 + 16, values 32, KV rank 64.
+    let m = open(Arch::Deepseek2);
+    let key = |s: &str| format!("deepseek2.{s}");
+    assert_eq!(meta_u64(&m, &key("attention.head_count_kv")), 1);
+    assert_eq!(meta_u64(&m, &key("attention.key_length")), 64 + 16);
+    assert_eq!(meta_u64(&m, &key("attention.value_length")), 64);
+    assert_eq!(meta_u64(&m, &key("attention.key_length_mla")), 48);
+    assert_eq!(meta_u64(&m, &key("attention.value_length_mla")), 32);
+    assert_eq!(meta_u64(&m, &key("attention.q_lora_rank")), 0);
+    assert_eq!(meta_u64(&m, &key("attention.kv_lora_rank")), 64);
+    assert_eq!(meta_u64(&m, &key("rope.dimension_count")), 16);
+    assert_eq!(meta_u64(&m, &key("expert_gating_func")), 1);
+    assert_eq!(meta_u64(&m, &key("expert_shared_count")), 2);
+    assert_eq!(
+        m.metadata().get_str(&key("rope.scaling.type")).unwrap(),
+        "yarn"
+    );
+    assert_eq!(dims(&m, "blk.0.attn_q.weight"), [64, 4 * 48]);
+    assert_eq!(dims(&m, "blk.0.attn_kv_a_mqa.weight"), [64, 64 + 16]);
+    assert_eq!(dims(&m, "blk.0.attn_k_b.weight"), [32, 64, 4]);
+    assert_eq!(dims(&m, "blk.0.attn_v_b.weight"), [64, 32, 4]);
+    assert_eq!(dims(&m, "blk.0.attn_output.weight"), [4 * 32, 64]);
+    assert_eq!(dims(&m, "blk.1.ffn_gate_shexp.weight"), [64, 2 * 32]);
+    // GLM-4.7-Flash style: q-LoRA, sigmoid with exp_probs_b, groups.
+    let mut cfg = SynthConfig::new(Arch::Deepseek2);
+    for (k, v) in [
+        ("q_lora_rank", "32"),
+        ("gating", "sigmoid"),
+        ("exp_probs_b", "true"),
+        ("expert_weights_norm", "true"),
+        ("expert_weights_scale", "1.8"),
+        ("n_expert", "8"),
+        ("n_expert_groups", "2"),
+        ("n_group_used", "1"),
+        ("rope_yarn_factor", "0"),
+    ] {
+        cfg.set(k, v).unwrap();
+    }
+    let m = GgufModel::open(TempModel::new(&cfg).unwrap().path()).unwrap();
+    assert_eq!(dims(&m, "blk.0.attn_q_a.weight"), [64, 32]);
+    assert_eq!(dims(&m, "blk.0.attn_q_a_norm.weight"), [32]);
+    assert_eq!(dims(&m, "blk.0.attn_q_b.weight"), [32, 4 * 48]);
+    assert!(m.tensor("blk.0.attn_q.weight").is_none());
+    assert_eq!(dims(&m, "blk.1.exp_probs_b.bias"), [8]);
+    assert_eq!(meta_u64(&m, &key("expert_group_count")), 2);
+    assert_eq!(meta_u64(&m, &key("expert_group_used_count")), 1);
+    assert!(m.metadata().get(&key("rope.scaling.type")).is_none());
+
+    // gpt-oss: sinks per head, expert biases, alternating window, YaRN.
+    let m = open(Arch::GptOss);
+    assert_eq!(dims(&m, "blk.0.attn_sinks.weight"), [4]);
+    assert_eq!(dims(&m, "blk.0.attn_output.bias"), [64]);
+    assert_eq!(dims(&m, "blk.0.ffn_gate_exps.bias"), [32, 4]);
+    assert_eq!(dims(&m, "blk.0.ffn_down_exps.bias"), [64, 4]);
+    assert_eq!(meta_u64(&m, "gpt-oss.attention.sliding_window"), 16);
+    assert!(m
+        .metadata()
+        .get("gpt-oss.attention.sliding_window_pattern")
+        .is_none());
+    assert_eq!(meta_f32(&m, "gpt-oss.rope.scaling.factor"), 32.0);
+    assert_eq!(meta_u64(&m, "gpt-oss.vocab_size"), n_vocab);
+}
+
 #[test]
 fn f16_weights_keep_norms_and_router_f32() {
     for arch in Arch::ALL {
@@ -180,7 +349,9 @@ fn f16_weights_keep_norms_and_router_f32() {
         assert_eq!(meta_u64(&f16, "general.file_type"), 1);
         assert_eq!(meta_u64(&f32, "general.file_type"), 0);
         for t in f16.tensors() {
-            let keep_f32 = t.info.dims.len() == 1 || t.info.name.ends_with("ffn_gate_inp.weight");
+            let keep_f32 = t.info.dims.len() == 1
+                || t.info.name.ends_with("ffn_gate_inp.weight")
+                || t.info.name.ends_with(".bias");
             let want = if keep_f32 {
                 GgmlType::F32
             } else {
@@ -310,6 +481,21 @@ fn invalid_configs_are_errors() {
     let mut c = SynthConfig::new(Arch::Llama);
     c.n_embd = 1 << 20;
     assert!(config_err(c).contains("bytes"));
+    let mut c = SynthConfig::new(Arch::Deepseek2);
+    c.n_head_kv = 2;
+    assert!(config_err(c).contains("n_head_kv must be 1"));
+    let mut c = SynthConfig::new(Arch::Glm4Moe);
+    c.exp_probs_b = false;
+    assert!(config_err(c).contains("requires exp_probs_b"));
+    let mut c = SynthConfig::new(Arch::Qwen3Moe);
+    c.exp_probs_b = true;
+    assert!(config_err(c).contains("no exp_probs_b"));
+    let mut c = SynthConfig::new(Arch::Deepseek2);
+    c.n_expert_groups = 2;
+    assert!(config_err(c).contains("groups"));
+    let mut c = SynthConfig::new(Arch::Qwen2Moe);
+    c.head_dim = 32;
+    assert!(config_err(c).contains("n_head·head_dim = n_embd"));
     // A dense architecture ignores the expert fields.
     let mut c = SynthConfig::new(Arch::Llama);
     c.n_expert = 0;

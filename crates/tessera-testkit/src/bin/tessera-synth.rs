@@ -24,7 +24,8 @@ enum Dtype {
 #[derive(Debug, Parser)]
 #[command(name = "tessera-synth", version)]
 struct Args {
-    /// Architecture: llama, mixtral, qwen3, gemma3, qwen3moe, olmoe.
+    /// Architecture: llama, mixtral, qwen3, gemma3, qwen3moe, olmoe, qwen2moe,
+    /// glm4moe, deepseek2, gpt-oss.
     #[arg(long)]
     arch: Arch,
     /// Seed of the weights.
@@ -71,7 +72,14 @@ struct Args {
     #[arg(long)]
     ctx: Option<u64>,
     /// Any config field by its name in `SynthConfig`, e.g. `--set n_embd=256`
-    /// (repeatable; applied after the other options).
+    /// (repeatable; applied after the other options). Fields: seed, n_layer,
+    /// n_embd, n_head, n_head_kv, head_dim, n_rot, head_dim_v, kv_lora_rank,
+    /// q_lora_rank, n_ff, n_expert, n_expert_used, n_ff_exp, n_expert_shared,
+    /// n_layer_dense_lead, gating (softmax|sigmoid|none), expert_weights_norm,
+    /// expert_weights_scale, exp_probs_b, n_expert_groups, n_group_used,
+    /// context_length, weight_type, vocab, tie_embeddings, rms_eps,
+    /// rope_freq_base, rope_yarn_factor, rope_yarn_orig_ctx, rope_yarn_log_mul,
+    /// sliding_window, swa_pattern.
     #[arg(long = "set", value_name = "FIELD=VALUE")]
     set: Vec<String>,
 }

@@ -5,7 +5,21 @@
 //! The rows follow llama.cpp's `src/models/<arch>.cpp` (`load_arch_hparams`
 //! and `load_arch_tensors`) of the reference build: a tensor llama.cpp does
 //! not create is an error there ("wrong number of tensors"), so a row lists
-//! exactly the required tensors, no optional ones.
+//! exactly the required tensors; optional ones (q/k/v biases, `exp_probs_b`)
+//! are written where the real models have them.
+//!
+//! | arch | GGUF name | attention | FFN | what the row adds |
+//! |---|---|---|---|---|
+//! | `llama` | `llama` | standard | dense | tied output |
+//! | `mixtral` | `llama` | standard | MoE | expert width in `feed_forward_length` |
+//! | `qwen3` | `qwen3` | per-head q/k norm | dense | |
+//! | `gemma3` | `gemma3` | per-head q/k norm | dense | post-norms, sliding window + pattern |
+//! | `qwen3moe` | `qwen3moe` | per-head q/k norm | MoE | `expert_feed_forward_length` |
+//! | `olmoe` | `olmoe` | full q/k norm | MoE | required output |
+//! | `qwen2moe` | `qwen2moe` | q/k/v bias | MoE | sigmoid-gated shared expert |
+//! | `glm4moe` | `glm4moe` | q/k/v bias, partial RoPE | dense lead + MoE | sigmoid + `exp_probs_b`, shared expert, `post_attention_norm` |
+//! | `deepseek2` | `deepseek2` | MLA (optional q-LoRA), YaRN | dense lead + MoE | shared experts, softmax or sigmoid, groups |
+//! | `gpt-oss` | `gpt-oss` | q/k/v/o bias, sinks, alternating window, YaRN | MoE | router and expert biases |
 
 use std::fmt;
 use std::str::FromStr;

@@ -227,7 +227,10 @@ fn mla_block(out: &mut Vec<TensorSpec>, cfg: &SynthConfig, l: u64) {
     let (q_lora, kv_lora) = (cfg.q_lora_rank, cfg.kv_lora_rank);
     out.push(TensorSpec::norm(blk(l, "attn_norm"), cfg.n_embd));
     if q_lora > 0 {
-        out.push(TensorSpec::weight(blk(l, "attn_q_a"), &[cfg.n_embd, q_lora]));
+        out.push(TensorSpec::weight(
+            blk(l, "attn_q_a"),
+            &[cfg.n_embd, q_lora],
+        ));
         out.push(TensorSpec::norm(blk(l, "attn_q_a_norm"), q_lora));
         out.push(TensorSpec::weight(
             blk(l, "attn_q_b"),
@@ -294,7 +297,11 @@ fn moe_block(out: &mut Vec<TensorSpec>, cfg: &SynthConfig, spec: &ArchSpec, l: u
         &[cfg.n_embd, e],
     ));
     if spec.moe_biases {
-        out.push(TensorSpec::bias(blk_bias(l, "ffn_gate_inp"), &[e], BIAS_STD));
+        out.push(TensorSpec::bias(
+            blk_bias(l, "ffn_gate_inp"),
+            &[e],
+            BIAS_STD,
+        ));
     }
     if cfg.exp_probs_b {
         out.push(TensorSpec::bias(blk_bias(l, "exp_probs_b"), &[e], BIAS_STD));
@@ -312,8 +319,16 @@ fn moe_block(out: &mut Vec<TensorSpec>, cfg: &SynthConfig, spec: &ArchSpec, l: u
         &[f, cfg.n_embd, e],
     ));
     if spec.moe_biases {
-        out.push(TensorSpec::bias(blk_bias(l, "ffn_gate_exps"), &[f, e], BIAS_STD));
-        out.push(TensorSpec::bias(blk_bias(l, "ffn_up_exps"), &[f, e], BIAS_STD));
+        out.push(TensorSpec::bias(
+            blk_bias(l, "ffn_gate_exps"),
+            &[f, e],
+            BIAS_STD,
+        ));
+        out.push(TensorSpec::bias(
+            blk_bias(l, "ffn_up_exps"),
+            &[f, e],
+            BIAS_STD,
+        ));
         out.push(TensorSpec::bias(
             blk_bias(l, "ffn_down_exps"),
             &[cfg.n_embd, e],
