@@ -20,7 +20,8 @@ or $LLAMA_REF_BIN), a C compiler, cargo (for tessera-synth) and the cached
 models (scripts/fetch-models.sh). Standard library only.
 Env: LLAMA_REF_BIN (the llama.cpp bin dir), TESSERA_MODELS (default
 ~/.cache/tessera/models), CARGO_TARGET_DIR (for tessera-synth),
-GOLDEN_THREADS (default 2).
+GOLDEN_THREADS (default 2), SYNTH_MOE_ONLY (comma-separated tags of
+SYNTH_MOE_MODELS: run only those, to try a config; nothing is written).
 """
 
 import argparse
@@ -123,12 +124,34 @@ SYNTH_MOE_QUANTS = ["Q8_0", "Q4_K_M"]
 # Every matrix row is a multiple of 256 values (n_embd, n_head·head_dim, n_ff_exp),
 # so Q4_K_M really uses K-quants (no fallback to Q5_0/Q8_0 for odd rows).
 MOE_SHAPE = {"n_embd": 256, "n_head": 4, "head_dim": 64, "n_ff_exp": 256}
-# (arch, SynthConfig fields that differ from SynthConfig::new(arch) besides
-# seed/weight_type/vocab, extra llama-quantize types)
+# (tag, arch, SynthConfig fields that differ from SynthConfig::new(arch) besides
+# seed/weight_type/vocab, extra llama-quantize types); the tag names the files.
+MLA_SHAPE = {"n_embd": 256, "n_head": 4, "head_dim": 96, "n_rot": 32, "head_dim_v": 64,
+             "kv_lora_rank": 256, "n_ff_exp": 256}
 SYNTH_MOE_MODELS = [
-    ("mixtral", {**MOE_SHAPE, "n_expert": 8, "n_expert_used": 2}, []),
-    ("qwen3moe", {**MOE_SHAPE, "n_expert": 16, "n_expert_used": 4}, []),
-    ("olmoe", {**MOE_SHAPE, "n_expert": 8, "n_expert_used": 3}, []),
+    ("mixtral", "mixtral", {**MOE_SHAPE, "n_expert": 8, "n_expert_used": 2}, []),
+    ("qwen3moe", "qwen3moe", {**MOE_SHAPE, "n_expert": 16, "n_expert_used": 4}, []),
+    ("olmoe", "olmoe", {**MOE_SHAPE, "n_expert": 8, "n_expert_used": 3}, []),
+    # shared expert 2 × 256 wide, gated by sigmoid(ffn_gate_inp_shexp·x)
+    ("qwen2moe", "qwen2moe", {**MOE_SHAPE, "n_expert": 16, "n_expert_used": 4}, []),
+    # layer 0 dense (n_ff 512), layers 1-2 MoE; sigmoid + exp_probs_b, norm, scale 2.5, half RoPE
+    ("glm4moe", "glm4moe", {**MOE_SHAPE, "n_layer": 3, "n_rot": 32, "n_ff": 512, "n_expert": 16,
+                            "n_expert_used": 4}, []),
+    # DeepSeek-V2-Lite style: no q-LoRA, softmax, 2 shared experts, YaRN (factor 40)
+    ("deepseek2", "deepseek2", {**MLA_SHAPE, "n_layer": 3, "n_ff": 512, "n_expert": 16,
+                                "n_expert_used": 4}, []),
+    # GLM-4.7-Flash style: q-LoRA, sigmoid + exp_probs_b, norm, scale 1.8, 1 shared expert,
+    # no YaRN; plus DeepSeek-V3's expert groups (4 groups, 2 used) to cover group routing
+    ("deepseek2-glm47flash", "deepseek2", {
+        **MLA_SHAPE, "n_layer": 3, "n_ff": 512, "n_expert": 16, "n_expert_used": 4,
+        "q_lora_rank": 256, "gating": "sigmoid", "exp_probs_b": True, "expert_weights_norm": True,
+        "expert_weights_scale": 1.8, "n_expert_shared": 1, "n_expert_groups": 4, "n_group_used": 2,
+        "rope_yarn_factor": 0.0, "rope_yarn_orig_ctx": 0, "rope_yarn_log_mul": 0.0,
+        "rope_freq_base": 1000000.0}, []),
+    # sinks, alternating window 16, YaRN, biases; MXFP4 experts as gpt-oss ships them
+    # exp_gate_up_scale 8: expert gate/up values reach the SwiGLU clamp (±7) often
+    ("gpt-oss", "gpt-oss", {**MOE_SHAPE, "n_expert": 16, "n_expert_used": 4, "exp_gate_up_scale": 8.0},
+     ["MXFP4_MOE"]),
 ]
 
 
@@ -374,13 +397,21 @@ def synth_moe_model(ref, path, config, quantize):
     }
 
 
+def cli_value(v):
+    """A config value as SynthConfig::set reads it (JSON true -> true)."""
+    return str(v).lower() if isinstance(v, bool) else str(v)
+
+
 def synth_moe(ref):
     exe = synth_binary()
     models, head = [], None
-    for arch, fields, extra_quants in SYNTH_MOE_MODELS:
+    only = set(os.environ["SYNTH_MOE_ONLY"].split(",")) if os.environ.get("SYNTH_MOE_ONLY") else None
+    for tag, arch, fields, extra_quants in SYNTH_MOE_MODELS:
+        if only and tag not in only:
+            continue
         config = {"arch": arch, "seed": SYNTH_SEED, "weight_type": "F16", "vocab": "builtin", **fields}
-        f16 = ref.work / f"synth-moe-{arch}-s{SYNTH_SEED}-f16.gguf"
-        sets = [a for k, v in config.items() if k != "arch" for a in ("--set", f"{k}={v}")]
+        f16 = ref.work / f"synth-moe-{tag}-s{SYNTH_SEED}-f16.gguf"
+        sets = [a for k, v in config.items() if k != "arch" for a in ("--set", f"{k}={cli_value(v)}")]
         subprocess.run([str(exe), "--arch", arch, *sets, "-o", str(f16)], check=True, capture_output=True)
         head, model = synth_moe_model(ref, f16, config, None)
         models.append(model)
@@ -392,6 +423,9 @@ def synth_moe(ref):
                         "command": f"llama-quantize {f16.name} {out.name} {qtype}"}
             head, qmodel = synth_moe_model(ref, out, config, quantize)
             models.append(qmodel)
+    if only:
+        log(f"SYNTH_MOE_ONLY={os.environ['SYNTH_MOE_ONLY']}: not writing synth_moe.json")
+        return
     write_json(GOLDEN / "synth_moe.json", {
         "llama_cpp": ref.version,
         "generator": "scripts/make-golden.py --parts synth-moe + scripts/golden-logits.c",

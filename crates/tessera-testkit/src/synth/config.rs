@@ -50,6 +50,10 @@ pub struct SynthConfig {
     /// Width of one expert (`expert_feed_forward_length` for most MoE
     /// architectures, `feed_forward_length` for Mixtral and OLMoE).
     pub n_ff_exp: u64,
+    /// Multiplies the standard deviation of `ffn_gate_exps` and `ffn_up_exps`
+    /// (default 1): values above 1 make expert activations large enough to
+    /// reach gpt-oss's SwiGLU clamp (±7).
+    pub exp_gate_up_scale: f32,
     /// Shared experts: the shared FFN is `n_expert_shared·n_ff_exp` wide
     /// (`expert_shared_count`, or `expert_shared_feed_forward_length` for
     /// Qwen2 MoE).
@@ -121,6 +125,7 @@ impl SynthConfig {
             n_expert: 4,
             n_expert_used: 2,
             n_ff_exp: 32,
+            exp_gate_up_scale: 1.0,
             n_expert_shared: spec.n_expert_shared,
             n_layer_dense_lead: spec.n_layer_dense_lead,
             gating: spec.gating,

@@ -31,6 +31,7 @@ pub const FIELDS: &[&str] = &[
     "n_expert",
     "n_expert_used",
     "n_ff_exp",
+    "exp_gate_up_scale",
     "n_expert_shared",
     "n_layer_dense_lead",
     "gating",
@@ -88,6 +89,7 @@ impl SynthConfig {
             "n_expert" => self.n_expert = parse(field, v)?,
             "n_expert_used" => self.n_expert_used = parse(field, v)?,
             "n_ff_exp" => self.n_ff_exp = parse(field, v)?,
+            "exp_gate_up_scale" => self.exp_gate_up_scale = parse(field, v)?,
             "n_expert_shared" => self.n_expert_shared = parse(field, v)?,
             "n_layer_dense_lead" => self.n_layer_dense_lead = parse(field, v)?,
             "gating" => {

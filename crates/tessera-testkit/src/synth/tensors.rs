@@ -69,7 +69,8 @@
 //! logits spread by about 1 (greedy decoding is not decided by rounding noise).
 //! Biases (and `exp_probs_b`) are uniform with standard deviation
 //! [`BIAS_STD`], attention sinks with standard deviation 1, and a 1-D weight
-//! (`ffn_gate_inp_shexp`) like a matrix row.
+//! (`ffn_gate_inp_shexp`) like a matrix row. `exp_gate_up_scale` multiplies
+//! the standard deviation of `ffn_gate_exps` and `ffn_up_exps`.
 
 use super::arch::{ArchSpec, Attention, OutputHead, QkNorm, SharedExpert};
 use super::fill::Init;
@@ -306,14 +307,15 @@ fn moe_block(out: &mut Vec<TensorSpec>, cfg: &SynthConfig, spec: &ArchSpec, l: u
     if cfg.exp_probs_b {
         out.push(TensorSpec::bias(blk_bias(l, "exp_probs_b"), &[e], BIAS_STD));
     }
-    out.push(TensorSpec::weight(
-        blk(l, "ffn_gate_exps"),
-        &[cfg.n_embd, f, e],
-    ));
-    out.push(TensorSpec::weight(
-        blk(l, "ffn_up_exps"),
-        &[cfg.n_embd, f, e],
-    ));
+    for role in ["ffn_gate_exps", "ffn_up_exps"] {
+        let mut t = TensorSpec::weight(blk(l, role), &[cfg.n_embd, f, e]);
+        if cfg.exp_gate_up_scale != 1.0 {
+            t.init = Init::Uniform {
+                std: cfg.exp_gate_up_scale / (cfg.n_embd as f32).sqrt(),
+            };
+        }
+        out.push(t);
+    }
     out.push(TensorSpec::weight(
         blk(l, "ffn_down_exps"),
         &[f, cfg.n_embd, e],
