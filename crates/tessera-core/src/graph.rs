@@ -105,8 +105,10 @@ pub struct AttnCfg {
     pub n_head: usize,
     /// Key/value heads.
     pub n_head_kv: usize,
-    /// Dimension of one head.
+    /// Dimension of one query/key head.
     pub head_dim: usize,
+    /// Dimension of one value head (= `head_dim` except with MLA).
+    pub head_dim_v: usize,
     /// Multiplier of `q·k`.
     pub scale: f32,
     /// Soft cap of the scores (0 = none).
@@ -335,6 +337,38 @@ pub enum Op {
         /// Weights.
         w: TensorId,
     },
+    /// Columns `start..start + len` of every head: `x [n, n_heads·head_dim]`
+    /// → `[n, n_heads·len]`.
+    SliceHeads {
+        /// Input.
+        x: TensorId,
+        /// Heads per row.
+        n_heads: usize,
+        /// Values per head of `x`.
+        head_dim: usize,
+        /// First column taken from each head.
+        start: usize,
+        /// Columns taken from each head.
+        len: usize,
+    },
+    /// Heads side by side: head `h` of the output is head `h` of `a`
+    /// followed by head `h` of `b` (`n_heads` heads in each).
+    ConcatHeads {
+        /// First parts.
+        a: TensorId,
+        /// Second parts.
+        b: TensorId,
+        /// Heads per row.
+        n_heads: usize,
+    },
+    /// One matrix per head: `w [n_heads, rows, cols]`, `x [n, n_heads·cols]`
+    /// → `[n, n_heads·rows]`, head `h` of the output `w[h] · x_h`.
+    MatMulHeads {
+        /// Per-head matrices.
+        w: TensorId,
+        /// Activations.
+        x: TensorId,
+    },
     /// `x` times one value per row: `x [n, cols]`, `s [n, 1]` → `[n, cols]`.
     MulRows {
         /// Input.
@@ -371,6 +405,9 @@ impl Op {
             Op::AddId { x, b, ids } => vec![x, b, ids],
             Op::MoeSum { x, w } => vec![x, w],
             Op::MulRows { x, s } => vec![x, s],
+            Op::SliceHeads { x, .. } => vec![x],
+            Op::ConcatHeads { a, b, .. } => vec![a, b],
+            Op::MatMulHeads { w, x } => vec![w, x],
         }
     }
 
@@ -469,6 +506,25 @@ impl Op {
             },
             Op::MoeSum { x, w } => Op::MoeSum { x: f(x), w: f(w) },
             Op::MulRows { x, s } => Op::MulRows { x: f(x), s: f(s) },
+            Op::SliceHeads {
+                x,
+                n_heads,
+                head_dim,
+                start,
+                len,
+            } => Op::SliceHeads {
+                x: f(x),
+                n_heads,
+                head_dim,
+                start,
+                len,
+            },
+            Op::ConcatHeads { a, b, n_heads } => Op::ConcatHeads {
+                a: f(a),
+                b: f(b),
+                n_heads,
+            },
+            Op::MatMulHeads { w, x } => Op::MatMulHeads { w: f(w), x: f(x) },
         }
     }
 
@@ -498,6 +554,9 @@ impl Op {
             Op::AddId { .. } => "add_id",
             Op::MoeSum { .. } => "moe_sum",
             Op::MulRows { .. } => "mul_rows",
+            Op::SliceHeads { .. } => "slice_heads",
+            Op::ConcatHeads { .. } => "concat_heads",
+            Op::MatMulHeads { .. } => "mul_mat_heads",
         }
     }
 }

@@ -90,6 +90,26 @@ pub struct HParams {
     pub n_group_used: usize,
     /// M-RoPE sections (`rope.dimension_sections`; all 0 when absent).
     pub rope_sections: [u32; 4],
+    /// DeepSeek's multi-head latent attention, when the file has it.
+    pub mla: Option<Mla>,
+    /// `rope.scaling.yarn_log_multiplier` (0 = none).
+    pub rope_yarn_log_mul: f32,
+    /// `rope.scaling.attn_factor` (default 1).
+    pub rope_attn_factor: f32,
+}
+
+/// Multi-head latent attention sizes (DeepSeek-V2/V3, GLM-4.7-Flash).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mla {
+    /// Rank of the query compression (`attention.q_lora_rank`; 0 = none).
+    pub q_lora_rank: usize,
+    /// Rank of the key/value compression (`attention.kv_lora_rank`).
+    pub kv_lora_rank: usize,
+    /// A query/key head before absorption (`attention.key_length_mla`):
+    /// the rotated part (`n_rot`) plus the rest.
+    pub head_dim_k: usize,
+    /// A value head after `attn_v_b` (`attention.value_length_mla`).
+    pub head_dim_v: usize,
 }
 
 /// How the router turns logits into expert probabilities.
@@ -165,6 +185,25 @@ impl Keys<'_> {
         }
         Ok(v)
     }
+}
+
+/// The MLA sizes, when `attention.kv_lora_rank` and
+/// `attention.key_length_mla` are present (absorbed MLA).
+fn mla(k: &Keys) -> Result<Option<Mla>> {
+    let (Some(kv), Some(hk)) = (
+        k.opt_u64("attention.kv_lora_rank")?,
+        k.opt_u64("attention.key_length_mla")?,
+    ) else {
+        return Ok(None);
+    };
+    let kv_lora_rank = k.check(&k.key("attention.kv_lora_rank"), kv, MAX_DIM)?;
+    let head_dim_k = k.check(&k.key("attention.key_length_mla"), hk, MAX_DIM)?;
+    Ok(Some(Mla {
+        q_lora_rank: k.opt_u64("attention.q_lora_rank")?.unwrap_or(0) as usize,
+        kv_lora_rank,
+        head_dim_k,
+        head_dim_v: k.count_or("attention.value_length_mla", head_dim_k, MAX_DIM)?,
+    }))
 }
 
 /// `rope.dimension_sections`: up to 4 integers (zeros when absent).
@@ -350,6 +389,9 @@ impl HParams {
             n_expert_groups: k.opt_u64("expert_group_count")?.unwrap_or(0) as usize,
             n_group_used: k.opt_u64("expert_group_used_count")?.unwrap_or(0) as usize,
             rope_sections: rope_sections(&k)?,
+            mla: mla(&k)?,
+            rope_yarn_log_mul: k.f32_or("rope.scaling.yarn_log_multiplier", 0.0)?,
+            rope_attn_factor: k.f32_or("rope.scaling.attn_factor", 1.0)?,
             arch,
         })
     }

@@ -160,6 +160,7 @@ pub fn attention(
         n_head: hp.n_head,
         n_head_kv: hp.n_head_kv,
         head_dim: hd,
+        head_dim_v: hd,
         scale,
         softcap: o.softcap,
         window: o.window,

@@ -204,7 +204,7 @@ impl<'a> Builder<'a> {
                 let want = [
                     (q, cfg.n_head * hd),
                     (k, cfg.n_head_kv * hd),
-                    (v, cfg.n_head_kv * hd),
+                    (v, cfg.n_head_kv * cfg.head_dim_v),
                 ];
                 for (t, w) in want {
                     if s(t)[2] != w || s(t)[1] != s(q)[1] {
@@ -220,7 +220,7 @@ impl<'a> Builder<'a> {
                         format!("{} heads over {} kv heads", cfg.n_head, cfg.n_head_kv),
                     ));
                 }
-                Ok((s(q)[1], cfg.n_head * hd))
+                Ok((s(q)[1], cfg.n_head * cfg.head_dim_v))
             }
             Op::Glu { gate, up, .. } => {
                 if s(gate) != s(up) {
@@ -316,6 +316,54 @@ impl<'a> Builder<'a> {
                     ));
                 }
                 Ok((sw[1], sx[2]))
+            }
+            Op::SliceHeads {
+                x,
+                n_heads,
+                head_dim,
+                start,
+                len,
+            } => {
+                if n_heads * head_dim != s(x)[2] || len == 0 || start + len > head_dim {
+                    return Err(self.shape_err(
+                        name,
+                        format!(
+                            "columns {start}..{} of {n_heads} heads of {head_dim} in {:?}",
+                            start + len,
+                            s(x)
+                        ),
+                    ));
+                }
+                Ok((s(x)[1], n_heads * len))
+            }
+            Op::ConcatHeads { a, b, n_heads } => {
+                let (sa, sb) = (s(a), s(b));
+                if n_heads == 0
+                    || sa[1] != sb[1]
+                    || !sa[2].is_multiple_of(n_heads)
+                    || !sb[2].is_multiple_of(n_heads)
+                {
+                    return Err(
+                        self.shape_err(name, format!("{sa:?} and {sb:?} in {n_heads} heads"))
+                    );
+                }
+                Ok((sa[1], sa[2] + sb[2]))
+            }
+            Op::MatMulHeads { w, x } => {
+                let (sw, sx) = (s(w), s(x));
+                if sw[0] == 0 || sw[0] * sw[2] != sx[2] {
+                    return Err(self.shape_err(
+                        name,
+                        format!(
+                            "per-head weights {} {:?} cannot multiply {} {:?}",
+                            self.name_of(w),
+                            sw,
+                            self.name_of(x),
+                            sx
+                        ),
+                    ));
+                }
+                Ok((sx[1], sw[0] * sw[1]))
             }
             Op::MulRows { x, s: f } => {
                 if s(f)[1] != s(x)[1] || s(f)[2] != 1 {

@@ -4,6 +4,7 @@
 
 pub mod blocks;
 pub mod builder;
+pub mod deepseek2;
 pub mod gemma3;
 pub mod glm4moe;
 pub mod gptoss;
@@ -52,6 +53,7 @@ pub fn build_graph(
         "olmoe" => olmoe::build(&mut b, hp)?,
         "glm4moe" => glm4moe::build(&mut b, hp)?,
         "gpt-oss" => gptoss::build(&mut b, hp)?,
+        "deepseek2" => deepseek2::build(&mut b, hp)?,
         "gemma3" => gemma3::build(&mut b, hp)?,
         other => {
             return Err(CoreError::UnsupportedArch {

@@ -87,7 +87,7 @@ impl Backend for CpuBackend {
 
     fn supports(&self, op: &Op, weight_types: &[GgmlType]) -> bool {
         match op {
-            Op::MatMul { .. } | Op::MatMulId { .. } => weight_types
+            Op::MatMul { .. } | Op::MatMulId { .. } | Op::MatMulHeads { .. } => weight_types
                 .iter()
                 .all(|&t| tessera_quant::kernels::dot_entry(t).is_some()),
             Op::Embed { .. } => weight_types
@@ -376,16 +376,18 @@ impl Exec<'_> {
                 let l = kv
                     .layer_mut(layer)
                     .ok_or_else(|| self.err(format!("no KV cache for layer {layer}")))?;
-                let width = cfg.n_head_kv * cfg.head_dim;
-                let store = |buf: &mut Box<dyn DeviceBuffer>, src, dtype, row| -> Result<()> {
-                    let b = buf
-                        .as_any_mut()
-                        .downcast_mut::<HostBuffer>()
-                        .ok_or_else(|| self.err("KV not in host memory".into()))?;
-                    ops::kv_store(src, width, b.bytes_mut(), dtype, row, first).map_err(op_err)
-                };
-                store(&mut l.k, self.input(k)?, l.k_type, l.k_row_bytes)?;
-                store(&mut l.v, self.input(v)?, l.v_type, l.v_row_bytes)?;
+                let store =
+                    |buf: &mut Box<dyn DeviceBuffer>, src, width, dtype, row| -> Result<()> {
+                        let b = buf
+                            .as_any_mut()
+                            .downcast_mut::<HostBuffer>()
+                            .ok_or_else(|| self.err("KV not in host memory".into()))?;
+                        ops::kv_store(src, width, b.bytes_mut(), dtype, row, first).map_err(op_err)
+                    };
+                let (k_width, v_width) =
+                    (cfg.n_head_kv * cfg.head_dim, cfg.n_head_kv * cfg.head_dim_v);
+                store(&mut l.k, self.input(k)?, k_width, l.k_type, l.k_row_bytes)?;
+                store(&mut l.v, self.input(v)?, v_width, l.v_type, l.v_row_bytes)?;
                 let sinks = cfg.sinks.map(|s| self.weight_f32(s)).transpose()?;
                 fn host(buf: &dyn DeviceBuffer) -> Option<&HostBuffer> {
                     buf.as_any().downcast_ref::<HostBuffer>()
@@ -409,7 +411,7 @@ impl Exec<'_> {
                     sinks,
                 };
                 let kview = kv_view(kh, l.k_type, l.k_row_bytes, cfg.n_head_kv, cfg.head_dim);
-                let vview = kv_view(vh, l.v_type, l.v_row_bytes, cfg.n_head_kv, cfg.head_dim);
+                let vview = kv_view(vh, l.v_type, l.v_row_bytes, cfg.n_head_kv, cfg.head_dim_v);
                 ops::attention(pool, self.input(q)?, kview, vview, out, &p).map_err(op_err)?;
             }
             Op::Unary { x, f } => {
@@ -491,6 +493,38 @@ impl Exec<'_> {
             Op::MoeSum { x, w } => {
                 let k = self.run.graph.tensor(w).cols();
                 ops::moe_sum(self.input(x)?, self.input(w)?, k, out).map_err(op_err)?
+            }
+            Op::SliceHeads {
+                x,
+                n_heads,
+                head_dim,
+                start,
+                len,
+            } => ops::slice_heads(self.input(x)?, n_heads, head_dim, start, len, out)
+                .map_err(op_err)?,
+            Op::ConcatHeads { a, b, n_heads } => {
+                let la = self.run.graph.tensor(a).cols() / n_heads;
+                let lb = self.run.graph.tensor(b).cols() / n_heads;
+                ops::concat_heads(self.input(a)?, la, self.input(b)?, lb, out).map_err(op_err)?
+            }
+            Op::MatMulHeads { w, x } => {
+                let (ty, data, [n_heads, rows, cols]) = self.weight(w)?;
+                let x = self.input(x)?;
+                let n = x.len() / (n_heads * cols).max(1);
+                let per_head = data.len() / n_heads.max(1);
+                let mut xin = vec![0f32; n * cols];
+                let mut yh = vec![0f32; n * rows];
+                for h in 0..n_heads {
+                    ops::gather_head(x, n_heads, cols, h, &mut xin);
+                    let m = Matrix {
+                        ggml_type: ty,
+                        data: &data[h * per_head..(h + 1) * per_head],
+                        rows,
+                        cols,
+                    };
+                    mm.matmul(pool, &m, &xin, &mut yh)?;
+                    ops::scatter_head(&yh, n_heads, rows, h, out);
+                }
             }
             Op::MulRows { x, s } => {
                 ops::mul_rows(self.input(x)?, self.input(s)?, out).map_err(op_err)?

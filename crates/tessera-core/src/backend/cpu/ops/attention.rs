@@ -68,7 +68,9 @@ pub struct AttnParams<'a> {
     pub n_head: usize,
     /// KV heads.
     pub n_kv_head: usize,
-    /// Values per head (K and V alike), at most [`MAX_HEAD_DIM`].
+    /// Values per query/key head, at most [`MAX_HEAD_DIM`]. A value head
+    /// has the V view's `head_dim` (the same, except with DeepSeek's MLA,
+    /// whose keys are 576 wide and values 512).
     pub head_dim: usize,
     /// Valid cache cells: `0..n_kv` (cell index = token position).
     pub n_kv: usize,
@@ -232,21 +234,20 @@ fn check(q: &[f32], k: &KvView, v: &KvView, out: &[f32], p: &AttnParams) -> Resu
             format!("kv_cells {} < n_kv {}", p.kv_cells, p.n_kv),
         ));
     }
-    for (name, view) in [("k", k), ("v", v)] {
-        if view.n_kv_head != p.n_kv_head || view.head_dim != p.head_dim {
+    for (name, view, hd) in [("k", k, p.head_dim), ("v", v, v.head_dim)] {
+        if view.n_kv_head != p.n_kv_head || view.head_dim != hd || hd == 0 || hd > MAX_HEAD_DIM {
             return Err(shape(
                 OP,
                 format!(
-                    "{name} cache is [{} heads x {}], params say [{} x {}]",
-                    view.n_kv_head, view.head_dim, p.n_kv_head, p.head_dim
+                    "{name} cache is [{} heads x {}], params say [{} x {hd}] (at most {MAX_HEAD_DIM})",
+                    view.n_kv_head, view.head_dim, p.n_kv_head
                 ),
             ));
         }
         view.check(OP, name, p.n_kv)?;
     }
-    let want = p.n_tokens * p.n_head * p.head_dim;
-    check_len(OP, "q", q.len(), want)?;
-    check_len(OP, "out", out.len(), want)?;
+    check_len(OP, "q", q.len(), p.n_tokens * p.n_head * p.head_dim)?;
+    check_len(OP, "out", out.len(), p.n_tokens * p.n_head * v.head_dim)?;
     check_len(OP, "q_pos", p.q_pos.len(), p.n_tokens)?;
     if let Some(s) = p.sinks {
         check_len(OP, "sinks", s.len(), p.n_head)?;
@@ -284,15 +285,15 @@ fn run(
 ) -> Result<(), OpError> {
     check(q, &k, &v, out, p)?;
     let kern = Kernels::new(k.dtype, level)?;
-    let hd = p.head_dim;
+    let (hd, hdv) = (p.head_dim, v.head_dim);
     let path = path(&k, &v, p, pool.n_threads());
     if path == Path::Tiled {
         tiled(pool, q, &k, &v, out, p, kern);
         return Ok(());
     }
     let work = out.len().saturating_mul(p.n_kv.max(1)).saturating_mul(2);
-    par_rows_work(pool, out, hd, 1, work, |rows, out| {
-        for (r, o) in rows.clone().zip(out.chunks_exact_mut(hd)) {
+    par_rows_work(pool, out, hdv, 1, work, |rows, out| {
+        for (r, o) in rows.clone().zip(out.chunks_exact_mut(hdv)) {
             let (t, h) = (r / p.n_head, r % p.n_head);
             let qh = &q[r * hd..(r + 1) * hd];
             match path {
@@ -314,7 +315,7 @@ struct Online {
 
 /// The one-chunk loop of query token `t`, head `h` (query values `qh`) over
 /// the visible cells of `cells`: leaves the value accumulator in `acc32`
-/// (f32, `head_dim` values) and returns `M` and `S`; adds the sink when
+/// (f32, a value head) and returns `M` and `S`; adds the sink when
 /// `with_sink`.
 #[allow(clippy::too_many_arguments)]
 fn chunk(
@@ -329,7 +330,7 @@ fn chunk(
     with_sink: bool,
     acc32: &mut [f32],
 ) -> Online {
-    let hd = p.head_dim;
+    let (hd, hdv) = (p.head_dim, v.head_dim);
     let kvh = h / (p.n_head / p.n_kv_head);
     let qp = p.q_pos[t];
     // Checked by `KvView::check`: both are whole blocks.
@@ -342,7 +343,7 @@ fn chunk(
 
     let mut acc16 = [0u16; MAX_HEAD_DIM];
     let mut v32 = [0f32; MAX_HEAD_DIM];
-    let (acc16, v32) = (&mut acc16[..hd], &mut v32[..hd]);
+    let (acc16, v32) = (&mut acc16[..hdv], &mut v32[..hdv]);
     acc32.fill(0.0);
     let v_f16 = v.dtype == KvType::F16;
 
@@ -426,7 +427,7 @@ fn one_head(
     o: &mut [f32],
 ) {
     let mut acc32 = [0f32; MAX_HEAD_DIM];
-    let acc32 = &mut acc32[..p.head_dim];
+    let acc32 = &mut acc32[..v.head_dim];
     let st = chunk(qh, k, v, p, t, h, kern, 0..p.n_kv, true, acc32);
     finish(acc32, st.s, o);
 }
@@ -446,10 +447,10 @@ fn split_head(
     chunk_len: usize,
     o: &mut [f32],
 ) {
-    let hd = p.head_dim;
+    let hdv = v.head_dim;
     let mut acc = [0f32; MAX_HEAD_DIM];
     let mut part = [0f32; MAX_HEAD_DIM];
-    let (acc, part) = (&mut acc[..hd], &mut part[..hd]);
+    let (acc, part) = (&mut acc[..hdv], &mut part[..hdv]);
     let (mut m, mut s) = (f32::NEG_INFINITY, 0f32);
     for start in (0..cells).step_by(chunk_len.max(1)) {
         let end = (start + chunk_len).min(cells);
@@ -512,7 +513,7 @@ fn tiled(
             // tokens only; no two units share a row, and every row lies
             // inside `out`, borrowed mutably for the whole call.
             let row = |t: usize| unsafe {
-                std::slice::from_raw_parts_mut(base.at((t * p.n_head + h) * p.head_dim), p.head_dim)
+                std::slice::from_raw_parts_mut(base.at((t * p.n_head + h) * v.head_dim), v.head_dim)
             };
             tiled_unit(q, k, v, p, kern, h, tokens, sc, row);
         });
@@ -538,19 +539,19 @@ fn tiled_unit<'o>(
     sc: &mut TileScratch,
     row: impl Fn(usize) -> &'o mut [f32],
 ) {
-    let hd = p.head_dim;
+    let (hd, hdv) = (p.head_dim, v.head_dim);
     let kvh = h / (p.n_head / p.n_kv_head);
-    let (k_bytes, v_bytes) = (2 * hd, 2 * hd);
+    let (k_bytes, v_bytes) = (2 * hd, 2 * hdv);
     let n_rows = tokens.len();
     for buf in [&mut sc.kt, &mut sc.vt, &mut sc.acc, &mut sc.qt] {
-        if buf.len() < KV_TILE.max(Q_TILE) * hd {
-            buf.resize(KV_TILE.max(Q_TILE) * hd, 0.0);
+        if buf.len() < KV_TILE.max(Q_TILE) * hd.max(hdv) {
+            buf.resize(KV_TILE.max(Q_TILE) * hd.max(hdv), 0.0);
         }
     }
     let (kt, vt, acc, qt) = (
         &mut sc.kt[..KV_TILE * hd],
-        &mut sc.vt[..KV_TILE * hd],
-        &mut sc.acc[..n_rows * hd],
+        &mut sc.vt[..KV_TILE * hdv],
+        &mut sc.acc[..n_rows * hdv],
         &mut sc.qt[..n_rows * hd],
     );
     acc.fill(0.0);
@@ -584,11 +585,11 @@ fn tiled_unit<'o>(
                 kt[dk * KV_TILE + tk] = half::f16::from_le_bytes([b[0], b[1]]).to_f32();
             }
             v.dtype
-                .to_f32(v.head(j, kvh, v_bytes), &mut vt[tk * hd..(tk + 1) * hd]);
+                .to_f32(v.head(j, kvh, v_bytes), &mut vt[tk * hdv..(tk + 1) * hdv]);
         }
         // Past a short last tile: zero values, so their (zero) weights add
         // nothing whatever the earlier tile left there.
-        vt[tile.len() * hd..].fill(0.0);
+        vt[tile.len() * hdv..].fill(0.0);
         // The scores of the whole tile, then each row's softmax step.
         kq.fill(0.0);
         (kern.gemm)(kq, qt, kt, hd, KV_TILE);
@@ -615,7 +616,7 @@ fn tiled_unit<'o>(
                 kq.fill(0.0);
                 continue;
             }
-            let a = &mut acc[i * hd..(i + 1) * hd];
+            let a = &mut acc[i * hdv..(i + 1) * hdv];
             let r = &mut st[i];
             let m_new = r.m.max(tile_max);
             if m_new > r.m {
@@ -626,10 +627,10 @@ fn tiled_unit<'o>(
             r.m = m_new;
             r.s = (f64::from(r.s) + (kern.exp_sum)(kq, m_new)) as f32;
         }
-        (kern.gemm)(acc, kq, vt, KV_TILE, hd);
+        (kern.gemm)(acc, kq, vt, KV_TILE, hdv);
     }
     for (i, t) in tokens.enumerate() {
-        let a = &mut acc[i * hd..(i + 1) * hd];
+        let a = &mut acc[i * hdv..(i + 1) * hdv];
         add_sink(p, h, &mut st[i], a);
         finish(a, st[i].s, row(t));
     }

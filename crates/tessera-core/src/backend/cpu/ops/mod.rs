@@ -32,6 +32,7 @@ use tessera_quant::pool::ThreadPool;
 
 pub mod attention;
 pub mod elementwise;
+pub mod heads;
 pub mod kv;
 pub mod math;
 pub mod moe;
@@ -45,6 +46,7 @@ pub use attention::{attention, attention_scalar, AttnParams};
 pub use elementwise::{
     add, div, geglu, gelu, gelu_erf, mul, scale, sigmoid, silu, silu_rows, swiglu, tanh,
 };
+pub use heads::{concat_heads, gather_head, scatter_head, slice_heads};
 pub use kv::{kv_store, KvType, KvView};
 pub use moe::{
     add_id, gather_cols, group_mask, moe_sum, mul_rows, norm_sum, swiglu_oai, top_k_ids,

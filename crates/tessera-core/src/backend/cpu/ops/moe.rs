@@ -167,10 +167,17 @@ pub fn add_id(x: &[f32], b: &[f32], ids: &[i32], out: &mut [f32]) -> Result<(), 
     const OP: &str = "add_id";
     check_len(OP, "out", out.len(), x.len())?;
     if ids.is_empty() || !x.len().is_multiple_of(ids.len()) {
-        return Err(shape(OP, format!("{} values for {} ids", x.len(), ids.len())));
+        return Err(shape(
+            OP,
+            format!("{} values for {} ids", x.len(), ids.len()),
+        ));
     }
     let cols = x.len() / ids.len();
-    for ((xr, &id), out) in x.chunks_exact(cols).zip(ids).zip(out.chunks_exact_mut(cols)) {
+    for ((xr, &id), out) in x
+        .chunks_exact(cols)
+        .zip(ids)
+        .zip(out.chunks_exact_mut(cols))
+    {
         let br = usize::try_from(id)
             .ok()
             .and_then(|i| b.get(i * cols..(i + 1) * cols))
@@ -184,7 +191,13 @@ pub fn add_id(x: &[f32], b: &[f32], ids: &[i32], out: &mut [f32]) -> Result<(), 
 
 /// gpt-oss's clamped SwiGLU, value by value (ggml's `swiglu_oai` with
 /// `alpha` and `limit`; libm `expf`).
-pub fn swiglu_oai(gate: &[f32], up: &[f32], alpha: f32, limit: f32, out: &mut [f32]) -> Result<(), OpError> {
+pub fn swiglu_oai(
+    gate: &[f32],
+    up: &[f32],
+    alpha: f32,
+    limit: f32,
+    out: &mut [f32],
+) -> Result<(), OpError> {
     check_len("swiglu_oai", "up", up.len(), gate.len())?;
     check_len("swiglu_oai", "out", out.len(), gate.len())?;
     for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
