@@ -193,6 +193,8 @@ impl Kernel {
     ///
     /// - Q4_K with `rows % 8 == 0` (and `repack`): repacked `q4_K_8x8`,
     ///   [`q4k_8x8`]'s order;
+    /// - Q4_0, IQ4_NL, MXFP4 with `rows % 8 == 0` (and `repack`): their
+    ///   repacked `8x8` order ([`kernels::legacy::repacked_dot`]);
     /// - other (non-repacked) Q2_K … Q6_K and IQ4_XS (and `tiled`): the
     ///   tiled matmul for batches of at least [`TILED_MIN_TOKENS`],
     ///   [`tiled`]'s order (the drivers check the batch size);
@@ -211,6 +213,12 @@ impl Kernel {
     ) -> Kernel {
         if t == GgmlType::Q4_K && repack && rows.is_multiple_of(8) {
             self.rows8 = Some(q4k_8x8::rows8(level));
+        } else if let (Some(dot), true) = (
+            kernels::legacy::repacked_dot(t, level),
+            repack && rows.is_multiple_of(8),
+        ) {
+            self.dot = dot;
+            self.tile = None;
         } else if tiled_on {
             self.tiled = tiled::tiled_row(t, level);
         }
@@ -273,6 +281,12 @@ impl MatmulCtx {
     /// default.
     pub fn set_repack(&mut self, on: bool) {
         self.repack = on;
+    }
+
+    /// Whether Q4_K matrices are computed in the repacked order (see
+    /// [`MatmulCtx::set_repack`]).
+    pub fn repack(&self) -> bool {
+        self.repack
     }
 
     /// Whether batches of at least 8 tokens (per expert in `mul_mat_id`)

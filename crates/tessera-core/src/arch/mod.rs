@@ -23,7 +23,16 @@ pub use builder::Builder;
 
 /// The families tessera runs.
 pub const SUPPORTED: &[&str] = &[
-    "llama", "qwen2", "qwen2moe", "qwen3", "qwen3moe", "gemma3", "olmoe", "glm4moe",
+    "llama",
+    "qwen2",
+    "qwen2moe",
+    "qwen3",
+    "qwen3moe",
+    "gemma3",
+    "olmoe",
+    "glm4moe",
+    "gpt-oss",
+    "deepseek2",
 ];
 
 /// Checks that `arch` is supported.

@@ -236,6 +236,27 @@ pub fn dot_tile(t: GgmlType, level: SimdLevel) -> Option<DotTile> {
     None
 }
 
+/// The one-row dot of weight type `t` in the float order of ggml-cpu's
+/// repacked `8x8` weights (`q4_0_8x8_q8_0`, `iq4_nl_8x8_q8_0`,
+/// `mxfp4_8x8_q8_0`; AVX2 builds repack every such matrix with a multiple
+/// of 8 rows, for `mul_mat` and `mul_mat_id`): per block the exact integer
+/// dot `i`, then `acc = fma(f32(i), dx·dy, acc)` from 0, no horizontal sum
+/// of floats (`gemv/gemm_q4_b32_8x8_q8_0_lut_avx`). `None` below AVX2 (the
+/// generic repack kernels round differently and are not reproduced).
+pub fn repacked_dot(t: GgmlType, level: SimdLevel) -> Option<VecDot> {
+    #[cfg(target_arch = "x86_64")]
+    if level >= SimdLevel::Avx2 {
+        return match t {
+            GgmlType::Q4_0 => Some(x86::repacked_q4_0),
+            GgmlType::IQ4_NL => Some(x86::repacked_iq4_nl),
+            GgmlType::MXFP4 => Some(x86::repacked_mxfp4),
+            _ => None,
+        };
+    }
+    let _ = (t, level);
+    None
+}
+
 /// How far ahead of a tile of `tile_bytes` (its rows' bytes) the tile
 /// kernels prefetch: whole tiles, at least 8 KiB.
 #[cfg(target_arch = "x86_64")]
@@ -1231,6 +1252,54 @@ mod x86 {
         }
         out
     }
+
+    /// [`super::repacked_dot`]'s body: `nb` blocks of `T`.
+    ///
+    /// # Safety
+    /// AVX2+FMA+F16C; `nb` whole blocks at `w` and at `a`.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn repacked<T: TileType>(nb: usize, w: *const u8, a: *const u8) -> f32 {
+        let ones = _mm256_set1_epi16(1);
+        let mut acc = 0f32;
+        // SAFETY (every read): block ib < nb of w and a.
+        unsafe {
+            for ib in 0..nb {
+                let (xb, yb) = (w.add(ib * T::W), a.add(ib * T::A));
+                let y = _mm256_loadu_si256(yb.add(T::A_QS).cast());
+                let corr = match T::MODE {
+                    Mode::Offset(k) => _mm256_maddubs_epi16(_mm256_set1_epi8(k), y),
+                    _ => _mm256_setzero_si256(),
+                };
+                let q = T::unpack(xb);
+                let i = hsum_i32(_mm256_madd_epi16(products::<T>(q, y, corr), ones));
+                let dx = _mm_cvtss_f32(T::scales::<1>([xb]));
+                let dy = f16::from_bits(rd16(yb)).to_f32();
+                acc = (i as f32).mul_add(dx * dy, acc);
+            }
+        }
+        acc
+    }
+
+    macro_rules! repacked_fn {
+        ($name:ident, $T:ty, $tname:literal, $scalar:ident) => {
+            pub(super) fn $name(n: usize, w: &[u8], a: &[u8]) -> f32 {
+                let nb = check($tname, n, w, <$T>::W, a, <$T>::A);
+                if !has_avx2() {
+                    return $scalar(n, w, a);
+                }
+                // SAFETY: shapes and features checked above.
+                unsafe { repacked::<$T>(nb, w.as_ptr(), a.as_ptr()) }
+            }
+        };
+    }
+    repacked_fn!(repacked_q4_0, TQ4_0, "Q4_0", vec_dot_q4_0_q8_0_scalar);
+    repacked_fn!(
+        repacked_iq4_nl,
+        TIq4Nl,
+        "IQ4_NL",
+        vec_dot_iq4_nl_q8_0_scalar
+    );
+    repacked_fn!(repacked_mxfp4, TMxfp4, "MXFP4", vec_dot_mxfp4_q8_0_scalar);
 
     /// Dispatches a tile of `w.len()` × `a.len()` rows to its instance.
     macro_rules! tile_fn {

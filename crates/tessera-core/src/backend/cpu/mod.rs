@@ -514,6 +514,10 @@ impl Exec<'_> {
                 let per_head = data.len() / n_heads.max(1);
                 let mut xin = vec![0f32; n * cols];
                 let mut yh = vec![0f32; n * rows];
+                // ggml repacks only 2-D weights: a stack of per-head
+                // matrices keeps the plain kernels' order.
+                let repack = mm.repack();
+                mm.set_repack(false);
                 for h in 0..n_heads {
                     ops::gather_head(x, n_heads, cols, h, &mut xin);
                     let m = Matrix {
@@ -522,9 +526,14 @@ impl Exec<'_> {
                         rows,
                         cols,
                     };
-                    mm.matmul(pool, &m, &xin, &mut yh)?;
+                    let r = mm.matmul(pool, &m, &xin, &mut yh);
+                    if r.is_err() {
+                        mm.set_repack(repack);
+                    }
+                    r?;
                     ops::scatter_head(&yh, n_heads, rows, h, out);
                 }
+                mm.set_repack(repack);
             }
             Op::MulRows { x, s } => {
                 ops::mul_rows(self.input(x)?, self.input(s)?, out).map_err(op_err)?
