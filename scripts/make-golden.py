@@ -119,6 +119,11 @@ N_PREDICT_SYNTH_MOE = 32
 SYNTH_MOE_PROMPTS = SYNTH_PROMPTS + [
     ("fox", "The quick brown fox jumps over the lazy dog. Then it"),
     ("chat", "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n"),
+    # ~120 tokens: enough for most experts to get 8+ of the prompt's tokens,
+    # where ggml's mul_mat_id switches to its tiled kernels.
+    ("long", "In the valley below the old mill, the river bends twice before it reaches the "
+             "town, and every spring the water rises over the low fields where the farmers "
+             "grow barley and beans."),
 ]
 SYNTH_MOE_QUANTS = ["Q8_0", "Q4_K_M"]
 # Every matrix row is a multiple of 256 values (n_embd, n_head·head_dim, n_ff_exp),
