@@ -6,7 +6,8 @@
 //! ids     = top_k(probs (+ exp_probs_b), k)      [n, k]
 //! w       = probs[ids] (softmax) (/ Σ w) (× scale)   [n, k]
 //! h       = act(gate_exps[ids] · x) * (up_exps[ids] · x)   [n·k, n_ff_exp]
-//!           (each expert product plus its bias row, where there is one)
+//!           (each expert product plus its bias row, where there is one;
+//!           gate and up from one fused `ffn_gate_up_exps` where the file has it)
 //! out     = Σ_s w[s] · (down_exps[ids] · h)      [n, n_embd]
 //! ```
 //!
@@ -112,8 +113,28 @@ pub fn moe_ffn(
     if o.w_scale != 0.0 && o.w_scale != 1.0 {
         w = b.op("ffn_moe_weights_scaled", Op::Scale { x: w, s: o.w_scale })?;
     }
-    let up = experts(b, il, "ffn_up_exps", "ffn_moe_up", x, ids)?;
-    let gate = experts(b, il, "ffn_gate_exps", "ffn_moe_gate", x, ids)?;
+    let (gate, up) = if b.layer_opt(il, "ffn_gate_up_exps", "weight").is_some() {
+        // Fused: one product, gate in the first half of each row, up in the second.
+        let gu = experts(b, il, "ffn_gate_up_exps", "ffn_moe_gate_up", x, ids)?;
+        let n_ff = b.shape(gu)[2] / 2;
+        let half = |b: &mut Builder, name: &str, start| {
+            b.op(
+                name,
+                Op::SliceHeads {
+                    x: gu,
+                    n_heads: 1,
+                    head_dim: 2 * n_ff,
+                    start,
+                    len: n_ff,
+                },
+            )
+        };
+        (half(b, "ffn_moe_gate", 0)?, half(b, "ffn_moe_up", n_ff)?)
+    } else {
+        let up = experts(b, il, "ffn_up_exps", "ffn_moe_up", x, ids)?;
+        let gate = experts(b, il, "ffn_gate_exps", "ffn_moe_gate", x, ids)?;
+        (gate, up)
+    };
     let h = b.op("ffn_moe_act", Op::Glu { gate, up, f: o.act })?;
     let down = experts(b, il, "ffn_down_exps", "ffn_moe_down", h, ids)?;
     b.op("ffn_moe_out", Op::MoeSum { x: down, w })

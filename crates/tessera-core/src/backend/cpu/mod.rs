@@ -165,6 +165,12 @@ fn kv_view(
     }
 }
 
+thread_local! {
+    /// Per-head products' packed input and output (grown once, reused).
+    static HEAD_SCRATCH: std::cell::RefCell<(Vec<f32>, Vec<f32>)> =
+        const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+}
+
 /// `TESSERA_DUMP=1`: print every node's name, shape and sum as it runs,
 /// like `llama-eval-callback`, to diff two runs layer by layer.
 fn dump_enabled() -> bool {
@@ -512,28 +518,28 @@ impl Exec<'_> {
                 let x = self.input(x)?;
                 let n = x.len() / (n_heads * cols).max(1);
                 let per_head = data.len() / n_heads.max(1);
-                let mut xin = vec![0f32; n * cols];
-                let mut yh = vec![0f32; n * rows];
                 // ggml repacks only 2-D weights: a stack of per-head
                 // matrices keeps the plain kernels' order.
                 let repack = mm.repack();
                 mm.set_repack(false);
-                for h in 0..n_heads {
-                    ops::gather_head(x, n_heads, cols, h, &mut xin);
-                    let m = Matrix {
-                        ggml_type: ty,
-                        data: &data[h * per_head..(h + 1) * per_head],
-                        rows,
-                        cols,
-                    };
-                    let r = mm.matmul(pool, &m, &xin, &mut yh);
-                    if r.is_err() {
-                        mm.set_repack(repack);
+                let r = HEAD_SCRATCH.with_borrow_mut(|(xin, yh)| -> Result<()> {
+                    xin.resize(n * cols, 0.0);
+                    yh.resize(n * rows, 0.0);
+                    for h in 0..n_heads {
+                        ops::gather_head(x, n_heads, cols, h, xin);
+                        let m = Matrix {
+                            ggml_type: ty,
+                            data: &data[h * per_head..(h + 1) * per_head],
+                            rows,
+                            cols,
+                        };
+                        mm.matmul(pool, &m, xin, yh)?;
+                        ops::scatter_head(yh, n_heads, rows, h, out);
                     }
-                    r?;
-                    ops::scatter_head(&yh, n_heads, rows, h, out);
-                }
+                    Ok(())
+                });
                 mm.set_repack(repack);
+                r?;
             }
             Op::MulRows { x, s } => {
                 ops::mul_rows(self.input(x)?, self.input(s)?, out).map_err(op_err)?
