@@ -157,6 +157,10 @@ SYNTH_MOE_MODELS = [
     # exp_gate_up_scale 8: expert gate/up values reach the SwiGLU clamp (±7) often
     ("gpt-oss", "gpt-oss", {**MOE_SHAPE, "n_expert": 16, "n_expert_used": 4, "exp_gate_up_scale": 8.0},
      ["MXFP4_MOE"]),
+    # the deepseek2 (V2-Lite) model with the experts' gate and up fused into one ffn_gate_up_exps
+    # (per expert: gate rows, then up rows; the same values as the split tensors)
+    ("deepseek2-fused", "deepseek2", {**MLA_SHAPE, "n_layer": 3, "n_ff": 512, "n_expert": 16,
+                                      "n_expert_used": 4, "fused_gate_up": True}, []),
 ]
 
 

@@ -453,6 +453,54 @@ fn a_tensor_does_not_depend_on_the_rest_of_the_model() {
 }
 
 #[test]
+fn fused_gate_up_holds_the_split_values() {
+    let split = SynthConfig::new(Arch::Deepseek2);
+    let mut fused = split.clone();
+    fused.set("fused_gate_up", "true").unwrap();
+    let a = GgufModel::open(TempModel::new(&split).unwrap().path()).unwrap();
+    let b = GgufModel::open(TempModel::new(&fused).unwrap().path()).unwrap();
+    let moe_layers = split.n_layer - split.n_layer_dense_lead;
+    assert_eq!(b.tensor_count(), a.tensor_count() - moe_layers as usize);
+    let (n_embd, f, e) = (split.n_embd, split.n_ff_exp, split.n_expert);
+    for l in 0..split.n_layer {
+        let fused_name = format!("blk.{l}.ffn_gate_up_exps.weight");
+        if !split.is_moe_layer(l) {
+            assert!(b.tensor(&fused_name).is_none());
+            continue;
+        }
+        assert_eq!(dims(&b, &fused_name), [n_embd, 2 * f, e]);
+        for role in ["ffn_gate_exps", "ffn_up_exps"] {
+            assert!(b.tensor(&format!("blk.{l}.{role}.weight")).is_none());
+        }
+        let gate = f32_values(&a, &format!("blk.{l}.ffn_gate_exps.weight"));
+        let up = f32_values(&a, &format!("blk.{l}.ffn_up_exps.weight"));
+        let gu = f32_values(&b, &fused_name);
+        let m = (n_embd * f) as usize; // one expert's gate (or up) matrix
+        for x in 0..e as usize {
+            assert_eq!(gu[2 * x * m..(2 * x + 1) * m], gate[x * m..(x + 1) * m]);
+            assert_eq!(gu[(2 * x + 1) * m..(2 * x + 2) * m], up[x * m..(x + 1) * m]);
+        }
+    }
+    // Every other tensor is the split model's.
+    for t in b.tensors() {
+        if !t.info.name.contains("gate_up_exps") {
+            let other = a.tensor(&t.info.name).unwrap();
+            assert_eq!(b.tensor_data(t), a.tensor_data(other), "{}", t.info.name);
+        }
+    }
+    // exp_gate_up_scale reaches the fused tensor as well.
+    let mut scaled = fused.clone();
+    scaled.exp_gate_up_scale = 2.0;
+    let c = GgufModel::open(TempModel::new(&scaled).unwrap().path()).unwrap();
+    let name = "blk.1.ffn_gate_up_exps.weight";
+    let (x, y) = (f32_values(&b, name), f32_values(&c, name));
+    assert!(x
+        .iter()
+        .zip(&y)
+        .all(|(x, y)| (2.0 * x - y).abs() <= 1e-6 * y.abs()));
+}
+
+#[test]
 fn invalid_configs_are_errors() {
     let config_err = |cfg: SynthConfig| match synth::generate(&cfg) {
         Err(SynthError::Config(msg)) => msg,
@@ -496,6 +544,12 @@ fn invalid_configs_are_errors() {
     let mut c = SynthConfig::new(Arch::Qwen2Moe);
     c.head_dim = 32;
     assert!(config_err(c).contains("n_head·head_dim = n_embd"));
+    // llama.cpp loads a fused ffn_gate_up_exps for DeepSeek 2 only (of these).
+    for arch in Arch::ALL.into_iter().filter(|&a| a != Arch::Deepseek2) {
+        let mut c = SynthConfig::new(arch);
+        c.fused_gate_up = true;
+        assert!(config_err(c).contains("fused ffn_gate_up_exps"), "{arch}");
+    }
     // A dense architecture ignores the expert fields.
     let mut c = SynthConfig::new(Arch::Llama);
     c.n_expert = 0;
@@ -714,6 +768,22 @@ fn llama_cpp_loads_synthetic_models() {
             eprintln!("llama.cpp {what}");
         }
     }
+}
+
+#[test]
+fn llama_cpp_runs_fused_gate_up_experts_like_split_ones() {
+    let Some(tool) = env::llama_tool("llama-completion") else {
+        return;
+    };
+    let dir = TempDir::new("llama-fused");
+    let mut cfg = SynthConfig::new(Arch::Deepseek2);
+    cfg.seed = 1;
+    let split = llama_complete(&tool, TempModel::new(&cfg).unwrap().path(), &dir.0);
+    cfg.fused_gate_up = true;
+    let fused = llama_complete(&tool, TempModel::new(&cfg).unwrap().path(), &dir.0);
+    // Same values in one tensor: the same greedy continuation.
+    assert_eq!(fused, split);
+    assert_eq!(fused.len(), 3 + N_PREDICT);
 }
 
 #[test]

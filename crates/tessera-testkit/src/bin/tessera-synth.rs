@@ -75,7 +75,7 @@ struct Args {
     /// (repeatable; applied after the other options). Fields: seed, n_layer,
     /// n_embd, n_head, n_head_kv, head_dim, n_rot, head_dim_v, kv_lora_rank,
     /// q_lora_rank, n_ff, n_expert, n_expert_used, n_ff_exp, exp_gate_up_scale,
-    /// n_expert_shared,
+    /// fused_gate_up, n_expert_shared,
     /// n_layer_dense_lead, gating (softmax|sigmoid|none), expert_weights_norm,
     /// expert_weights_scale, exp_probs_b, n_expert_groups, n_group_used,
     /// context_length, weight_type, vocab, tie_embeddings, rms_eps,

@@ -18,7 +18,7 @@
 //! | `olmoe` | `olmoe` | full q/k norm | MoE | required output |
 //! | `qwen2moe` | `qwen2moe` | q/k/v bias | MoE | sigmoid-gated shared expert |
 //! | `glm4moe` | `glm4moe` | q/k/v bias, partial RoPE | dense lead + MoE | sigmoid + `exp_probs_b`, shared expert, `post_attention_norm` |
-//! | `deepseek2` | `deepseek2` | MLA (optional q-LoRA), YaRN | dense lead + MoE | shared experts, softmax or sigmoid, groups |
+//! | `deepseek2` | `deepseek2` | MLA (optional q-LoRA), YaRN | dense lead + MoE | shared experts, softmax or sigmoid, groups, optionally fused `ffn_gate_up_exps` |
 //! | `gpt-oss` | `gpt-oss` | q/k/v/o bias, sinks, alternating window, YaRN | MoE | router and expert biases |
 
 use std::fmt;
@@ -224,6 +224,10 @@ pub struct ArchSpec {
     pub moe_biases: bool,
     /// For MoE: `exp_probs_b.bias`, the selection bias of sigmoid routers.
     pub exp_probs_b: Presence,
+    /// For MoE: llama.cpp's loader also takes the gate and up projections
+    /// fused into one `ffn_gate_up_exps` (`create_tensor_gate_up_exps`:
+    /// DeepSeek 2), so [`super::SynthConfig::fused_gate_up`] may be set.
+    pub fused_gate_up: bool,
     /// Sliding-window layers.
     pub sliding_window: SlidingWindow,
     /// The output projection.
@@ -306,6 +310,7 @@ impl Arch {
             shared_expert: SharedExpert::None,
             moe_biases: false,
             exp_probs_b: Presence::Never,
+            fused_gate_up: false,
             sliding_window: SlidingWindow::None,
             output: OutputHead::Optional { tied: true },
             head_dim: 16,
@@ -401,6 +406,7 @@ impl Arch {
                 attention: Attention::Mla,
                 shared_expert: SharedExpert::Counted,
                 exp_probs_b: Presence::Optional,
+                fused_gate_up: true,
                 head_dim: 48,
                 n_rot: Some(16),
                 head_dim_v: Some(32),

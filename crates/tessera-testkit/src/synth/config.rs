@@ -54,6 +54,13 @@ pub struct SynthConfig {
     /// (default 1): values above 1 make expert activations large enough to
     /// reach gpt-oss's SwiGLU clamp (±7).
     pub exp_gate_up_scale: f32,
+    /// Write the experts' gate and up projections as one fused
+    /// `ffn_gate_up_exps` of `[n_embd, 2·n_ff_exp, n_expert]` (per expert the
+    /// `n_ff_exp` gate rows, then the `n_ff_exp` up rows) instead of
+    /// `ffn_gate_exps` + `ffn_up_exps`. Its values are exactly those of the
+    /// two split tensors, so the fused model computes the same function.
+    /// Only where llama.cpp's loader takes it (DeepSeek 2); default false.
+    pub fused_gate_up: bool,
     /// Shared experts: the shared FFN is `n_expert_shared·n_ff_exp` wide
     /// (`expert_shared_count`, or `expert_shared_feed_forward_length` for
     /// Qwen2 MoE).
@@ -126,6 +133,7 @@ impl SynthConfig {
             n_expert_used: 2,
             n_ff_exp: 32,
             exp_gate_up_scale: 1.0,
+            fused_gate_up: false,
             n_expert_shared: spec.n_expert_shared,
             n_layer_dense_lead: spec.n_layer_dense_lead,
             gating: spec.gating,
@@ -264,6 +272,12 @@ impl SynthConfig {
             return bad(format!(
                 "{} has no leading dense layers (n_layer_dense_lead {})",
                 self.arch, self.n_layer_dense_lead
+            ));
+        }
+        if self.fused_gate_up && (!moe || !spec.fused_gate_up) {
+            return bad(format!(
+                "{}: llama.cpp does not load a fused ffn_gate_up_exps for this architecture",
+                self.arch
             ));
         }
         if self.exp_probs_b && (!moe || spec.exp_probs_b == Presence::Never) {

@@ -32,6 +32,7 @@ pub const FIELDS: &[&str] = &[
     "n_expert_used",
     "n_ff_exp",
     "exp_gate_up_scale",
+    "fused_gate_up",
     "n_expert_shared",
     "n_layer_dense_lead",
     "gating",
@@ -90,6 +91,7 @@ impl SynthConfig {
             "n_expert_used" => self.n_expert_used = parse(field, v)?,
             "n_ff_exp" => self.n_ff_exp = parse(field, v)?,
             "exp_gate_up_scale" => self.exp_gate_up_scale = parse(field, v)?,
+            "fused_gate_up" => self.fused_gate_up = parse(field, v)?,
             "n_expert_shared" => self.n_expert_shared = parse(field, v)?,
             "n_layer_dense_lead" => self.n_layer_dense_lead = parse(field, v)?,
             "gating" => {
@@ -171,7 +173,9 @@ mod tests {
             let value = match f {
                 "weight_type" => "F16",
                 "vocab" => "/x.gguf",
-                "tie_embeddings" | "expert_weights_norm" | "exp_probs_b" => "true",
+                "tie_embeddings" | "expert_weights_norm" | "exp_probs_b" | "fused_gate_up" => {
+                    "true"
+                }
                 "swa_pattern" => "none",
                 "gating" => "sigmoid",
                 _ => "3",

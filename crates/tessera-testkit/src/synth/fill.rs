@@ -34,7 +34,21 @@ pub enum Init {
         /// Standard deviation of the values.
         std: f32,
     },
+    /// A fused expert stack `ffn_gate_up_exps` of `n_expert` experts: per
+    /// expert, its slice of the split `ffn_gate_exps` followed by its slice
+    /// of `ffn_up_exps`, each drawn as [`Init::Uniform`] from the stream
+    /// of the split tensor's name (the fused name with `gate_up` replaced by
+    /// `gate` and `up`), so fused and split models hold the same values.
+    FusedGateUp {
+        /// Standard deviation of the values.
+        std: f32,
+        /// Number of experts (the outermost dimension).
+        n_expert: u64,
+    },
 }
+
+/// The fused expert tensor name part, and the split names' parts.
+const FUSED: &str = "ffn_gate_up_exps";
 
 impl Init {
     /// `n` values for tensor `name` of a model seeded with `seed`.
@@ -48,6 +62,19 @@ impl Init {
                 let half_width = std * 3f32.sqrt();
                 (0..n)
                     .map(|_| half_width * rng.next_signed_unit())
+                    .collect()
+            }
+            Init::FusedGateUp { std, n_expert } => {
+                let half = n / 2;
+                let split = |role: &str| {
+                    Init::Uniform { std }.values(seed, &name.replace(FUSED, role), half)
+                };
+                let (gate, up) = (split("ffn_gate_exps"), split("ffn_up_exps"));
+                let per_expert = half / n_expert as usize;
+                gate.chunks(per_expert)
+                    .zip(up.chunks(per_expert))
+                    .flat_map(|(g, u)| g.iter().chain(u))
+                    .copied()
                     .collect()
             }
         }
@@ -82,5 +109,22 @@ mod tests {
         assert!(max <= 0.5 * 3f32.sqrt());
         let n = Init::Norm { jitter: 0.1 }.values(7, "n", 1000);
         assert!(n.iter().all(|x| (0.9..=1.1).contains(x)));
+    }
+
+    #[test]
+    fn fused_gate_up_interleaves_the_split_tensors_per_expert() {
+        let u = Init::Uniform { std: 0.5 };
+        let gate = u.values(3, "blk.1.ffn_gate_exps.weight", 12);
+        let up = u.values(3, "blk.1.ffn_up_exps.weight", 12);
+        let fused = Init::FusedGateUp {
+            std: 0.5,
+            n_expert: 3,
+        }
+        .values(3, "blk.1.ffn_gate_up_exps.weight", 24);
+        let want: Vec<f32> = (0..3)
+            .flat_map(|e| gate[e * 4..e * 4 + 4].iter().chain(&up[e * 4..e * 4 + 4]))
+            .copied()
+            .collect();
+        assert_eq!(fused, want);
     }
 }

@@ -26,6 +26,7 @@
 //! | `blk.{l}.ffn_down.weight` (dense) | `[n_ff, n_embd]` | weight type |
 //! | `blk.{l}.ffn_gate_inp.weight` (MoE router) | `[n_embd, n_expert]` | F32 |
 //! | `blk.{l}.ffn_gate_exps.weight`, `ffn_up_exps.weight` | `[n_embd, n_ff_exp, n_expert]` | weight type |
+//! | `blk.{l}.ffn_gate_up_exps.weight` (`cfg.fused_gate_up`, instead of the two above) | `[n_embd, 2·n_ff_exp, n_expert]` | weight type |
 //! | `blk.{l}.ffn_down_exps.weight` | `[n_ff_exp, n_embd, n_expert]` | weight type |
 //! | `blk.{l}.post_ffw_norm.weight` (Gemma 3) | `[n_embd]` | F32 |
 //!
@@ -70,7 +71,9 @@
 //! Biases (and `exp_probs_b`) are uniform with standard deviation
 //! [`BIAS_STD`], attention sinks with standard deviation 1, and a 1-D weight
 //! (`ffn_gate_inp_shexp`) like a matrix row. `exp_gate_up_scale` multiplies
-//! the standard deviation of `ffn_gate_exps` and `ffn_up_exps`.
+//! the standard deviation of `ffn_gate_exps` and `ffn_up_exps`. A fused
+//! `ffn_gate_up_exps` holds, per expert, exactly the values those two would
+//! have had (gate rows, then up rows; [`Init::FusedGateUp`]).
 
 use super::arch::{ArchSpec, Attention, OutputHead, QkNorm, SharedExpert};
 use super::fill::Init;
@@ -307,14 +310,23 @@ fn moe_block(out: &mut Vec<TensorSpec>, cfg: &SynthConfig, spec: &ArchSpec, l: u
     if cfg.exp_probs_b {
         out.push(TensorSpec::bias(blk_bias(l, "exp_probs_b"), &[e], BIAS_STD));
     }
-    for role in ["ffn_gate_exps", "ffn_up_exps"] {
-        let mut t = TensorSpec::weight(blk(l, role), &[cfg.n_embd, f, e]);
-        if cfg.exp_gate_up_scale != 1.0 {
-            t.init = Init::Uniform {
-                std: cfg.exp_gate_up_scale / (cfg.n_embd as f32).sqrt(),
-            };
+    let gate_up_std = cfg.exp_gate_up_scale / (cfg.n_embd as f32).sqrt();
+    if cfg.fused_gate_up {
+        out.push(TensorSpec {
+            init: Init::FusedGateUp {
+                std: gate_up_std,
+                n_expert: e,
+            },
+            ..TensorSpec::weight(blk(l, "ffn_gate_up_exps"), &[cfg.n_embd, 2 * f, e])
+        });
+    } else {
+        for role in ["ffn_gate_exps", "ffn_up_exps"] {
+            let mut t = TensorSpec::weight(blk(l, role), &[cfg.n_embd, f, e]);
+            if cfg.exp_gate_up_scale != 1.0 {
+                t.init = Init::Uniform { std: gate_up_std };
+            }
+            out.push(t);
         }
-        out.push(t);
     }
     out.push(TensorSpec::weight(
         blk(l, "ffn_down_exps"),
