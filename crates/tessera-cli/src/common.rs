@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use tessera_core::kv::parse_kv_type;
 use tessera_core::sample::SamplerConfig;
-use tessera_core::{Model, ModelParams, SessionParams};
+use tessera_core::{Model, ModelParams, Placement, SessionParams, TensorOverride};
 
 use crate::models;
 
@@ -20,6 +20,9 @@ const LLAMA_SHORT: &[(&str, &str)] = &[
     ("-ctv", "--cache-type-v"),
     ("-ngl", "--n-gpu-layers"),
     ("-fa", "--flash-attn"),
+    ("-ot", "--override-tensor"),
+    ("-ncmoe", "--n-cpu-moe"),
+    ("-cmoe", "--cpu-moe"),
 ];
 
 /// `argv` with llama.cpp's multi-letter short flags made long.
@@ -58,6 +61,20 @@ pub struct ModelArgs {
     /// KV cache type for values: f16 or q8_0 (`-ctv`).
     #[arg(long = "cache-type-v", default_value = "f16")]
     pub cache_type_v: String,
+    /// Tensor placement rules, llama.cpp's `-ot`: `<regex>=<device>[,…]`,
+    /// the regex searched in tensor names, first match wins; repeatable.
+    #[arg(long = "override-tensor")]
+    pub override_tensor: Vec<String>,
+    /// Split the CPU into N devices (`cpu:0` … `cpu:N-1`), the threads
+    /// shared out between them.
+    #[arg(long = "cpu-devices", default_value_t = 1)]
+    pub cpu_devices: usize,
+    /// Keep every routed expert on the CPU (`-cmoe`).
+    #[arg(long = "cpu-moe")]
+    pub cpu_moe: bool,
+    /// Keep the routed experts of the first N layers on the CPU (`-ncmoe`).
+    #[arg(long = "n-cpu-moe", default_value_t = 0)]
+    pub n_cpu_moe: usize,
 }
 
 impl ModelArgs {
@@ -76,10 +93,32 @@ impl ModelArgs {
             &path,
             &ModelParams {
                 n_threads: self.threads,
+                placement: self.placement()?,
             },
         );
         spinner.finish_and_clear();
-        model.with_context(|| format!("cannot load {}", path.display()))
+        let model = model.with_context(|| format!("cannot load {}", path.display()))?;
+        for w in &model.placement().warnings {
+            eprintln!("warning: {w}");
+        }
+        Ok(model)
+    }
+
+    /// The devices and rules of the placement flags.
+    pub fn placement(&self) -> Result<Placement> {
+        if self.cpu_devices == 0 {
+            bail!("--cpu-devices must be at least 1");
+        }
+        let mut overrides = Vec::new();
+        for ot in &self.override_tensor {
+            overrides.extend(TensorOverride::parse_list(ot)?);
+        }
+        Ok(Placement {
+            cpu_devices: self.cpu_devices,
+            overrides,
+            cpu_moe: self.cpu_moe,
+            n_cpu_moe: self.n_cpu_moe,
+        })
     }
 
     /// Session settings.

@@ -1,9 +1,11 @@
 //! A loaded model: the GGUF file (mapped), its hyperparameters, tokenizer,
 //! the backends it runs on and its weights placed on them.
 //!
-//! Placement today: every tensor on the CPU (device 0). The placement
-//! issue replaces [`Model::load`]'s `device_of` with rules and a planner.
+//! Placement: the CPU devices of [`Placement::device_names`], each weight
+//! on the device its rules give ([`crate::placement`]), each layer's KV
+//! cache with its attention's weights.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -16,15 +18,34 @@ use crate::backend::Backend;
 use crate::error::{CoreError, Result};
 use crate::hparams::HParams;
 use crate::kv::KvType;
+use crate::placement::{Placement, Resolved};
 use crate::sched;
 use crate::session::Session;
 use crate::weights::Weights;
 
+/// The device of layer `il`'s attention: that of its first attention
+/// weight found (the query projection, or MLA's), else device 0.
+fn attention_device(weights: &Weights, il: usize) -> usize {
+    [
+        "attn_q",
+        "attn_qkv",
+        "attn_q_a",
+        "attn_kv_a_mqa",
+        "attn_output",
+    ]
+    .iter()
+    .find_map(|base| weights.get(&format!("blk.{il}.{base}.weight")))
+    .map_or(0, |(_, w)| w.device)
+}
+
 /// How to load a model.
 #[derive(Clone, Debug, Default)]
 pub struct ModelParams {
-    /// CPU threads (0: all available cores).
+    /// CPU threads (0: all available cores), shared out over the CPU
+    /// devices.
     pub n_threads: usize,
+    /// Devices and rules.
+    pub placement: Placement,
 }
 
 /// How to create a session.
@@ -62,6 +83,7 @@ pub struct Model {
     backends: Vec<Arc<dyn Backend>>,
     weights: Weights,
     layer_devices: Vec<usize>,
+    placement: Resolved,
 }
 
 impl Model {
@@ -84,8 +106,25 @@ impl Model {
                 .unwrap_or(1),
             n => n,
         };
-        let backends: Vec<Arc<dyn Backend>> = vec![Arc::new(CpuBackend::new("cpu", n_threads))];
-        let weights = Weights::load(&gguf, &backends, |_| 0)?;
+        let owned: Vec<String> = gguf.tensors().map(|t| t.info.name.clone()).collect();
+        let names: Vec<&str> = owned.iter().map(String::as_str).collect();
+        let (placed, resolved) = params.placement.resolve(&names)?;
+        let device_of: HashMap<&str, usize> =
+            names.iter().zip(&placed).map(|(&n, p)| (n, p.0)).collect();
+        let n_dev = resolved.devices.len();
+        let backends: Vec<Arc<dyn Backend>> = resolved
+            .devices
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                // The threads shared out, the first devices taking the rest.
+                let t = (n_threads / n_dev + usize::from(i < n_threads % n_dev)).max(1);
+                Arc::new(CpuBackend::new(name, t)) as Arc<dyn Backend>
+            })
+            .collect();
+        let weights = Weights::load(&gguf, &backends, |name| {
+            device_of.get(name).copied().unwrap_or(0)
+        })?;
         let embd = weights
             .get("token_embd.weight")
             .ok_or_else(|| CoreError::Tensor {
@@ -103,8 +142,12 @@ impl Model {
                 ),
             });
         }
+        let layer_devices = (0..hparams.n_layer)
+            .map(|il| attention_device(&weights, il))
+            .collect();
         let model = Model {
-            layer_devices: vec![0; hparams.n_layer],
+            layer_devices,
+            placement: resolved,
             gguf,
             hparams,
             tokenizer,
@@ -140,6 +183,11 @@ impl Model {
     /// The weights.
     pub fn weights(&self) -> &Weights {
         &self.weights
+    }
+
+    /// The devices, the rules with their match counts, and warnings.
+    pub fn placement(&self) -> &Resolved {
+        &self.placement
     }
 
     /// Device of each layer's attention (and KV cache).

@@ -157,7 +157,14 @@ fn real_model_case(file: &str, fixture_name: &str) {
     };
     let fx = fixture(fixture_name);
     assert_eq!(fx["model"].as_str().unwrap(), file);
-    let model = Model::load(&path, &ModelParams { n_threads: 2 }).unwrap();
+    let model = Model::load(
+        &path,
+        &ModelParams {
+            n_threads: 2,
+            ..ModelParams::default()
+        },
+    )
+    .unwrap();
     let s = check_cases(&model, &fx, LOGIT_TOL, true);
     report(file, &s);
     assert!(s.cases >= 10);
@@ -197,7 +204,14 @@ fn synthetic_models_match_llama_cpp() {
     let mut n = 0;
     for m in fx["models"].as_array().unwrap() {
         let path = synth_path(&dir, m);
-        let model = Model::load(&path, &ModelParams { n_threads: 2 }).unwrap();
+        let model = Model::load(
+            &path,
+            &ModelParams {
+                n_threads: 2,
+                ..ModelParams::default()
+            },
+        )
+        .unwrap();
         let s = check_cases(&model, m, LOGIT_TOL_SYNTH, false);
         report(m["file_name"].as_str().unwrap(), &s);
         n += 1;
@@ -269,7 +283,14 @@ fn synthetic_moe_models_match_llama_cpp() {
             m["size"].as_u64().unwrap(),
             "{name}: not the file the fixture was made from"
         );
-        let model = Model::load(&path, &ModelParams { n_threads: 2 }).unwrap();
+        let model = Model::load(
+            &path,
+            &ModelParams {
+                n_threads: 2,
+                ..ModelParams::default()
+            },
+        )
+        .unwrap();
         let s = check_cases(&model, m, LOGIT_TOL_SYNTH, false);
         summary(name, &s);
         failures.extend(s.failures.iter().map(|f| format!("{name}: {f}")));
@@ -278,4 +299,107 @@ fn synthetic_moe_models_match_llama_cpp() {
     std::fs::remove_dir_all(&dir).ok();
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     assert!(n >= 25, "expected the 25 synthetic MoE models, ran {n}");
+}
+
+/// The placements the placement issue names, as `(label, cpu devices, -ot)`:
+/// every weight on one device; routed experts on `cpu:1`; the layers split
+/// half and half; attention on `cpu:0`, FFN and output on `cpu:1`.
+fn placements(n_layer: usize) -> Vec<(&'static str, usize, String)> {
+    let upper: Vec<String> = (n_layer / 2..n_layer).map(|i| i.to_string()).collect();
+    vec![
+        ("one device", 1, String::new()),
+        ("experts on cpu:1", 2, r"_exps=cpu:1".into()),
+        (
+            "layers 50/50",
+            2,
+            format!(r"^blk\.({})\.=CPU1", upper.join("|")),
+        ),
+        (
+            "attention cpu:0, ffn + output cpu:1",
+            2,
+            r"ffn_=cpu:1,^output=cpu:1".into(),
+        ),
+    ]
+}
+
+/// Loads `path` under each placement and checks the first `n_cases` cases
+/// of `fx` against llama.cpp's tokens: the output must not depend on where
+/// the weights are.
+fn same_output_across_placements(path: &Path, fx: &Value, n_cases: usize) {
+    use tessera_core::{Placement, TensorOverride};
+    let mut fx = fx.clone();
+    fx["cases"].as_array_mut().unwrap().truncate(n_cases.max(1));
+    let probe = Model::load(path, &ModelParams::default()).unwrap();
+    let n_layer = probe.hparams().n_layer;
+    let has_experts = probe
+        .weights()
+        .as_slice()
+        .iter()
+        .any(|w| w.name.contains("_exps"));
+    drop(probe);
+    for (label, n_dev, ot) in placements(n_layer) {
+        if ot.contains("_exps") && !has_experts {
+            continue;
+        }
+        let placement = Placement {
+            cpu_devices: n_dev,
+            overrides: if ot.is_empty() {
+                vec![]
+            } else {
+                TensorOverride::parse_list(&ot).unwrap()
+            },
+            ..Placement::default()
+        };
+        let model = Model::load(
+            path,
+            &ModelParams {
+                n_threads: 2,
+                placement,
+            },
+        )
+        .unwrap();
+        let used: std::collections::BTreeSet<usize> = model
+            .weights()
+            .as_slice()
+            .iter()
+            .map(|w| w.device)
+            .collect();
+        assert_eq!(used.len(), n_dev, "{label}: devices used {used:?}");
+        let s = check_cases(&model, &fx, LOGIT_TOL, false);
+        report(
+            &format!("{} [{label}]", path.file_name().unwrap().to_string_lossy()),
+            &s,
+        );
+    }
+}
+
+#[test]
+fn placements_keep_llama_cpp_tokens_real_models() {
+    for (file, fixture_name) in [
+        (env::SMOLLM2, "smollm2-135m-instruct-q4_1.json"),
+        (env::GEMMA3, "gemma-3-270m-q4_k_m.json"),
+    ] {
+        let Some(path) = env::real_model(file) else {
+            return;
+        };
+        same_output_across_placements(&path, &fixture(fixture_name), 3);
+    }
+}
+
+#[test]
+fn placements_keep_llama_cpp_tokens_moe() {
+    let fx = fixture("synth_moe.json");
+    let dir = std::env::temp_dir().join(format!("tessera-place-moe-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for m in fx["models"].as_array().unwrap() {
+        let name = m["file_name"].as_str().unwrap();
+        // One F16 model per family is enough here: the kernels are the
+        // same on every device.
+        if !m["quantize"].is_null() || name.contains("glm47flash") {
+            continue;
+        }
+        let path = synth_moe_f16(&dir, m, name);
+        same_output_across_placements(&path, m, 6);
+    }
+    std::fs::remove_dir_all(&dir).ok();
 }

@@ -19,7 +19,13 @@ fn model_bytes(arch: Arch) -> Vec<u8> {
 fn load_bytes(bytes: Vec<u8>) -> Result<Model, CoreError> {
     let file = GgufFile::from_vec(bytes)?;
     let gguf = GgufModel::from_shards(vec![file])?;
-    Model::from_gguf(Arc::new(gguf), &ModelParams { n_threads: 1 })
+    Model::from_gguf(
+        Arc::new(gguf),
+        &ModelParams {
+            n_threads: 1,
+            ..ModelParams::default()
+        },
+    )
 }
 
 /// Copies `bytes` into a new GGUF, letting `meta` edit the metadata and

@@ -27,7 +27,14 @@ fn check(file: &str) {
         .expect("reference run");
     let n_ctx = run["n_ctx"].as_u64().unwrap() as usize;
     let text = std::fs::read_to_string(dir.join(reference["text"].as_str().unwrap())).unwrap();
-    let model = Model::load(&path, &ModelParams { n_threads: 2 }).unwrap();
+    let model = Model::load(
+        &path,
+        &ModelParams {
+            n_threads: 2,
+            ..ModelParams::default()
+        },
+    )
+    .unwrap();
     let tokens = model
         .tokenizer()
         .encode(

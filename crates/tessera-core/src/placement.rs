@@ -1,0 +1,306 @@
+//! Placement: which device holds each weight — and so where the ops that
+//! read it run, and where each layer's KV cache lives (with its attention's
+//! weights).
+//!
+//! The devices are named as llama.cpp names them, in either spelling:
+//! `cpu` (`CPU`), or with several CPU devices (`--cpu-devices N`: the cores
+//! split into N disjoint thread pools) `cpu:0` … `cpu:N-1` (`CPU0` …; plain
+//! `cpu` is `cpu:0`). GPU names (`cuda:0`/`CUDA0`, `vulkan:0`/`Vulkan0`,
+//! `metal`) are recognised and rejected with the list of the devices this
+//! build has.
+//!
+//! Rules are llama.cpp's `-ot/--override-tensor "<regex>=<device>,…"`: the
+//! regex is *searched* in the GGUF tensor name, the first rule that matches
+//! wins, rules are tried in the order given; then the shortcuts' rules
+//! (`--cpu-moe`: every routed expert stack; `--n-cpu-moe N`: those of the
+//! first N layers) in that order; a weight no rule matches goes to device 0.
+//! Every rule's match count is kept; a rule that matches nothing is a
+//! warning, an invalid regex or an unknown device an error naming the rule.
+
+use regex::Regex;
+
+use crate::error::{CoreError, Result};
+
+/// One rule: a regex searched in tensor names, and a device name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TensorOverride {
+    /// The regex (llama.cpp's syntax, searched, not anchored).
+    pub pattern: String,
+    /// The device, as the user wrote it.
+    pub device: String,
+}
+
+impl TensorOverride {
+    /// Tensors matching `pattern` to the CPU (device `cpu:0`).
+    pub fn cpu(pattern: &str) -> TensorOverride {
+        TensorOverride::device(pattern, "cpu")
+    }
+
+    /// Tensors matching `pattern` to `device`.
+    pub fn device(pattern: &str, device: &str) -> TensorOverride {
+        TensorOverride {
+            pattern: pattern.into(),
+            device: device.into(),
+        }
+    }
+
+    /// llama.cpp's `-ot` value: `<regex>=<device>[,<regex>=<device>…]`.
+    pub fn parse_list(s: &str) -> Result<Vec<TensorOverride>> {
+        s.split(',')
+            .map(|r| {
+                let (pattern, device) = r.rsplit_once('=').ok_or_else(|| {
+                    CoreError::Config(format!("tensor override `{r}`: expected <regex>=<device>"))
+                })?;
+                if pattern.is_empty() || device.is_empty() {
+                    return Err(CoreError::Config(format!(
+                        "tensor override `{r}`: empty regex or device"
+                    )));
+                }
+                Ok(TensorOverride::device(pattern, device))
+            })
+            .collect()
+    }
+}
+
+/// The regex of every routed expert stack (llama.cpp's `--cpu-moe`).
+pub const EXPERTS_PATTERN: &str = r"\.ffn_(up|down|gate|gate_up)_(ch|)exps";
+
+/// Where a model's weights go.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Placement {
+    /// CPU devices: 0 or 1 = one (`cpu`), N = `cpu:0`…`cpu:N-1`, each with
+    /// its share of the threads.
+    pub cpu_devices: usize,
+    /// Rules, tried in order (llama.cpp's `-ot`).
+    pub overrides: Vec<TensorOverride>,
+    /// Every routed expert stack to the CPU (`--cpu-moe`).
+    pub cpu_moe: bool,
+    /// The routed experts of the first N layers to the CPU (`--n-cpu-moe`).
+    pub n_cpu_moe: usize,
+}
+
+/// Why a weight is where it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reason {
+    /// Rule number `i` (0-based, in [`Resolved::rules`] order).
+    Rule(usize),
+    /// No rule matched: the default device.
+    Default,
+}
+
+/// The rules compiled against a device list, and what they decided.
+#[derive(Clone, Debug)]
+pub struct Resolved {
+    /// The device names, index = device.
+    pub devices: Vec<String>,
+    /// Every rule (explicit ones, then the shortcuts'), with its device and
+    /// how many weights it placed.
+    pub rules: Vec<(TensorOverride, usize, usize)>,
+    /// Warnings (rules that matched nothing).
+    pub warnings: Vec<String>,
+}
+
+/// A compiled rule.
+struct Rule {
+    re: Regex,
+    device: usize,
+}
+
+impl Placement {
+    /// The names of the CPU devices this placement creates.
+    pub fn device_names(&self) -> Vec<String> {
+        match self.cpu_devices {
+            0 | 1 => vec!["cpu".into()],
+            n => (0..n).map(|i| format!("cpu:{i}")).collect(),
+        }
+    }
+
+    /// Every rule in the order tried: explicit, then `--cpu-moe`, then
+    /// `--n-cpu-moe`.
+    pub fn all_rules(&self) -> Vec<TensorOverride> {
+        let mut r = self.overrides.clone();
+        if self.cpu_moe {
+            r.push(TensorOverride::cpu(EXPERTS_PATTERN));
+        }
+        for il in 0..self.n_cpu_moe {
+            r.push(TensorOverride::cpu(&format!(
+                r"blk\.{il}\.ffn_(up|down|gate|gate_up)_(ch|)exps"
+            )));
+        }
+        r
+    }
+
+    /// Assigns each of `names` a device: `device_of[i]` for `names[i]`,
+    /// with the reason. Errors name the rule.
+    pub fn resolve(&self, names: &[&str]) -> Result<(Vec<(usize, Reason)>, Resolved)> {
+        let devices = self.device_names();
+        let rules = self.all_rules();
+        let compiled: Vec<Rule> = rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let re = Regex::new(&r.pattern).map_err(|e| {
+                    CoreError::Config(format!(
+                        "tensor override #{} `{}={}`: invalid regex: {e}",
+                        i + 1,
+                        r.pattern,
+                        r.device
+                    ))
+                })?;
+                let device = device_index(&r.device, &devices).map_err(|why| {
+                    CoreError::Config(format!(
+                        "tensor override #{} `{}={}`: {why}",
+                        i + 1,
+                        r.pattern,
+                        r.device
+                    ))
+                })?;
+                Ok(Rule { re, device })
+            })
+            .collect::<Result<_>>()?;
+        let mut counts = vec![0usize; compiled.len()];
+        let placed = names
+            .iter()
+            .map(
+                |name| match compiled.iter().position(|r| r.re.is_match(name)) {
+                    Some(i) => {
+                        counts[i] += 1;
+                        (compiled[i].device, Reason::Rule(i))
+                    }
+                    None => (0, Reason::Default),
+                },
+            )
+            .collect();
+        let warnings = rules
+            .iter()
+            .zip(&counts)
+            .enumerate()
+            .filter(|(_, (_, &c))| c == 0)
+            .map(|(i, (r, _))| {
+                format!(
+                    "tensor override #{} `{}={}` matches no tensor",
+                    i + 1,
+                    r.pattern,
+                    r.device
+                )
+            })
+            .collect();
+        let rules = rules
+            .into_iter()
+            .zip(compiled.iter().map(|r| r.device))
+            .zip(counts)
+            .map(|((r, d), c)| (r, d, c))
+            .collect();
+        Ok((
+            placed,
+            Resolved {
+                devices,
+                rules,
+                warnings,
+            },
+        ))
+    }
+}
+
+/// The index of device `name` among `devices`, accepting llama.cpp's
+/// spellings; the reason when there is none.
+pub fn device_index(name: &str, devices: &[String]) -> std::result::Result<usize, String> {
+    let lower = name.to_ascii_lowercase();
+    // `CPU0` → `cpu:0`, `cuda:0` / `CUDA0` → `cuda:0`.
+    let split = lower.find(|c: char| c.is_ascii_digit());
+    let canon = match split {
+        Some(i) if !lower[..i].ends_with(':') => format!("{}:{}", &lower[..i], &lower[i..]),
+        _ => lower.clone(),
+    };
+    let listed = || devices.join(", ");
+    if canon == "cpu" || canon == "cpu:0" {
+        return Ok(0);
+    }
+    if let Some(i) = devices.iter().position(|d| *d == canon) {
+        return Ok(i);
+    }
+    let kind = canon.split(':').next().unwrap_or("");
+    if matches!(
+        kind,
+        "cuda" | "vulkan" | "metal" | "rocm" | "sycl" | "dx12" | "wgpu"
+    ) {
+        return Err(format!(
+            "device `{name}` is not available in this build (devices: {})",
+            listed()
+        ));
+    }
+    Err(format!("unknown device `{name}` (devices: {})", listed()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NAMES: &[&str] = &[
+        "token_embd.weight",
+        "blk.0.attn_q.weight",
+        "blk.0.ffn_up_exps.weight",
+        "blk.1.ffn_down_exps.weight",
+        "output.weight",
+    ];
+
+    #[test]
+    fn first_match_wins_and_counts() {
+        let p = Placement {
+            cpu_devices: 2,
+            overrides: TensorOverride::parse_list(r"exps=CPU1,blk\.0\.=cpu:0,attn=cpu:1").unwrap(),
+            ..Placement::default()
+        };
+        let (placed, r) = p.resolve(NAMES).unwrap();
+        let devs: Vec<usize> = placed.iter().map(|p| p.0).collect();
+        assert_eq!(devs, [0, 0, 1, 1, 0]);
+        assert_eq!(placed[2].1, Reason::Rule(0));
+        assert_eq!(placed[4].1, Reason::Default);
+        assert_eq!(r.rules.iter().map(|r| r.2).collect::<Vec<_>>(), [2, 1, 0]);
+        assert_eq!(r.warnings.len(), 1, "{:?}", r.warnings);
+    }
+
+    #[test]
+    fn shortcuts_generate_rules() {
+        let p = Placement {
+            cpu_devices: 2,
+            overrides: vec![TensorOverride::device(".", "cpu:1")],
+            n_cpu_moe: 1,
+            ..Placement::default()
+        };
+        // The explicit rule comes first and takes everything.
+        let (placed, r) = p.resolve(NAMES).unwrap();
+        assert!(placed.iter().all(|p| p.0 == 1));
+        assert_eq!(r.rules.len(), 2);
+        let p = Placement {
+            cpu_devices: 2,
+            overrides: vec![TensorOverride::device("exps", "cpu:1")],
+            n_cpu_moe: 1,
+            ..Placement::default()
+        };
+        assert_eq!(
+            p.all_rules()[1].pattern,
+            r"blk\.0\.ffn_(up|down|gate|gate_up)_(ch|)exps"
+        );
+    }
+
+    #[test]
+    fn bad_rules_are_errors_naming_the_rule() {
+        let bad = |ot: &str, n: usize| {
+            let p = Placement {
+                cpu_devices: n,
+                overrides: TensorOverride::parse_list(ot)?,
+                ..Placement::default()
+            };
+            p.resolve(NAMES).map(|_| ())
+        };
+        let e = bad("blk.(=cpu", 1).unwrap_err().to_string();
+        assert!(e.contains("#1") && e.contains("invalid regex"), "{e}");
+        let e = bad("exps=CUDA0", 1).unwrap_err().to_string();
+        assert!(e.contains("not available") && e.contains("cpu"), "{e}");
+        let e = bad("x=cpu,exps=cpu:2", 2).unwrap_err().to_string();
+        assert!(e.contains("#2") && e.contains("cpu:0, cpu:1"), "{e}");
+        assert!(bad("exps", 1).is_err());
+        assert!(bad("=cpu", 1).is_err());
+    }
+}
