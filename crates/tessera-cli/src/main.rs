@@ -9,6 +9,7 @@ mod common;
 mod inspect;
 mod models;
 mod perplexity;
+mod plan;
 mod run;
 mod tokenize;
 
@@ -38,6 +39,11 @@ enum Command {
     Bench(bench::Args),
     /// Perplexity of a text file (as llama-perplexity computes it).
     Perplexity(perplexity::Args),
+    /// Where each weight goes under the placement flags, why, what each
+    /// device holds, and the predicted decode speed (a dry run).
+    Plan(plan::Args),
+    /// The devices tessera can place weights on, with their bandwidth.
+    Devices(plan::DevicesArgs),
 }
 
 fn main() -> ExitCode {
@@ -49,6 +55,8 @@ fn main() -> ExitCode {
         Command::Chat(args) => chat::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Perplexity(args) => perplexity::run(&args),
+        Command::Plan(args) => plan::run(&args),
+        Command::Devices(args) => plan::devices(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

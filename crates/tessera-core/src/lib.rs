@@ -20,6 +20,7 @@ pub mod kv;
 pub mod model;
 pub mod perplexity;
 pub mod placement;
+pub mod plan;
 pub mod sample;
 pub mod sched;
 pub mod session;

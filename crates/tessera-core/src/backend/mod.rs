@@ -92,6 +92,12 @@ pub trait Backend: Send + Sync {
     /// Name, kind, memory and bandwidth.
     fn info(&self) -> DeviceInfo;
 
+    /// Host threads that drive this device's work (the CPU's pool size; 1
+    /// for a GPU's submitting thread).
+    fn threads(&self) -> usize {
+        1
+    }
+
     /// Whether this backend can run `op` when its weight inputs have types
     /// `weight_types` (empty for ops without weights).
     fn supports(&self, op: &Op, weight_types: &[GgmlType]) -> bool;

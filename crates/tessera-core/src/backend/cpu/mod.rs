@@ -85,6 +85,10 @@ impl Backend for CpuBackend {
         }
     }
 
+    fn threads(&self) -> usize {
+        self.pool.n_threads()
+    }
+
     fn supports(&self, op: &Op, weight_types: &[GgmlType]) -> bool {
         match op {
             Op::MatMul { .. } | Op::MatMulId { .. } | Op::MatMulHeads { .. } => weight_types

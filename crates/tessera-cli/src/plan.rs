@@ -1,0 +1,201 @@
+//! `tessera plan`: a dry run of a placement — where each group of weights
+//! goes and why, what every device holds (weights, KV cache at `-c`), the
+//! activation copies between devices per token, and the predicted decode
+//! speed (see `tessera_core::plan`). `tessera devices` lists the devices a
+//! placement creates, with their measured bandwidth.
+
+use anyhow::Result;
+use clap::Args as ClapArgs;
+use tessera_core::plan::{measure_bandwidth, Plan};
+use tessera_core::ModelParams;
+
+use crate::common::ModelArgs;
+
+/// `tessera plan` arguments.
+#[derive(ClapArgs, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Print the plan as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `tessera devices` arguments.
+#[derive(ClapArgs, Debug)]
+pub struct DevicesArgs {
+    /// CPU threads (default: all cores).
+    #[arg(short = 't', long = "threads", default_value_t = 0)]
+    pub threads: usize,
+    /// Split the CPU into N devices.
+    #[arg(long = "cpu-devices", default_value_t = 1)]
+    pub cpu_devices: usize,
+}
+
+fn gib(b: f64) -> String {
+    format!("{:.2} GiB", b / (1u64 << 30) as f64)
+}
+
+fn mib(b: f64) -> String {
+    format!("{:.1} MiB", b / (1u64 << 20) as f64)
+}
+
+/// Runs `tessera plan`.
+pub fn run(args: &Args) -> Result<()> {
+    let path = args.model.path()?;
+    let params = ModelParams {
+        n_threads: args.model.threads,
+        placement: args.model.placement()?,
+    };
+    let plan = tessera_core::plan::plan(&path, &params, args.model.ctx_size, |_, t| {
+        measure_bandwidth(t)
+    })?;
+    if args.json {
+        println!("{}", to_json(&plan));
+    } else {
+        print_table(&plan);
+    }
+    Ok(())
+}
+
+fn print_table(p: &Plan) {
+    println!(
+        "| device | threads | bandwidth | weights | KV (ctx {}) | read per token |",
+        p.n_ctx
+    );
+    println!("|---|---:|---:|---:|---:|---:|");
+    for d in &p.devices {
+        println!(
+            "| {} | {} | {:.1} GB/s | {} | {} | {} |",
+            d.name,
+            d.threads,
+            d.bandwidth / 1e9,
+            mib(d.weight_bytes as f64),
+            mib(d.kv_bytes as f64),
+            mib(d.token_bytes)
+        );
+    }
+    println!();
+    println!("| device | role | reason | tensors | bytes |");
+    println!("|---|---|---|---:|---:|");
+    for g in &p.groups {
+        println!(
+            "| {} | {} | {} | {} | {} |",
+            p.devices[g.device].name,
+            g.role.name(),
+            g.reason,
+            g.tensors,
+            mib(g.bytes as f64)
+        );
+    }
+    if !p.rules.is_empty() {
+        println!();
+        for (i, (rule, dev, n)) in p.rules.iter().enumerate() {
+            println!("rule #{}: `{rule}` → {dev}: {n} tensors", i + 1);
+        }
+    }
+    for w in &p.warnings {
+        println!("warning: {w}");
+    }
+    println!();
+    println!(
+        "decode step: {} copies between devices ({}); predicted decode {:.1} tokens/s",
+        p.copies,
+        mib(p.copy_bytes as f64),
+        p.decode_tps
+    );
+    let total: f64 = p
+        .devices
+        .iter()
+        .map(|d| (d.weight_bytes + d.kv_bytes) as f64)
+        .sum();
+    println!("total memory: {}", gib(total));
+}
+
+fn to_json(p: &Plan) -> String {
+    let q = |s: &str| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
+    let devices: Vec<String> = p
+        .devices
+        .iter()
+        .map(|d| {
+            format!(
+                "{{\"name\":{},\"threads\":{},\"bandwidth\":{},\"weight_bytes\":{},\"kv_bytes\":{},\"token_bytes\":{}}}",
+                q(&d.name),
+                d.threads,
+                d.bandwidth,
+                d.weight_bytes,
+                d.kv_bytes,
+                d.token_bytes
+            )
+        })
+        .collect();
+    let groups: Vec<String> = p
+        .groups
+        .iter()
+        .map(|g| {
+            format!(
+                "{{\"device\":{},\"role\":{},\"reason\":{},\"tensors\":{},\"bytes\":{}}}",
+                q(&p.devices[g.device].name),
+                q(g.role.name()),
+                q(&g.reason),
+                g.tensors,
+                g.bytes
+            )
+        })
+        .collect();
+    let rules: Vec<String> = p
+        .rules
+        .iter()
+        .map(|(r, d, n)| format!("{{\"rule\":{},\"device\":{},\"matches\":{n}}}", q(r), q(d)))
+        .collect();
+    let warnings: Vec<String> = p.warnings.iter().map(|w| q(w)).collect();
+    format!(
+        "{{\"n_ctx\":{},\"devices\":[{}],\"groups\":[{}],\"rules\":[{}],\"warnings\":[{}],\"copies\":{},\"copy_bytes\":{},\"decode_tps\":{}}}",
+        p.n_ctx,
+        devices.join(","),
+        groups.join(","),
+        rules.join(","),
+        warnings.join(","),
+        p.copies,
+        p.copy_bytes,
+        p.decode_tps
+    )
+}
+
+/// Runs `tessera devices`.
+pub fn devices(args: &DevicesArgs) -> Result<()> {
+    anyhow::ensure!(args.cpu_devices >= 1, "--cpu-devices must be at least 1");
+    let threads = match args.threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let names = tessera_core::Placement {
+        cpu_devices: args.cpu_devices,
+        ..Default::default()
+    }
+    .device_names();
+    let n = names.len();
+    println!("| device | kind | threads | memory (total / available) | read bandwidth |");
+    println!("|---|---|---:|---:|---:|");
+    let mem = |key: &str| -> f64 {
+        std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with(key))
+                    .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+            })
+            .map_or(0.0, |kb| kb * 1024.0)
+    };
+    for (i, name) in names.iter().enumerate() {
+        let t = (threads / n + usize::from(i < threads % n)).max(1);
+        println!(
+            "| {name} | CPU | {t} | {} / {} | {:.1} GB/s |",
+            gib(mem("MemTotal:")),
+            gib(mem("MemAvailable:")),
+            measure_bandwidth(t) / 1e9
+        );
+    }
+    println!("\nGPU backends: none in this build.");
+    Ok(())
+}
