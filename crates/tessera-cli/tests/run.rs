@@ -173,6 +173,78 @@ fn weight_type_without_a_kernel_is_an_error() {
 }
 
 #[test]
+fn bad_placement_rules_are_errors_naming_the_rule() {
+    let (_dir, m) = synth_llama("placement");
+    let run = |extra: &[&str]| {
+        let mut a = vec!["run", "-m", &m, "-p", "hi", "-n", "2"];
+        a.extend_from_slice(extra);
+        tessera(&a)
+    };
+    assert_clean_failure(
+        &run(&["-ot", "blk.(=cpu"]),
+        &["tensor override #1", "invalid regex"],
+    );
+    assert_clean_failure(
+        &run(&["-ot", "attn=cpu", "-ot", "ffn=CUDA0"]),
+        &["tensor override #2", "CUDA0", "not available", "cpu"],
+    );
+    assert_clean_failure(
+        &run(&["--cpu-devices", "2", "-ot", "ffn=cpu:3"]),
+        &["unknown device `cpu:3`", "cpu:0, cpu:1"],
+    );
+    assert_clean_failure(&run(&["-ot", "ffn"]), &["<regex>=<device>"]);
+    assert_clean_failure(&run(&["--cpu-devices", "0"]), &["--cpu-devices"]);
+}
+
+#[test]
+fn placement_rules_keep_the_output_and_plan_explains_them() {
+    let (_dir, m) = synth_llama("placed");
+    let args = [
+        "run",
+        "-m",
+        &m,
+        "-p",
+        "hello world",
+        "-n",
+        "8",
+        "--temp",
+        "0",
+    ];
+    let one = tessera(&args);
+    assert!(one.status.success(), "{}", stderr(&one));
+    let mut split = args.to_vec();
+    split.extend_from_slice(&[
+        "--cpu-devices",
+        "2",
+        "-ot",
+        r"blk\.1\.=cpu:1",
+        "-ot",
+        "nothing=cpu:1",
+    ]);
+    let two = tessera(&split);
+    assert!(two.status.success(), "{}", stderr(&two));
+    assert_eq!(one.stdout, two.stdout, "the placement changed the output");
+    assert!(
+        stderr(&two).contains("override #2 `nothing=cpu:1` matches no tensor"),
+        "{}",
+        stderr(&two)
+    );
+    let plan = tessera(&[
+        "plan",
+        "-m",
+        &m,
+        "--cpu-devices",
+        "2",
+        "-ot",
+        r"blk\.1\.=cpu:1",
+    ]);
+    let out = String::from_utf8_lossy(&plan.stdout);
+    assert!(plan.status.success(), "{}", stderr(&plan));
+    assert!(out.contains("| cpu:1 | attention | rule #1 |"), "{out}");
+    assert!(out.contains("predicted decode"), "{out}");
+}
+
+#[test]
 fn missing_model_file_is_an_error() {
     assert_clean_failure(
         &tessera(&["run", "-m", "/nonexistent/model.gguf", "-p", "hi"]),
