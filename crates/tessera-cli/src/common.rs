@@ -75,6 +75,10 @@ pub struct ModelArgs {
     /// Keep the routed experts of the first N layers on the CPU (`-ncmoe`).
     #[arg(long = "n-cpu-moe", default_value_t = 0)]
     pub n_cpu_moe: usize,
+    /// Memory budgets, `<device>=<size>[,…]` (e.g. `cpu:0=512MiB`): weights
+    /// move to the next device until each fits (its KV cache at `-c` included).
+    #[arg(long = "device-memory")]
+    pub device_memory: Option<String>,
 }
 
 impl ModelArgs {
@@ -118,6 +122,11 @@ impl ModelArgs {
             overrides,
             cpu_moe: self.cpu_moe,
             n_cpu_moe: self.n_cpu_moe,
+            budgets: match &self.device_memory {
+                Some(s) => tessera_core::fit::parse_budgets(s)?,
+                None => Vec::new(),
+            },
+            fit_ctx: self.ctx_size,
         })
     }
 

@@ -97,6 +97,9 @@ fn print_table(p: &Plan) {
     for w in &p.warnings {
         println!("warning: {w}");
     }
+    for (i, m) in p.fit_moves.iter().enumerate() {
+        println!("fit step {}: {m}", i + 1);
+    }
     println!();
     println!(
         "decode step: {} copies between devices ({}); predicted decode {:.1} tokens/s",

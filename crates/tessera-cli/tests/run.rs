@@ -193,6 +193,14 @@ fn bad_placement_rules_are_errors_naming_the_rule() {
         &["unknown device `cpu:3`", "cpu:0, cpu:1"],
     );
     assert_clean_failure(&run(&["-ot", "ffn"]), &["<regex>=<device>"]);
+    assert_clean_failure(
+        &run(&["--device-memory", "cpu=10KiB"]),
+        &["does not fit", "cpu needs", "10240"],
+    );
+    assert_clean_failure(
+        &run(&["--device-memory", "cuda:0=1GiB"]),
+        &["device memory", "not available"],
+    );
     assert_clean_failure(&run(&["--cpu-devices", "0"]), &["--cpu-devices"]);
 }
 

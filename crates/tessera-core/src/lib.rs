@@ -13,6 +13,7 @@
 pub mod arch;
 pub mod backend;
 pub mod error;
+pub mod fit;
 pub mod generate;
 pub mod graph;
 pub mod hparams;

@@ -16,12 +16,23 @@ use crate::arch;
 use crate::backend::cpu::CpuBackend;
 use crate::backend::Backend;
 use crate::error::{CoreError, Result};
+use crate::fit::{self, FitItem};
 use crate::hparams::HParams;
 use crate::kv::KvType;
-use crate::placement::{Placement, Resolved};
+use crate::placement::{Placement, Reason, Resolved};
 use crate::sched;
 use crate::session::Session;
 use crate::weights::Weights;
+
+/// The weights that tell where a layer's attention (and KV cache) is, in
+/// order of preference.
+const ATTN_BASES: [&str; 5] = [
+    "attn_q",
+    "attn_qkv",
+    "attn_q_a",
+    "attn_kv_a_mqa",
+    "attn_output",
+];
 
 /// The device of layer `il`'s attention: that of its first attention
 /// weight found (the query projection, or MLA's), else device 0.
@@ -84,6 +95,7 @@ pub struct Model {
     weights: Weights,
     layer_devices: Vec<usize>,
     placement: Resolved,
+    reasons: HashMap<String, Reason>,
 }
 
 impl Model {
@@ -108,7 +120,49 @@ impl Model {
         };
         let owned: Vec<String> = gguf.tensors().map(|t| t.info.name.clone()).collect();
         let names: Vec<&str> = owned.iter().map(String::as_str).collect();
-        let (placed, resolved) = params.placement.resolve(&names)?;
+        let (mut placed, mut resolved) = params.placement.resolve(&names)?;
+        let budgets = params.placement.budget_per_device()?;
+        if budgets.iter().any(Option::is_some) {
+            let sizes: HashMap<String, u64> = gguf
+                .tensors()
+                .map(|t| (t.info.name.clone(), t.info.n_bytes))
+                .collect();
+            let items: Vec<FitItem> = names
+                .iter()
+                .map(|&n| FitItem {
+                    name: n,
+                    bytes: sizes.get(n).copied().unwrap_or(0),
+                    layer: fit::layer_of(n),
+                })
+                .collect();
+            let n_ctx = match params.placement.fit_ctx {
+                0 => 4096,
+                c => c,
+            } as u64;
+            let kv = 2 * (hparams.n_embd_k_gqa() + hparams.n_embd_v_gqa()) as u64 * n_ctx;
+            let index: HashMap<&str, usize> =
+                names.iter().enumerate().map(|(i, &n)| (n, i)).collect();
+            let attn = |p: &[(usize, Reason)], il: usize| {
+                ATTN_BASES
+                    .iter()
+                    .find_map(|b| index.get(format!("blk.{il}.{b}.weight").as_str()))
+                    .map_or(0, |&i| p[i].0)
+            };
+            resolved.fit_moves = fit::fit(
+                &items,
+                &mut placed,
+                &budgets,
+                &resolved.devices,
+                kv,
+                attn,
+                hparams.n_layer,
+            )?;
+        }
+        let reasons: HashMap<String, Reason> = names
+            .iter()
+            .zip(&placed)
+            .map(|(&n, p)| (n.to_string(), p.1.clone()))
+            .collect();
         let device_of: HashMap<&str, usize> =
             names.iter().zip(&placed).map(|(&n, p)| (n, p.0)).collect();
         let n_dev = resolved.devices.len();
@@ -148,6 +202,7 @@ impl Model {
         let model = Model {
             layer_devices,
             placement: resolved,
+            reasons,
             gguf,
             hparams,
             tokenizer,
@@ -188,6 +243,11 @@ impl Model {
     /// The devices, the rules with their match counts, and warnings.
     pub fn placement(&self) -> &Resolved {
         &self.placement
+    }
+
+    /// Why weight `name` is on its device (`Default` for unknown names).
+    pub fn reason_of(&self, name: &str) -> Reason {
+        self.reasons.get(name).cloned().unwrap_or(Reason::Default)
     }
 
     /// Device of each layer's attention (and KV cache).

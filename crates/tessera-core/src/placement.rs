@@ -77,6 +77,11 @@ pub struct Placement {
     pub cpu_moe: bool,
     /// The routed experts of the first N layers to the CPU (`--n-cpu-moe`).
     pub n_cpu_moe: usize,
+    /// Memory budgets, `(device, bytes)` (`--device-memory`); the fitter
+    /// moves weights until every budgeted device fits.
+    pub budgets: Vec<(String, u64)>,
+    /// Context the fitter sizes KV caches for (0: 4096).
+    pub fit_ctx: usize,
 }
 
 /// Why a weight is where it is.
@@ -86,6 +91,8 @@ pub enum Reason {
     Rule(usize),
     /// No rule matched: the default device.
     Default,
+    /// Moved by the fitter to respect a memory budget.
+    Fit,
 }
 
 /// The rules compiled against a device list, and what they decided.
@@ -98,6 +105,8 @@ pub struct Resolved {
     pub rules: Vec<(TensorOverride, usize, usize)>,
     /// Warnings (rules that matched nothing).
     pub warnings: Vec<String>,
+    /// What the fitter moved, in order.
+    pub fit_moves: Vec<String>,
 }
 
 /// A compiled rule.
@@ -197,8 +206,24 @@ impl Placement {
                 devices,
                 rules,
                 warnings,
+                fit_moves: Vec::new(),
             },
         ))
+    }
+}
+
+impl Placement {
+    /// The budget of each device (`None`: unlimited), by device index.
+    pub fn budget_per_device(&self) -> Result<Vec<Option<u64>>> {
+        let devices = self.device_names();
+        let mut out = vec![None; devices.len()];
+        for (name, bytes) in &self.budgets {
+            let i = device_index(name, &devices).map_err(|why| {
+                CoreError::Config(format!("device memory `{name}={bytes}`: {why}"))
+            })?;
+            out[i] = Some(*bytes);
+        }
+        Ok(out)
     }
 }
 

@@ -132,6 +132,8 @@ pub struct Plan {
     pub rules: Vec<(String, String, usize)>,
     /// Warnings of the placement.
     pub warnings: Vec<String>,
+    /// What the fitter moved.
+    pub fit_moves: Vec<String>,
     /// Activation copies between devices per decode step, and their bytes.
     pub copies: usize,
     /// Bytes those copies move.
@@ -158,13 +160,13 @@ pub fn plan(
     let model = Model::load(path, params)?;
     let hp = model.hparams();
     let placement = model.placement().clone();
-    let names: Vec<&str> = model
+    // The model's own placement (rules, then the fitter).
+    let placed: Vec<(usize, Reason)> = model
         .weights()
         .as_slice()
         .iter()
-        .map(|w| w.name.as_str())
+        .map(|w| (w.device, model.reason_of(&w.name)))
         .collect();
-    let (placed, _) = params.placement.resolve(&names)?;
     let threads: Vec<usize> = model
         .backends()
         .iter()
@@ -196,6 +198,7 @@ pub fn plan(
         let reason = match reason {
             Reason::Rule(i) => format!("rule #{}", i + 1),
             Reason::Default => "default".into(),
+            Reason::Fit => "fit".into(),
         };
         let e = groups.entry((*dev, role, reason)).or_default();
         e.0 += 1;
@@ -259,6 +262,7 @@ pub fn plan(
             })
             .collect(),
         warnings: placement.warnings.clone(),
+        fit_moves: placement.fit_moves.clone(),
         copies,
         copy_bytes,
         decode_tps: 1.0 / secs,

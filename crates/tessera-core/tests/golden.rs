@@ -319,6 +319,7 @@ fn placements(n_layer: usize) -> Vec<(&'static str, usize, String)> {
             2,
             r"ffn_=cpu:1,^output=cpu:1".into(),
         ),
+        ("cpu:0 budget forces a spill", 2, String::new()),
     ]
 }
 
@@ -341,6 +342,14 @@ fn same_output_across_placements(path: &Path, fx: &Value, n_cases: usize) {
         if ot.contains("_exps") && !has_experts {
             continue;
         }
+        // The budget: 60 % of the file on cpu:0, so the fitter must move
+        // weights (experts first) to cpu:1.
+        let budgets = if label.contains("budget") {
+            let size = std::fs::metadata(path).unwrap().len();
+            vec![("cpu:0".to_string(), size * 6 / 10)]
+        } else {
+            vec![]
+        };
         let placement = Placement {
             cpu_devices: n_dev,
             overrides: if ot.is_empty() {
@@ -348,6 +357,8 @@ fn same_output_across_placements(path: &Path, fx: &Value, n_cases: usize) {
             } else {
                 TensorOverride::parse_list(&ot).unwrap()
             },
+            budgets,
+            fit_ctx: 1024,
             ..Placement::default()
         };
         let model = Model::load(
@@ -365,9 +376,22 @@ fn same_output_across_placements(path: &Path, fx: &Value, n_cases: usize) {
             .map(|w| w.device)
             .collect();
         assert_eq!(used.len(), n_dev, "{label}: devices used {used:?}");
+        if label.contains("budget") {
+            assert!(
+                !model.placement().fit_moves.is_empty(),
+                "{label}: nothing moved"
+            );
+        }
         let s = check_cases(&model, &fx, LOGIT_TOL, false);
         report(
-            &format!("{} [{label}]", path.file_name().unwrap().to_string_lossy()),
+            &format!(
+                "{} [{label}{}]",
+                path.file_name().unwrap().to_string_lossy(),
+                match model.placement().fit_moves.len() {
+                    0 => String::new(),
+                    n => format!(", {n} fit moves"),
+                }
+            ),
             &s,
         );
     }
