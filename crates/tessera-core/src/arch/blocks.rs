@@ -93,6 +93,21 @@ pub struct AttnOpts {
     pub window: Option<usize>,
 }
 
+impl AttnOpts {
+    /// The usual settings: scores scaled by `1/√head_dim`, no soft cap, no
+    /// window, with this rope and q/k norm.
+    pub fn plain(hp: &HParams, rope: RopeCfg, qk_norm: QkNorm) -> AttnOpts {
+        AttnOpts {
+            qk_norm,
+            rope,
+            scale: 1.0 / (hp.head_dim_k as f32).sqrt(),
+            prescale_q: false,
+            softcap: 0.0,
+            window: None,
+        }
+    }
+}
+
 /// Self-attention of layer `il` on the normalised input `x`, through the
 /// KV cache; returns the output projection `[n_tokens, n_embd]`.
 pub fn attention(

@@ -25,12 +25,14 @@ pub fn build(b: &mut Builder, hp: &HParams) -> Result<TensorId> {
             hp.rope_freq_base
         };
         let opts = AttnOpts {
-            qk_norm: QkNorm::PerHead(hp.rms_eps),
-            rope: blocks::rope_cfg(hp, true, base),
-            scale: 1.0 / (hp.head_dim_k as f32).sqrt(),
             prescale_q: true,
             softcap: hp.attn_logit_softcap,
             window: if swa { hp.n_swa } else { None },
+            ..AttnOpts::plain(
+                hp,
+                blocks::rope_cfg(hp, true, base),
+                QkNorm::PerHead(hp.rms_eps),
+            )
         };
         let h = blocks::norm(b, x, Some(il), "attn_norm", n, "attn_norm")?;
         let mut a = blocks::attention(b, hp, h, il, &opts)?;

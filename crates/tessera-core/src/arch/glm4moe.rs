@@ -34,14 +34,7 @@ pub fn build(b: &mut Builder, hp: &HParams) -> Result<TensorId> {
             } else {
                 QkNorm::None
             };
-            Ok(AttnOpts {
-                qk_norm,
-                rope,
-                scale: 1.0 / (hp.head_dim_k as f32).sqrt(),
-                prescale_q: false,
-                softcap: 0.0,
-                window: None,
-            })
+            Ok(AttnOpts::plain(hp, rope, qk_norm))
         },
         |b, x, il| moe::moe_or_dense_ffn(b, hp, x, il, &opts),
     )

@@ -26,12 +26,8 @@ pub fn build(b: &mut Builder, hp: &HParams) -> Result<TensorId> {
         "post_attention_norm",
         |_, il| {
             Ok(AttnOpts {
-                qk_norm: QkNorm::None,
-                rope,
-                scale: 1.0 / (hp.head_dim_k as f32).sqrt(),
-                prescale_q: false,
-                softcap: 0.0,
                 window: if hp.swa_layers[il] { hp.n_swa } else { None },
+                ..AttnOpts::plain(hp, rope, QkNorm::None)
             })
         },
         |b, x, il| moe::moe_ffn(b, hp, x, il, &opts),

@@ -18,16 +18,13 @@ pub fn build(b: &mut Builder, hp: &HParams) -> Result<TensorId> {
         b,
         hp,
         |b, _il| {
+            let rope = crate::graph::RopeCfg {
+                freq_factors: b.weight_opt("rope_freqs.weight"),
+                ..rope
+            };
             Ok(AttnOpts {
-                qk_norm: QkNorm::None,
-                rope: crate::graph::RopeCfg {
-                    freq_factors: b.weight_opt("rope_freqs.weight"),
-                    ..rope
-                },
-                scale: 1.0 / (hp.head_dim_k as f32).sqrt(),
-                prescale_q: false,
                 softcap: hp.attn_logit_softcap,
-                window: None,
+                ..AttnOpts::plain(hp, rope, QkNorm::None)
             })
         },
         |b, x, il| {

@@ -17,16 +17,7 @@ pub fn build(b: &mut Builder, hp: &HParams) -> Result<TensorId> {
     blocks::pre_norm_decoder(
         b,
         hp,
-        |_, _| {
-            Ok(AttnOpts {
-                qk_norm: QkNorm::Whole(hp.rms_eps),
-                rope,
-                scale: 1.0 / (hp.head_dim_k as f32).sqrt(),
-                prescale_q: false,
-                softcap: 0.0,
-                window: None,
-            })
-        },
+        |_, _| Ok(AttnOpts::plain(hp, rope, QkNorm::Whole(hp.rms_eps))),
         |b, x, il| moe::moe_ffn(b, hp, x, il, &opts),
     )
 }

@@ -18,16 +18,7 @@ pub fn build(b: &mut Builder, hp: &HParams) -> Result<TensorId> {
     blocks::pre_norm_decoder(
         b,
         hp,
-        |_, _| {
-            Ok(AttnOpts {
-                qk_norm: QkNorm::None,
-                rope,
-                scale: 1.0 / (hp.head_dim_k as f32).sqrt(),
-                prescale_q: false,
-                softcap: 0.0,
-                window: None,
-            })
-        },
+        |_, _| Ok(AttnOpts::plain(hp, rope, QkNorm::None)),
         |b, x, il| {
             if hp.n_expert == 0 {
                 return blocks::swiglu_ffn(b, x, il);
