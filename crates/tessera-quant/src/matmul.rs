@@ -717,7 +717,7 @@ unsafe fn dot_rows(
                     let (chain, m) = if i < n_pair {
                         (Chain::Pair, (n_pair.min(i1) - i).min(q4k_8x8::MAX_ACTS))
                     } else {
-                        (Chain::Block, 1)
+                        (Chain::Block, (i1 - i).min(q4k_8x8::MAX_ACTS))
                     };
                     let acts: [&[u8]; q4k_8x8::MAX_ACTS] = std::array::from_fn(|t| {
                         &act[act_row(i + t.min(m - 1)) * k.a_row..][..k.a_row]
