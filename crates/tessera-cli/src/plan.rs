@@ -6,6 +6,8 @@
 
 use anyhow::Result;
 use clap::Args as ClapArgs;
+use tessera_core::backend::cpu::CpuBackend;
+use tessera_core::backend::Backend;
 use tessera_core::plan::{measure_bandwidth, Plan};
 use tessera_core::ModelParams;
 
@@ -180,22 +182,13 @@ pub fn devices(args: &DevicesArgs) -> Result<()> {
     let n = names.len();
     println!("| device | kind | threads | memory (total / available) | read bandwidth |");
     println!("|---|---|---:|---:|---:|");
-    let mem = |key: &str| -> f64 {
-        std::fs::read_to_string("/proc/meminfo")
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find(|l| l.starts_with(key))
-                    .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-            })
-            .map_or(0.0, |kb| kb * 1024.0)
-    };
     for (i, name) in names.iter().enumerate() {
         let t = (threads / n + usize::from(i < threads % n)).max(1);
+        let info = CpuBackend::new(name, t).info();
         println!(
             "| {name} | CPU | {t} | {} / {} | {:.1} GB/s |",
-            gib(mem("MemTotal:")),
-            gib(mem("MemAvailable:")),
+            gib(info.total_memory as f64),
+            gib(info.free_memory as f64),
             measure_bandwidth(t) / 1e9
         );
     }

@@ -189,10 +189,9 @@ pub fn shared_expert(b: &mut Builder, x: TensorId, il: usize) -> Result<TensorId
     b.op("ffn_shexp_out", Op::MulRows { x: out, s: g })
 }
 
-/// The FFN of a layer of a family with leading dense layers and shared
-/// experts (GLM-4 MoE, DeepSeek-V2/V3): dense below
-/// `n_layer_dense_lead`, else routed experts plus the ungated shared
-/// expert.
+/// The FFN of a MoE layer (Qwen2-MoE, GLM-4 MoE, DeepSeek-V2/V3): dense
+/// below `n_layer_dense_lead` (or without experts), else the routed experts
+/// plus the shared expert where the layer has one ([`shared_expert`]).
 pub fn moe_or_dense_ffn(
     b: &mut Builder,
     hp: &HParams,
@@ -204,7 +203,7 @@ pub fn moe_or_dense_ffn(
         return super::blocks::swiglu_ffn(b, x, il);
     }
     let routed = moe_ffn(b, hp, x, il, o)?;
-    if hp.n_expert_shared == 0 {
+    if b.layer_opt(il, "ffn_up_shexp", "weight").is_none() {
         return Ok(routed);
     }
     let shared = shared_expert(b, x, il)?;

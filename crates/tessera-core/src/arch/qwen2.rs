@@ -4,7 +4,7 @@
 //! softmax without renormalising and adds a sigmoid-gated shared expert.
 
 use crate::error::Result;
-use crate::graph::{Op, TensorId};
+use crate::graph::TensorId;
 use crate::hparams::{Gating, HParams};
 
 use super::blocks::{self, AttnOpts, QkNorm};
@@ -19,20 +19,6 @@ pub fn build(b: &mut Builder, hp: &HParams) -> Result<TensorId> {
         b,
         hp,
         |_, _| Ok(AttnOpts::plain(hp, rope, QkNorm::None)),
-        |b, x, il| {
-            if hp.n_expert == 0 {
-                return blocks::swiglu_ffn(b, x, il);
-            }
-            // Qwen2-MoE: routed experts plus a gated shared expert.
-            let routed = moe::moe_ffn(b, hp, x, il, &moe)?;
-            let shared = moe::shared_expert(b, x, il)?;
-            b.op(
-                "ffn_out",
-                Op::Add {
-                    a: routed,
-                    b: shared,
-                },
-            )
-        },
+        |b, x, il| moe::moe_or_dense_ffn(b, hp, x, il, &moe),
     )
 }
