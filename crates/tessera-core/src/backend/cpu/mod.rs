@@ -45,9 +45,16 @@ impl Drop for CpuBackend {
 impl CpuBackend {
     /// A CPU device named `name` computing on `n_threads` threads.
     pub fn new(name: &str, n_threads: usize) -> CpuBackend {
+        CpuBackend::with_pool(name, Arc::new(ThreadPool::new(n_threads.max(1))))
+    }
+
+    /// A CPU device named `name` computing on `pool`, which other devices
+    /// may share (logical devices over the same cores: they take turns, as
+    /// every device does within one step).
+    pub fn with_pool(name: &str, pool: Arc<ThreadPool>) -> CpuBackend {
         CpuBackend {
             name: name.into(),
-            pool: Arc::new(ThreadPool::new(n_threads.max(1))),
+            pool,
             matmul: Mutex::new(MatmulCtx::new()),
             profile: profile::Profile::default(),
         }

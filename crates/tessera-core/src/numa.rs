@@ -1,0 +1,1 @@
+//! NUMA topology and binding (being written).

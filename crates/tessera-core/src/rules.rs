@@ -1,0 +1,1 @@
+//! Placement files: TOML rules (being written).
