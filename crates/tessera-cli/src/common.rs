@@ -23,6 +23,9 @@ const LLAMA_SHORT: &[(&str, &str)] = &[
     ("-ot", "--override-tensor"),
     ("-ncmoe", "--n-cpu-moe"),
     ("-cmoe", "--cpu-moe"),
+    ("-sm", "--split-mode"),
+    ("-ts", "--tensor-split"),
+    ("-mg", "--main-device"),
 ];
 
 /// `argv` with llama.cpp's multi-letter short flags made long.
@@ -79,6 +82,22 @@ pub struct ModelArgs {
     /// move to the next device until each fits (its KV cache at `-c` included).
     #[arg(long = "device-memory")]
     pub device_memory: Option<String>,
+    /// How to spread the weights no rule placed over the devices (`-sm`):
+    /// none (all on the main device), layer (consecutive layers per
+    /// device) or row (every layer matrix cut by rows). Default: layer
+    /// when `-ts` is given, else none.
+    #[arg(long = "split-mode")]
+    pub split_mode: Option<String>,
+    /// Share of each device in the split, e.g. `3,1` (`-ts`; default: equal).
+    #[arg(long = "tensor-split")]
+    pub tensor_split: Option<String>,
+    /// Device index that holds what is not split (`-mg`).
+    #[arg(long = "main-device", default_value_t = 0)]
+    pub main_device: usize,
+    /// Use every device and let tessera choose the split (LM-Kit's
+    /// FavorDistributedInference).
+    #[arg(long = "distribute")]
+    pub distribute: bool,
 }
 
 impl ModelArgs {
@@ -127,6 +146,13 @@ impl ModelArgs {
                 None => Vec::new(),
             },
             fit_ctx: self.ctx_size,
+            split_mode: self.split_mode.as_deref().map(str::parse).transpose()?,
+            tensor_split: match &self.tensor_split {
+                Some(s) => tessera_core::split::parse_tensor_split(s)?,
+                None => Vec::new(),
+            },
+            main_device: self.main_device,
+            distribute: self.distribute,
         })
     }
 

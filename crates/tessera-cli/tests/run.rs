@@ -202,6 +202,28 @@ fn bad_placement_rules_are_errors_naming_the_rule() {
         &["device memory", "not available"],
     );
     assert_clean_failure(&run(&["--cpu-devices", "0"]), &["--cpu-devices"]);
+    // Split flags: unknown mode, bad proportions, conflicts, no such device.
+    assert_clean_failure(&run(&["-sm", "rows"]), &["split mode `rows`", "layer"]);
+    assert_clean_failure(
+        &run(&["--cpu-devices", "2", "-ts", "1,x"]),
+        &["tensor split", "`x`"],
+    );
+    assert_clean_failure(
+        &run(&["--cpu-devices", "2", "-ts", "1,1,1"]),
+        &["3 proportions for 2 devices"],
+    );
+    assert_clean_failure(
+        &run(&["--cpu-devices", "2", "-sm", "none", "-ts", "1,1"]),
+        &["--tensor-split", "not none"],
+    );
+    assert_clean_failure(
+        &run(&["--cpu-devices", "2", "--distribute", "-sm", "row"]),
+        &["--distribute", "--split-mode"],
+    );
+    assert_clean_failure(
+        &run(&["--cpu-devices", "2", "-mg", "2"]),
+        &["--main-device 2", "cpu:0, cpu:1"],
+    );
 }
 
 #[test]
@@ -250,6 +272,22 @@ fn placement_rules_keep_the_output_and_plan_explains_them() {
     assert!(plan.status.success(), "{}", stderr(&plan));
     assert!(out.contains("| cpu:1 | attention | rule #1 |"), "{out}");
     assert!(out.contains("predicted decode"), "{out}");
+    // Row and layer splits give the same tokens, and plan shows them.
+    for flags in [
+        &["--cpu-devices", "2", "-sm", "row"][..],
+        &["--cpu-devices", "2", "-sm", "layer", "-ts", "1,3"],
+        &["--cpu-devices", "2", "--distribute"],
+    ] {
+        let mut a = args.to_vec();
+        a.extend_from_slice(flags);
+        let split = tessera(&a);
+        assert!(split.status.success(), "{flags:?}: {}", stderr(&split));
+        assert_eq!(one.stdout, split.stdout, "{flags:?} changed the output");
+    }
+    let plan = tessera(&["plan", "-m", &m, "--cpu-devices", "2", "-sm", "row"]);
+    let out = String::from_utf8_lossy(&plan.stdout);
+    assert!(plan.status.success(), "{}", stderr(&plan));
+    assert!(out.contains("| cpu:1 | ffn | row split |"), "{out}");
 }
 
 #[test]

@@ -116,7 +116,7 @@ pub fn fit(
         // with room for it.
         let mut moved = false;
         for &i in &order {
-            if placed[i].0 != d || matches!(placed[i].1, Reason::Rule(_)) {
+            if placed[i].0 != d || matches!(placed[i].1, Reason::Rule(_) | Reason::Rows) {
                 continue;
             }
             let target = (d + 1..n_dev)

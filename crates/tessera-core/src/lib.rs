@@ -27,6 +27,7 @@ pub mod rules;
 pub mod sample;
 pub mod sched;
 pub mod session;
+pub mod split;
 pub mod weights;
 
 pub use error::{CoreError, Result};

@@ -37,16 +37,10 @@ const ATTN_BASES: [&str; 5] = [
 /// The device of layer `il`'s attention: that of its first attention
 /// weight found (the query projection, or MLA's), else device 0.
 fn attention_device(weights: &Weights, il: usize) -> usize {
-    [
-        "attn_q",
-        "attn_qkv",
-        "attn_q_a",
-        "attn_kv_a_mqa",
-        "attn_output",
-    ]
-    .iter()
-    .find_map(|base| weights.get(&format!("blk.{il}.{base}.weight")))
-    .map_or(0, |(_, w)| w.device)
+    ATTN_BASES
+        .iter()
+        .find_map(|base| weights.get(&format!("blk.{il}.{base}.weight")))
+        .map_or(0, |(_, w)| w.device)
 }
 
 /// How to load a model.
@@ -120,43 +114,80 @@ impl Model {
         };
         let owned: Vec<String> = gguf.tensors().map(|t| t.info.name.clone()).collect();
         let names: Vec<&str> = owned.iter().map(String::as_str).collect();
-        let (mut placed, mut resolved) = params.placement.resolve(&names)?;
+        let (mut placed, mut resolved) = params.placement.resolve(&names, hparams.n_layer)?;
+        // Row split: the matrices no rule placed, cut over the devices.
+        let mut rows: HashMap<String, Vec<(usize, usize, usize)>> = HashMap::new();
+        for (t, p) in gguf.tensors().zip(placed.iter_mut()) {
+            if p.1 != Reason::Default {
+                continue;
+            }
+            let d = &t.info.dims;
+            let dim = |i: usize| d.get(i).copied().unwrap_or(1) as usize;
+            let shape = [dim(2), dim(1), dim(0)];
+            if let Some(parts) = params.placement.row_parts(&t.info.name, shape)? {
+                p.1 = Reason::Rows;
+                rows.insert(t.info.name.clone(), parts);
+            }
+        }
         let budgets = params.placement.budget_per_device()?;
         if budgets.iter().any(Option::is_some) {
-            let sizes: HashMap<String, u64> = gguf
-                .tensors()
-                .map(|t| (t.info.name.clone(), t.info.n_bytes))
-                .collect();
-            let items: Vec<FitItem> = names
-                .iter()
-                .map(|&n| FitItem {
-                    name: n,
-                    bytes: sizes.get(n).copied().unwrap_or(0),
-                    layer: fit::layer_of(n),
-                })
-                .collect();
+            // A row-split matrix counts as its parts, each on its device.
+            let mut items: Vec<FitItem> = Vec::new();
+            let mut fit_placed: Vec<(usize, Reason)> = Vec::new();
+            let mut whole_at: Vec<Option<usize>> = Vec::new();
+            for (t, p) in gguf.tensors().zip(&placed) {
+                let name = t.info.name.as_str();
+                let item = |bytes| FitItem {
+                    name,
+                    bytes,
+                    layer: fit::layer_of(name),
+                };
+                match rows.get(name) {
+                    Some(parts) => {
+                        let rows_total = parts.last().map_or(1, |p| p.2).max(1) as u64;
+                        for &(dev, r0, r1) in parts {
+                            items.push(item(t.info.n_bytes * (r1 - r0) as u64 / rows_total));
+                            fit_placed.push((dev, Reason::Rows));
+                            whole_at.push(None);
+                        }
+                    }
+                    None => {
+                        whole_at.push(Some(fit_placed.len()));
+                        items.push(item(t.info.n_bytes));
+                        fit_placed.push(p.clone());
+                    }
+                }
+            }
             let n_ctx = match params.placement.fit_ctx {
                 0 => 4096,
                 c => c,
             } as u64;
             let kv = 2 * (hparams.n_embd_k_gqa() + hparams.n_embd_v_gqa()) as u64 * n_ctx;
-            let index: HashMap<&str, usize> =
-                names.iter().enumerate().map(|(i, &n)| (n, i)).collect();
+            let index: HashMap<&str, usize> = items
+                .iter()
+                .enumerate()
+                .map(|(i, it)| (it.name, i))
+                .collect();
             let attn = |p: &[(usize, Reason)], il: usize| {
                 ATTN_BASES
                     .iter()
                     .find_map(|b| index.get(format!("blk.{il}.{b}.weight").as_str()))
-                    .map_or(0, |&i| p[i].0)
+                    .map_or(params.placement.main_device, |&i| p[i].0)
             };
             resolved.fit_moves = fit::fit(
                 &items,
-                &mut placed,
+                &mut fit_placed,
                 &budgets,
                 &resolved.devices,
                 kv,
                 attn,
                 hparams.n_layer,
             )?;
+            for (p, at) in placed.iter_mut().zip(whole_at) {
+                if let Some(i) = at {
+                    *p = fit_placed[i].clone();
+                }
+            }
         }
         let reasons: HashMap<String, Reason> = names
             .iter()
@@ -176,9 +207,18 @@ impl Model {
                 Arc::new(CpuBackend::new(name, t)) as Arc<dyn Backend>
             })
             .collect();
-        let weights = Weights::load(&gguf, &backends, |name| {
-            device_of.get(name).copied().unwrap_or(0)
-        })?;
+        let weights = Weights::load(
+            &gguf,
+            &backends,
+            |name| device_of.get(name).copied().unwrap_or(0),
+            |name| rows.get(name).cloned(),
+        )?;
+        let mut reasons = reasons;
+        for w in weights.as_slice() {
+            for &i in &w.parts {
+                reasons.insert(weights.as_slice()[i].name.clone(), Reason::Rows);
+            }
+        }
         let embd = weights
             .get("token_embd.weight")
             .ok_or_else(|| CoreError::Tensor {

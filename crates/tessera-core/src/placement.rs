@@ -20,6 +20,8 @@
 use regex::Regex;
 
 use crate::error::{CoreError, Result};
+use crate::fit::layer_of;
+use crate::split::{self, SplitMode};
 
 /// One rule: a regex searched in tensor names, and a device name.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,7 +68,7 @@ impl TensorOverride {
 pub const EXPERTS_PATTERN: &str = r"\.ffn_(up|down|gate|gate_up)_(ch|)exps";
 
 /// Where a model's weights go.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Placement {
     /// CPU devices: 0 or 1 = one (`cpu`), N = `cpu:0`…`cpu:N-1`, each with
     /// its share of the threads.
@@ -82,6 +84,16 @@ pub struct Placement {
     pub budgets: Vec<(String, u64)>,
     /// Context the fitter sizes KV caches for (0: 4096).
     pub fit_ctx: usize,
+    /// How weights no rule placed spread over the devices
+    /// (`--split-mode`; `None` here: `layer` if a tensor split is given,
+    /// else `none`).
+    pub split_mode: Option<SplitMode>,
+    /// Proportions per device (`--tensor-split`; empty: equal).
+    pub tensor_split: Vec<f64>,
+    /// The device of everything not split (`--main-device`, an index).
+    pub main_device: usize,
+    /// Use every device, the split decided here (`--distribute`).
+    pub distribute: bool,
 }
 
 /// Why a weight is where it is.
@@ -93,6 +105,10 @@ pub enum Reason {
     Default,
     /// Moved by the fitter to respect a memory budget.
     Fit,
+    /// Placed by the layer split (`--split-mode layer`, `--distribute`).
+    Split,
+    /// Cut by rows over the devices (`--split-mode row`); never moved.
+    Rows,
 }
 
 /// The rules compiled against a device list, and what they decided.
@@ -139,10 +155,93 @@ impl Placement {
         r
     }
 
+    /// The split mode in force and the cumulative device shares, after
+    /// `--distribute` and the flags' defaults; conflicting flags are errors.
+    pub fn split(&self) -> Result<(SplitMode, Vec<f64>)> {
+        let n = self.device_names().len();
+        let conflict = |what: &str| {
+            Err(CoreError::Config(format!(
+                "--distribute decides the split itself; drop {what}"
+            )))
+        };
+        if self.distribute {
+            if self.split_mode.is_some() {
+                return conflict("--split-mode");
+            }
+            if !self.tensor_split.is_empty() {
+                return conflict("--tensor-split");
+            }
+            // Layers over every device in equal shares (CPU devices take
+            // turns on a step, so a row split would not run faster); the
+            // fitter then moves layers off any device over its budget.
+            let mode = if n > 1 {
+                SplitMode::Layer
+            } else {
+                SplitMode::None
+            };
+            return Ok((mode, split::cumulative(&[], n)?));
+        }
+        let mode = match (self.split_mode, self.tensor_split.is_empty()) {
+            (Some(SplitMode::None), false) => {
+                return Err(CoreError::Config(
+                    "--tensor-split needs --split-mode layer or row, not none".into(),
+                ))
+            }
+            (Some(m), _) => m,
+            (None, false) => SplitMode::Layer,
+            (None, true) => SplitMode::None,
+        };
+        if self.main_device >= n {
+            return Err(CoreError::Config(format!(
+                "--main-device {}: there are {n} devices ({})",
+                self.main_device,
+                self.device_names().join(", ")
+            )));
+        }
+        Ok((mode, split::cumulative(&self.tensor_split, n)?))
+    }
+
+    /// The device of a weight no rule placed, and why.
+    fn unruled(&self, name: &str, n_layer: usize, mode: SplitMode, cum: &[f64]) -> (usize, Reason) {
+        let slot = match (mode, layer_of(name)) {
+            (SplitMode::Layer, Some(il)) => Some(il.min(n_layer)),
+            (SplitMode::Layer, None) if name.starts_with("output") => Some(n_layer),
+            (SplitMode::Layer, None) if name.starts_with("token_embd") => Some(0),
+            _ => None,
+        };
+        match slot {
+            Some(il) => (split::layer_device(il, n_layer + 1, cum), Reason::Split),
+            None => (self.main_device, Reason::Default),
+        }
+    }
+
+    /// The row parts `(device, first row, end row)` of weight `name` of
+    /// shape `[n_mat, rows, cols]` that no rule placed, under a row split;
+    /// `None` when it is not cut (not a row split, not a splittable
+    /// matrix, or all of it on one device).
+    pub fn row_parts(
+        &self,
+        name: &str,
+        shape: [usize; 3],
+    ) -> Result<Option<Vec<(usize, usize, usize)>>> {
+        let (mode, cum) = self.split()?;
+        if mode != SplitMode::Row || !split::row_splittable(name, shape) {
+            return Ok(None);
+        }
+        let parts = split::row_ranges(shape[1], &cum);
+        Ok((parts.len() > 1).then_some(parts))
+    }
+
     /// Assigns each of `names` a device: `device_of[i]` for `names[i]`,
-    /// with the reason. Errors name the rule.
-    pub fn resolve(&self, names: &[&str]) -> Result<(Vec<(usize, Reason)>, Resolved)> {
+    /// with the reason; `n_layer` is the model's layer count (for a layer
+    /// split). Errors name the rule.
+    pub fn resolve(
+        &self,
+        names: &[&str],
+        n_layer: usize,
+    ) -> Result<(Vec<(usize, Reason)>, Resolved)> {
         let devices = self.device_names();
+        let (mode, cum) = self.split()?;
         let rules = self.all_rules();
         let compiled: Vec<Rule> = rules
             .iter()
@@ -176,7 +275,7 @@ impl Placement {
                         counts[i] += 1;
                         (compiled[i].device, Reason::Rule(i))
                     }
-                    None => (0, Reason::Default),
+                    None => self.unruled(name, n_layer, mode, &cum),
                 },
             )
             .collect();
@@ -276,7 +375,7 @@ mod tests {
             overrides: TensorOverride::parse_list(r"exps=CPU1,blk\.0\.=cpu:0,attn=cpu:1").unwrap(),
             ..Placement::default()
         };
-        let (placed, r) = p.resolve(NAMES).unwrap();
+        let (placed, r) = p.resolve(NAMES, 2).unwrap();
         let devs: Vec<usize> = placed.iter().map(|p| p.0).collect();
         assert_eq!(devs, [0, 0, 1, 1, 0]);
         assert_eq!(placed[2].1, Reason::Rule(0));
@@ -294,7 +393,7 @@ mod tests {
             ..Placement::default()
         };
         // The explicit rule comes first and takes everything.
-        let (placed, r) = p.resolve(NAMES).unwrap();
+        let (placed, r) = p.resolve(NAMES, 2).unwrap();
         assert!(placed.iter().all(|p| p.0 == 1));
         assert_eq!(r.rules.len(), 2);
         let p = Placement {
@@ -317,7 +416,7 @@ mod tests {
                 overrides: TensorOverride::parse_list(ot)?,
                 ..Placement::default()
             };
-            p.resolve(NAMES).map(|_| ())
+            p.resolve(NAMES, 2).map(|_| ())
         };
         let e = bad("blk.(=cpu", 1).unwrap_err().to_string();
         assert!(e.contains("#1") && e.contains("invalid regex"), "{e}");

@@ -193,12 +193,17 @@ pub fn plan(
         1.0
     };
     for (w, (dev, reason)) in model.weights().as_slice().iter().zip(&placed) {
+        if !w.parts.is_empty() {
+            continue; // a row-split matrix: its parts are counted
+        }
         let bytes = w.host_bytes().map_or(0, |b| b.len() as u64);
         let role = Role::of(&w.name);
         let reason = match reason {
             Reason::Rule(i) => format!("rule #{}", i + 1),
             Reason::Default => "default".into(),
             Reason::Fit => "fit".into(),
+            Reason::Split => "layer split".into(),
+            Reason::Rows => "row split".into(),
         };
         let e = groups.entry((*dev, role, reason)).or_default();
         e.0 += 1;

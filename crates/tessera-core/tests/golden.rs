@@ -320,7 +320,23 @@ fn placements(n_layer: usize) -> Vec<(&'static str, usize, String)> {
             r"ffn_=cpu:1,^output=cpu:1".into(),
         ),
         ("cpu:0 budget forces a spill", 2, String::new()),
+        ("row split 1/1", 2, String::new()),
+        ("layer split 2/1 (-sm layer -ts 2,1)", 2, String::new()),
+        ("--distribute", 2, String::new()),
     ]
+}
+
+/// The split flags a placement label stands for.
+fn split_flags(label: &str, p: &mut tessera_core::Placement) {
+    use tessera_core::split::SplitMode;
+    if label.starts_with("row split") {
+        p.split_mode = Some(SplitMode::Row);
+    } else if label.starts_with("layer split") {
+        p.split_mode = Some(SplitMode::Layer);
+        p.tensor_split = vec![2.0, 1.0];
+    } else if label == "--distribute" {
+        p.distribute = true;
+    }
 }
 
 /// Loads `path` under each placement and checks the first `n_cases` cases
@@ -359,7 +375,7 @@ fn same_output_across_placements(path: &Path, fx: &Value, n_cases: usize) {
         } else {
             vec![]
         };
-        let placement = Placement {
+        let mut placement = Placement {
             cpu_devices: n_dev,
             overrides: if ot.is_empty() {
                 vec![]
@@ -370,6 +386,7 @@ fn same_output_across_placements(path: &Path, fx: &Value, n_cases: usize) {
             fit_ctx: 1024,
             ..Placement::default()
         };
+        split_flags(label, &mut placement);
         let model = Model::load(
             path,
             &ModelParams {

@@ -96,8 +96,52 @@ impl<'a> Builder<'a> {
         }
     }
 
-    /// Adds `op` as node `name` (suffixed with the layer) and returns its output.
+    /// Adds `op` as node `name` (suffixed with the layer) and returns its
+    /// output. A product with a row-split weight becomes one product per
+    /// part (`name#0`, `name#1` …, each on its part's device) gathered by
+    /// column concatenations, the last of them named `name`.
     pub fn op(&mut self, name: &str, op: Op) -> Result<TensorId> {
+        if let Op::MatMul { w, x } = op {
+            if let TensorKind::Weight(i) = self.g.tensor(w).kind {
+                let parts = self.weights.as_slice()[i].parts.clone();
+                if !parts.is_empty() {
+                    self.infer(name, &op)?;
+                    return self.split_matmul(name, &parts, x);
+                }
+            }
+        }
+        self.add(name, op)
+    }
+
+    /// `x · wᵀ` over the row parts `parts` of `w`, gathered.
+    fn split_matmul(&mut self, name: &str, parts: &[usize], x: TensorId) -> Result<TensorId> {
+        let mut outs = Vec::with_capacity(parts.len());
+        for (k, &p) in parts.iter().enumerate() {
+            let pw = self.weight(&self.weights.as_slice()[p].name.clone())?;
+            outs.push(self.add(&format!("{name}#{k}"), Op::MatMul { w: pw, x })?);
+        }
+        let mut acc = outs[0];
+        for (k, &o) in outs.iter().enumerate().skip(1) {
+            let last = k + 1 == outs.len();
+            let cat = if last {
+                name.to_string()
+            } else {
+                format!("{name}#cat{k}")
+            };
+            acc = self.add(
+                &cat,
+                Op::ConcatHeads {
+                    a: acc,
+                    b: o,
+                    n_heads: 1,
+                },
+            )?;
+        }
+        Ok(acc)
+    }
+
+    /// Adds `op` as node `name` (suffixed with the layer), as it is.
+    fn add(&mut self, name: &str, op: Op) -> Result<TensorId> {
         let full = match self.layer {
             Some(il) => format!("{name}-{il}"),
             None => name.to_string(),
