@@ -20,6 +20,14 @@
 //! with a compare-and-swap that succeeds only for the current, open job; the
 //! caller, once all tasks are done, closes the job and waits only for the
 //! workers inside it, which have nothing left to claim.
+//!
+//! Pinning ([`ThreadPool::pinned`]): each worker pins itself to one CPU of a
+//! list (round-robin) before it takes its first job; the calling thread is
+//! never pinned, since one caller drives the pools of several devices. The
+//! protocol above is unchanged: a pinned worker is just a worker. The
+//! affinity helpers ([`pin_current_thread`], [`thread_affinity`]) live here
+//! because this is the lowest crate that spawns threads; `tessera-core`'s
+//! `numa` module builds node topology on them.
 
 use std::cell::UnsafeCell;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
@@ -74,6 +82,10 @@ pub struct ThreadPool {
     shared: Arc<Shared>,
     workers: Vec<JoinHandle<()>>,
     caller: Mutex<()>,
+    /// The CPUs the workers were pinned to (empty: not pinned).
+    cpus: Vec<usize>,
+    /// Why pinning failed, for the first worker it failed for.
+    pin_error: Option<String>,
 }
 
 fn noop(_: usize) {}
@@ -81,6 +93,26 @@ fn noop(_: usize) {}
 impl ThreadPool {
     /// A pool of `n_threads` threads in all (at least 1).
     pub fn new(n_threads: usize) -> ThreadPool {
+        Self::build(n_threads, &[])
+    }
+
+    /// A pool of `n_threads` threads in all (at least 1) whose workers are
+    /// pinned round-robin to `cpus`: worker `i` (thread `tessera-cpu-{i}`) to
+    /// `cpus[(i + 1) % cpus.len()]`, leaving `cpus[0]` to the caller's share
+    /// when there are as many CPUs as threads. The *calling* thread is not
+    /// pinned: it may drive several devices' pools in turn, and runs where
+    /// the OS puts it.
+    ///
+    /// Each worker pins itself as it starts, and this returns once all have
+    /// tried. A pin the OS refuses (a CPU outside the process's cpuset, no
+    /// `sched_setaffinity` on this OS) leaves that worker unpinned and the
+    /// pool fully working; [`ThreadPool::pin_error`] says why. Empty `cpus`
+    /// is [`ThreadPool::new`].
+    pub fn pinned(n_threads: usize, cpus: &[usize]) -> ThreadPool {
+        Self::build(n_threads, cpus)
+    }
+
+    fn build(n_threads: usize, cpus: &[usize]) -> ThreadPool {
         let n_workers = n_threads.max(1) - 1;
         let noop: &'static (dyn Fn(usize) + Sync) = &noop;
         let shared = Arc::new(Shared {
@@ -97,20 +129,56 @@ impl ThreadPool {
             sleep_lock: Mutex::new(()),
             wake: Condvar::new(),
         });
+        let (pinned_tx, pinned_rx) = std::sync::mpsc::channel();
         let workers = (0..n_workers)
             .map(|i| {
                 let s = Arc::clone(&shared);
+                let cpu = (!cpus.is_empty()).then(|| cpus[(i + 1) % cpus.len()]);
+                let pinned_tx = pinned_tx.clone();
                 std::thread::Builder::new()
                     .name(format!("tessera-cpu-{i}"))
-                    .spawn(move || worker(&s))
+                    .spawn(move || {
+                        if let Some(cpu) = cpu {
+                            let r = pin_current_thread(&[cpu])
+                                .map_err(|e| format!("worker {i} on cpu {cpu}: {e}"));
+                            let _ = pinned_tx.send(r);
+                        }
+                        drop(pinned_tx);
+                        worker(&s)
+                    })
                     .expect("spawn a pool thread")
             })
             .collect();
+        drop(pinned_tx);
+        // When pinning, every worker sends its result: wait for all of them
+        // (the channel closes once every worker has started) and keep the
+        // first failure.
+        let mut pin_error = None;
+        if !cpus.is_empty() {
+            for r in pinned_rx.iter() {
+                if let Err(e) = r {
+                    pin_error.get_or_insert(e);
+                }
+            }
+        }
         ThreadPool {
             shared,
             workers,
             caller: Mutex::new(()),
+            cpus: cpus.to_vec(),
+            pin_error,
         }
+    }
+
+    /// The CPUs the workers were asked to be pinned to (empty: unpinned).
+    pub fn cpus(&self) -> &[usize] {
+        &self.cpus
+    }
+
+    /// Why a worker could not be pinned (the first failure), if one could
+    /// not; `None` for an unpinned pool or one whose pins all took.
+    pub fn pin_error(&self) -> Option<&str> {
+        self.pin_error.as_deref()
     }
 
     /// A pool with one thread per available core.
@@ -285,6 +353,101 @@ impl Drop for ThreadPool {
     }
 }
 
+/// Largest CPU number the affinity helpers handle (Linux's `NR_CPUS` is at
+/// most 8192).
+const MAX_CPUS: usize = 1 << 16;
+
+/// Pins the calling thread to `cpus` (`sched_setaffinity`). Err with the
+/// OS's reason (e.g. a CPU outside the process's cpuset), or on an OS
+/// without thread affinity; the thread's mask is unchanged then.
+pub fn pin_current_thread(cpus: &[usize]) -> Result<(), String> {
+    if cpus.is_empty() {
+        return Err("no CPUs to pin to".into());
+    }
+    if let Some(&c) = cpus.iter().find(|&&c| c >= MAX_CPUS) {
+        return Err(format!("cpu {c} out of range"));
+    }
+    sys::set_affinity(cpus)
+}
+
+/// The CPUs thread `tid` may run on (`sched_getaffinity`), sorted: `tid` 0
+/// is the calling thread, a process id is that process's main thread. Err
+/// with the OS's reason, or on an OS without thread affinity.
+pub fn thread_affinity(tid: i32) -> Result<Vec<usize>, String> {
+    sys::get_affinity(tid)
+}
+
+#[cfg(target_os = "linux")]
+mod sys {
+    use super::MAX_CPUS;
+
+    const WORD: usize = 8 * std::mem::size_of::<libc::c_ulong>();
+
+    pub fn set_affinity(cpus: &[usize]) -> Result<(), String> {
+        let max = cpus.iter().copied().max().unwrap_or(0);
+        // At least a whole cpu_set_t: the kernel reads `size` bytes.
+        let words = (max / WORD + 1).max(std::mem::size_of::<libc::cpu_set_t>() / (WORD / 8));
+        let mut mask = vec![0 as libc::c_ulong; words];
+        for &c in cpus {
+            mask[c / WORD] |= 1 << (c % WORD);
+        }
+        // SAFETY: `mask` is `words` initialised words, the size we pass; the
+        // kernel only reads it.
+        let r = unsafe {
+            libc::sched_setaffinity(
+                0,
+                words * (WORD / 8),
+                mask.as_ptr().cast::<libc::cpu_set_t>(),
+            )
+        };
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error().to_string())
+        }
+    }
+
+    pub fn get_affinity(tid: i32) -> Result<Vec<usize>, String> {
+        // The kernel wants room for all of its possible CPUs (EINVAL
+        // otherwise): start at a cpu_set_t (1024) and grow.
+        let mut words = std::mem::size_of::<libc::cpu_set_t>() / (WORD / 8);
+        loop {
+            let mut mask = vec![0 as libc::c_ulong; words];
+            // SAFETY: the kernel writes at most `words` words into `mask`.
+            let r = unsafe {
+                libc::sched_getaffinity(
+                    tid,
+                    words * (WORD / 8),
+                    mask.as_mut_ptr().cast::<libc::cpu_set_t>(),
+                )
+            };
+            if r == 0 {
+                let cpus = (0..words * WORD)
+                    .filter(|&c| mask[c / WORD] >> (c % WORD) & 1 == 1)
+                    .collect();
+                return Ok(cpus);
+            }
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EINVAL) && words * WORD < MAX_CPUS {
+                words *= 2;
+                continue;
+            }
+            return Err(e.to_string());
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+mod sys {
+    pub fn set_affinity(_cpus: &[usize]) -> Result<(), String> {
+        Err("thread affinity is not supported on this OS".into())
+    }
+
+    pub fn get_affinity(_tid: i32) -> Result<Vec<usize>, String> {
+        Err("thread affinity is not supported on this OS".into())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -355,5 +518,70 @@ mod tests {
             n.fetch_add(1, SeqCst);
         });
         assert_eq!(n.load(SeqCst), 10);
+    }
+
+    #[test]
+    fn a_pinned_pool_computes_like_an_unpinned_one() {
+        let cpus = thread_affinity(0).unwrap_or_default();
+        let sum = |pool: &ThreadPool| {
+            let total = AtomicU64::new(0);
+            pool.for_chunks(100_000, 64, |r| {
+                total.fetch_add(r.map(|i| i as u64 * 3).sum::<u64>(), SeqCst);
+            });
+            total.load(SeqCst)
+        };
+        let pinned = ThreadPool::pinned(2, &cpus);
+        assert_eq!(pinned.n_threads(), 2);
+        assert_eq!(sum(&pinned), sum(&ThreadPool::new(2)));
+        assert_eq!(sum(&pinned), 3 * (0..100_000u64).sum::<u64>());
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn workers_are_pinned_and_the_caller_is_not() {
+        let before = thread_affinity(0).expect("sched_getaffinity");
+        // Ask for the CPUs in reverse, so that worker 0 gets a CPU it could
+        // not have by accident of numbering when there are several.
+        let cpus: Vec<usize> = before.iter().rev().copied().collect();
+        let pool = ThreadPool::pinned(3, &cpus);
+        assert_eq!(pool.cpus(), &cpus[..]);
+        assert_eq!(pool.pin_error(), None, "pinning to our own CPUs");
+        // Each thread records its mask from inside a task; a worker may miss
+        // a job (the caller can finish it first), so retry a few times.
+        let seen: Mutex<std::collections::BTreeMap<String, Vec<usize>>> = Default::default();
+        for _ in 0..200 {
+            pool.run(16, |_| {
+                let name = std::thread::current().name().unwrap_or("").to_string();
+                let mask = thread_affinity(0).expect("sched_getaffinity");
+                seen.lock().unwrap().insert(name, mask);
+                std::thread::sleep(Duration::from_micros(200));
+            });
+            let s = seen.lock().unwrap();
+            if s.contains_key("tessera-cpu-0") && s.contains_key("tessera-cpu-1") {
+                break;
+            }
+        }
+        let seen = seen.into_inner().unwrap();
+        for i in 0..2 {
+            let name = format!("tessera-cpu-{i}");
+            let mask = seen.get(&name).expect("worker ran a task");
+            assert_eq!(mask, &vec![cpus[(i + 1) % cpus.len()]], "{name}");
+        }
+        assert_eq!(thread_affinity(0).unwrap(), before, "caller left unpinned");
+    }
+
+    #[test]
+    fn a_refused_pin_leaves_a_working_pool() {
+        // No machine has CPU 60000 in its mask (and it is under MAX_CPUS).
+        let pool = ThreadPool::pinned(2, &[60_000]);
+        #[cfg(target_os = "linux")]
+        assert!(pool.pin_error().is_some_and(|e| e.contains("cpu 60000")));
+        let n = AtomicU64::new(0);
+        pool.run(50, |_| {
+            n.fetch_add(1, SeqCst);
+        });
+        assert_eq!(n.load(SeqCst), 50);
+        assert!(pin_current_thread(&[]).is_err());
+        assert!(pin_current_thread(&[MAX_CPUS]).is_err());
     }
 }

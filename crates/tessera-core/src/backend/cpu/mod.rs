@@ -30,6 +30,9 @@ use ops::{AttnParams, KvView, RopeMode, RopeParams};
 pub struct CpuBackend {
     name: String,
     pool: Arc<ThreadPool>,
+    /// The NUMA node the device stands for, if any: `info()` reports its
+    /// memory instead of the machine's.
+    node: Option<usize>,
     matmul: Mutex<MatmulCtx>,
     profile: profile::Profile,
 }
@@ -55,9 +58,33 @@ impl CpuBackend {
         CpuBackend {
             name: name.into(),
             pool,
+            node: None,
             matmul: Mutex::new(MatmulCtx::new()),
             profile: profile::Profile::default(),
         }
+    }
+
+    /// A CPU device named `name` computing on `n_threads` threads whose
+    /// workers are pinned to `cpus` ([`ThreadPool::pinned`]: the calling
+    /// thread is not pinned), standing for NUMA node `node` when given: its
+    /// `info()` then reports that node's memory ([`crate::numa::node_memory`]).
+    /// A pin the OS refuses leaves the device working unpinned;
+    /// `pool().pin_error()` says why.
+    pub fn pinned(name: &str, n_threads: usize, cpus: &[usize], node: Option<usize>) -> CpuBackend {
+        let pool = Arc::new(ThreadPool::pinned(n_threads.max(1), cpus));
+        let mut b = CpuBackend::with_pool(name, pool);
+        b.node = node;
+        b
+    }
+
+    /// The pool the device computes on (its pinning: `cpus()`, `pin_error()`).
+    pub fn pool(&self) -> &Arc<ThreadPool> {
+        &self.pool
+    }
+
+    /// The NUMA node the device stands for, if any.
+    pub fn node(&self) -> Option<usize> {
+        self.node
     }
 
     /// Threads of the pool.
@@ -83,11 +110,15 @@ fn meminfo(key: &str) -> u64 {
 
 impl Backend for CpuBackend {
     fn info(&self) -> DeviceInfo {
+        let (total_memory, free_memory) = self
+            .node
+            .and_then(crate::numa::node_memory)
+            .unwrap_or_else(|| (meminfo("MemTotal"), meminfo("MemAvailable")));
         DeviceInfo {
             name: self.name.clone(),
             kind: DeviceKind::Cpu,
-            total_memory: meminfo("MemTotal"),
-            free_memory: meminfo("MemAvailable"),
+            total_memory,
+            free_memory,
             bandwidth_gbs: 20.0,
         }
     }
