@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use tessera_core::kv::parse_kv_type;
+use tessera_core::placement::parse_cpu_devices;
 use tessera_core::sample::SamplerConfig;
 use tessera_core::{Model, ModelParams, Placement, SessionParams, TensorOverride};
 
@@ -68,10 +69,12 @@ pub struct ModelArgs {
     /// the regex searched in tensor names, first match wins; repeatable.
     #[arg(long = "override-tensor")]
     pub override_tensor: Vec<String>,
-    /// Split the CPU into N devices (`cpu:0` … `cpu:N-1`), the threads
-    /// shared out between them.
-    #[arg(long = "cpu-devices", default_value_t = 1)]
-    pub cpu_devices: usize,
+    /// Split the CPU into devices `cpu:0` … `cpu:N-1`: `N` (the threads
+    /// shared out between them), `N:shared` (all on the same threads) or
+    /// `numa` (one per NUMA node, threads pinned, memory bound).
+    #[arg(long = "cpu-devices", default_value = "1")]
+    pub cpu_devices: String,
+
     /// Keep every routed expert on the CPU (`-cmoe`).
     #[arg(long = "cpu-moe")]
     pub cpu_moe: bool,
@@ -129,15 +132,14 @@ impl ModelArgs {
 
     /// The devices and rules of the placement flags.
     pub fn placement(&self) -> Result<Placement> {
-        if self.cpu_devices == 0 {
-            bail!("--cpu-devices must be at least 1");
-        }
+        let (cpu_devices, cpu_layout) = parse_cpu_devices(&self.cpu_devices)?;
         let mut overrides = Vec::new();
         for ot in &self.override_tensor {
             overrides.extend(TensorOverride::parse_list(ot)?);
         }
         Ok(Placement {
-            cpu_devices: self.cpu_devices,
+            cpu_devices,
+            cpu_layout,
             overrides,
             cpu_moe: self.cpu_moe,
             n_cpu_moe: self.n_cpu_moe,

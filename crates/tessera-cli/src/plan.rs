@@ -6,9 +6,7 @@
 
 use anyhow::Result;
 use clap::Args as ClapArgs;
-use tessera_core::backend::cpu::CpuBackend;
-use tessera_core::backend::Backend;
-use tessera_core::plan::{measure_bandwidth, Plan};
+use tessera_core::plan::{Plan, Speed};
 use tessera_core::ModelParams;
 
 use crate::common::ModelArgs;
@@ -29,9 +27,9 @@ pub struct DevicesArgs {
     /// CPU threads (default: all cores).
     #[arg(short = 't', long = "threads", default_value_t = 0)]
     pub threads: usize,
-    /// Split the CPU into N devices.
-    #[arg(long = "cpu-devices", default_value_t = 1)]
-    pub cpu_devices: usize,
+    /// Split the CPU into devices: `N`, `N:shared` or `numa`.
+    #[arg(long = "cpu-devices", default_value = "1")]
+    pub cpu_devices: String,
 }
 
 fn gib(b: f64) -> String {
@@ -49,8 +47,8 @@ pub fn run(args: &Args) -> Result<()> {
         n_threads: args.model.threads,
         placement: args.model.placement()?,
     };
-    let plan = tessera_core::plan::plan(&path, &params, args.model.ctx_size, |_, t| {
-        measure_bandwidth(t)
+    let plan = tessera_core::plan::plan(&path, &params, args.model.ctx_size, |_, t, types| {
+        Speed::measure_cpu(t, types)
     })?;
     if args.json {
         println!("{}", to_json(&plan));
@@ -62,19 +60,20 @@ pub fn run(args: &Args) -> Result<()> {
 
 fn print_table(p: &Plan) {
     println!(
-        "| device | threads | bandwidth | weights | KV (ctx {}) | read per token |",
+        "| device | threads | read bandwidth | weights | KV (ctx {}) | read per token | ms per token |",
         p.n_ctx
     );
-    println!("|---|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
     for d in &p.devices {
         println!(
-            "| {} | {} | {:.1} GB/s | {} | {} | {} |",
+            "| {} | {} | {:.1} GB/s | {} | {} | {} | {:.2} |",
             d.name,
             d.threads,
-            d.bandwidth / 1e9,
+            d.speed.sweep / 1e9,
             mib(d.weight_bytes as f64),
             mib(d.kv_bytes as f64),
-            mib(d.token_bytes)
+            mib(d.token_bytes),
+            d.token_secs * 1e3
         );
     }
     println!();
@@ -104,10 +103,11 @@ fn print_table(p: &Plan) {
     }
     println!();
     println!(
-        "decode step: {} copies between devices ({}); predicted decode {:.1} tokens/s",
+        "decode step: {} copies between devices ({}); predicted decode {:.1} tokens/s, prompt processing {:.1} tokens/s",
         p.copies,
         mib(p.copy_bytes as f64),
-        p.decode_tps
+        p.decode_tps,
+        p.prompt_tps
     );
     let total: f64 = p
         .devices
@@ -127,7 +127,7 @@ fn to_json(p: &Plan) -> String {
                 "{{\"name\":{},\"threads\":{},\"bandwidth\":{},\"weight_bytes\":{},\"kv_bytes\":{},\"token_bytes\":{}}}",
                 q(&d.name),
                 d.threads,
-                d.bandwidth,
+                d.speed.sweep,
                 d.weight_bytes,
                 d.kv_bytes,
                 d.token_bytes
@@ -155,7 +155,7 @@ fn to_json(p: &Plan) -> String {
         .collect();
     let warnings: Vec<String> = p.warnings.iter().map(|w| q(w)).collect();
     format!(
-        "{{\"n_ctx\":{},\"devices\":[{}],\"groups\":[{}],\"rules\":[{}],\"warnings\":[{}],\"copies\":{},\"copy_bytes\":{},\"decode_tps\":{}}}",
+        "{{\"n_ctx\":{},\"devices\":[{}],\"groups\":[{}],\"rules\":[{}],\"warnings\":[{}],\"copies\":{},\"copy_bytes\":{},\"decode_tps\":{},\"prompt_tps\":{}}}",
         p.n_ctx,
         devices.join(","),
         groups.join(","),
@@ -163,34 +163,40 @@ fn to_json(p: &Plan) -> String {
         warnings.join(","),
         p.copies,
         p.copy_bytes,
-        p.decode_tps
+        p.decode_tps,
+        p.prompt_tps
     )
 }
 
 /// Runs `tessera devices`.
 pub fn devices(args: &DevicesArgs) -> Result<()> {
-    anyhow::ensure!(args.cpu_devices >= 1, "--cpu-devices must be at least 1");
+    let (cpu_devices, cpu_layout) = tessera_core::placement::parse_cpu_devices(&args.cpu_devices)?;
     let threads = match args.threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };
     let names = tessera_core::Placement {
-        cpu_devices: args.cpu_devices,
+        cpu_devices,
+        cpu_layout,
         ..Default::default()
     }
     .device_names();
-    let n = names.len();
     println!("| device | kind | threads | memory (total / available) | read bandwidth |");
     println!("|---|---|---:|---:|---:|");
-    for (i, name) in names.iter().enumerate() {
-        let t = (threads / n + usize::from(i < threads % n)).max(1);
-        let info = CpuBackend::new(name, t).info();
+    let (backends, warnings) = tessera_core::model::cpu_backends(&names, cpu_layout, threads);
+    for b in backends {
+        let info = b.info();
         println!(
-            "| {name} | CPU | {t} | {} / {} | {:.1} GB/s |",
+            "| {} | CPU | {} | {} / {} | {:.1} GB/s |",
+            info.name,
+            b.threads(),
             gib(info.total_memory as f64),
             gib(info.free_memory as f64),
-            measure_bandwidth(t) / 1e9
+            tessera_core::probe::sweep_bandwidth(b.threads()) / 1e9
         );
+    }
+    for w in warnings {
+        println!("warning: {w}");
     }
     println!("\nGPU backends: none in this build.");
     Ok(())

@@ -23,6 +23,7 @@ pub mod numa;
 pub mod perplexity;
 pub mod placement;
 pub mod plan;
+pub mod probe;
 pub mod rules;
 pub mod sample;
 pub mod sched;

@@ -19,7 +19,7 @@ use crate::error::{CoreError, Result};
 use crate::fit::{self, FitItem};
 use crate::hparams::HParams;
 use crate::kv::KvType;
-use crate::placement::{Placement, Reason, Resolved};
+use crate::placement::{CpuLayout, Placement, Reason, Resolved};
 use crate::sched;
 use crate::session::Session;
 use crate::weights::Weights;
@@ -41,6 +41,70 @@ fn attention_device(weights: &Weights, il: usize) -> usize {
         .iter()
         .find_map(|base| weights.get(&format!("blk.{il}.{base}.weight")))
         .map_or(0, |(_, w)| w.device)
+}
+
+/// The CPU devices named `names`, laid out as `layout` says over
+/// `n_threads` threads, and a warning for each device whose threads could
+/// not be pinned.
+pub fn cpu_backends(
+    names: &[String],
+    layout: CpuLayout,
+    n_threads: usize,
+) -> (Vec<Arc<dyn Backend>>, Vec<String>) {
+    let mut warnings = Vec::new();
+    let n_dev = names.len();
+    // The threads shared out, the first devices taking the rest.
+    let share = |i: usize| (n_threads / n_dev + usize::from(i < n_threads % n_dev)).max(1);
+    let nodes = match layout {
+        CpuLayout::Numa => crate::numa::nodes(),
+        _ => Vec::new(),
+    };
+    let shared = (layout == CpuLayout::Shared)
+        .then(|| Arc::new(tessera_quant::pool::ThreadPool::new(n_threads.max(1))));
+    let backends = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let b = match (layout, nodes.get(i)) {
+                (CpuLayout::Shared, _) => match &shared {
+                    Some(pool) => CpuBackend::with_pool(name, pool.clone()),
+                    None => CpuBackend::new(name, n_threads),
+                },
+                // A node's threads: its share, at most its cores.
+                (CpuLayout::Numa, Some(node)) => CpuBackend::pinned(
+                    name,
+                    share(i).min(node.cpus.len().max(1)),
+                    &node.cpus,
+                    Some(node.id),
+                ),
+                _ => CpuBackend::new(name, share(i)),
+            };
+            if let Some(why) = b.pool().pin_error() {
+                warnings.push(format!("{name}: threads not pinned ({why})"));
+            }
+            Arc::new(b) as Arc<dyn Backend>
+        })
+        .collect();
+    (backends, warnings)
+}
+
+/// Binds the pages of each weight to the NUMA node of its device (device
+/// `i` is node `nodes()[i]`); the first refusal, as a warning.
+fn bind_to_nodes(weights: &Weights) -> Option<String> {
+    let nodes = crate::numa::nodes();
+    let mut refused = None;
+    for w in weights.as_slice().iter().filter(|w| w.parts.is_empty()) {
+        let (Some(node), Some(bytes)) = (nodes.get(w.device), w.host_bytes()) else {
+            continue;
+        };
+        if let Err(e) = crate::numa::bind_memory(bytes.as_ptr(), bytes.len(), node.id) {
+            refused.get_or_insert(format!(
+                "NUMA: weights stay where the OS put them (binding `{}` to node {}: {e})",
+                w.name, node.id
+            ));
+        }
+    }
+    refused
 }
 
 /// How to load a model.
@@ -196,23 +260,20 @@ impl Model {
             .collect();
         let device_of: HashMap<&str, usize> =
             names.iter().zip(&placed).map(|(&n, p)| (n, p.0)).collect();
-        let n_dev = resolved.devices.len();
-        let backends: Vec<Arc<dyn Backend>> = resolved
-            .devices
-            .iter()
-            .enumerate()
-            .map(|(i, name)| {
-                // The threads shared out, the first devices taking the rest.
-                let t = (n_threads / n_dev + usize::from(i < n_threads % n_dev)).max(1);
-                Arc::new(CpuBackend::new(name, t)) as Arc<dyn Backend>
-            })
-            .collect();
+        let (backends, pin_warnings) =
+            cpu_backends(&resolved.devices, params.placement.cpu_layout, n_threads);
+        resolved.warnings.extend(pin_warnings);
         let weights = Weights::load(
             &gguf,
             &backends,
             |name| device_of.get(name).copied().unwrap_or(0),
             |name| rows.get(name).cloned(),
         )?;
+        if params.placement.cpu_layout == CpuLayout::Numa {
+            if let Some(why) = bind_to_nodes(&weights) {
+                resolved.warnings.push(why);
+            }
+        }
         let mut reasons = reasons;
         for w in weights.as_slice() {
             for &i in &w.parts {

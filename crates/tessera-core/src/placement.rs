@@ -3,9 +3,10 @@
 //! weights).
 //!
 //! The devices are named as llama.cpp names them, in either spelling:
-//! `cpu` (`CPU`), or with several CPU devices (`--cpu-devices N`: the cores
-//! split into N disjoint thread pools) `cpu:0` … `cpu:N-1` (`CPU0` …; plain
-//! `cpu` is `cpu:0`). GPU names (`cuda:0`/`CUDA0`, `vulkan:0`/`Vulkan0`,
+//! `cpu` (`CPU`), or with several CPU devices (`--cpu-devices N`: the
+//! threads split into N disjoint pools; `N:shared`: N devices on one pool;
+//! `numa`: one per NUMA node) `cpu:0` … `cpu:N-1` (`CPU0` …; plain `cpu`
+//! is `cpu:0`). GPU names (`cuda:0`/`CUDA0`, `vulkan:0`/`Vulkan0`,
 //! `metal`) are recognised and rejected with the list of the devices this
 //! build has.
 //!
@@ -67,12 +68,50 @@ impl TensorOverride {
 /// The regex of every routed expert stack (llama.cpp's `--cpu-moe`).
 pub const EXPERTS_PATTERN: &str = r"\.ffn_(up|down|gate|gate_up)_(ch|)exps";
 
+/// How the CPU is cut into devices (`--cpu-devices`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CpuLayout {
+    /// `N`: disjoint shares of the threads.
+    #[default]
+    Disjoint,
+    /// `N:shared`: every device computes on the same threads (logical
+    /// devices: to try placements, or to measure what crossing devices
+    /// costs without halving the threads).
+    Shared,
+    /// `numa`: one device per NUMA node, its threads pinned to the node's
+    /// cores and its weights' pages bound to the node where the OS allows.
+    Numa,
+}
+
+/// Parses `--cpu-devices`: `N`, `N:shared` or `numa`.
+pub fn parse_cpu_devices(s: &str) -> Result<(usize, CpuLayout)> {
+    let bad = || {
+        CoreError::Config(format!(
+            "--cpu-devices `{s}`: expected a count ≥ 1, `N:shared` or `numa`"
+        ))
+    };
+    if s.eq_ignore_ascii_case("numa") {
+        return Ok((crate::numa::nodes().len().max(1), CpuLayout::Numa));
+    }
+    let (n, layout) = match s.split_once(':') {
+        Some((n, "shared")) => (n, CpuLayout::Shared),
+        Some(_) => return Err(bad()),
+        None => (s, CpuLayout::Disjoint),
+    };
+    match n.trim().parse::<usize>() {
+        Ok(n) if n >= 1 => Ok((n, layout)),
+        _ => Err(bad()),
+    }
+}
+
 /// Where a model's weights go.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Placement {
     /// CPU devices: 0 or 1 = one (`cpu`), N = `cpu:0`…`cpu:N-1`, each with
     /// its share of the threads.
     pub cpu_devices: usize,
+    /// How the CPU devices share the cores.
+    pub cpu_layout: CpuLayout,
     /// Rules, tried in order (llama.cpp's `-ot`).
     pub overrides: Vec<TensorOverride>,
     /// Every routed expert stack to the CPU (`--cpu-moe`).
@@ -406,6 +445,21 @@ mod tests {
             p.all_rules()[1].pattern,
             r"blk\.0\.ffn_(up|down|gate|gate_up)_(ch|)exps"
         );
+    }
+
+    #[test]
+    fn cpu_devices_parse() {
+        assert_eq!(parse_cpu_devices("2").unwrap(), (2, CpuLayout::Disjoint));
+        assert_eq!(
+            parse_cpu_devices("3:shared").unwrap(),
+            (3, CpuLayout::Shared)
+        );
+        let (n, layout) = parse_cpu_devices("NUMA").unwrap();
+        assert!(n >= 1 && layout == CpuLayout::Numa);
+        for bad in ["0", "x", "2:pinned", "-1"] {
+            let e = parse_cpu_devices(bad).unwrap_err().to_string();
+            assert!(e.contains(bad) && e.contains("numa"), "{e}");
+        }
     }
 
     #[test]

@@ -1,20 +1,26 @@
 //! `tessera plan`: where every weight of a model goes under a placement,
 //! why, what each device holds, what crosses between devices per token,
-//! and a predicted decode speed — without computing anything.
+//! and predicted decode and prompt speeds — without computing anything.
 //!
 //! The model is mapped, not read (CPU devices hold their weights in the
 //! mapping), and the decode step's graph is scheduled to count the
 //! activation copies between devices.
 //!
-//! The speed model, per decoded token: every device reads the bytes of its
-//! weights a token touches (all of them, except only `n_expert_used /
-//! n_expert` of each routed expert stack and one row of the embedding
-//! table) at its measured bandwidth; the devices take turns (one step's
-//! segments run one after another); each cross-device copy adds a fixed
-//! cost plus its bytes at the slower side's bandwidth.
+//! The speed model ([`Speed`] per device, measured by [`crate::probe`]):
+//! - decode, per token: every device streams the bytes of its weights a
+//!   token touches (all of them, except only `n_expert_used / n_expert` of
+//!   each routed expert stack and one row of an untied embedding table) at
+//!   its measured GEMV rate for each weight's type; plus each graph node's
+//!   fixed cost (starting and joining its device's threads); the devices take turns (one step's segments run one after
+//!   another); each cross-device copy adds a fixed cost plus its bytes at
+//!   the slower side's sweep bandwidth;
+//! - prompt processing, per token: 2 × the multiply-adds of the weights a
+//!   token touches at the device's measured GEMM rate for each type
+//!   (attention over the context is not counted).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+
+use tessera_gguf::GgmlType;
 
 use crate::error::Result;
 use crate::graph::Op;
@@ -111,14 +117,62 @@ pub struct PlanDevice {
     pub name: String,
     /// Threads of its pool.
     pub threads: usize,
-    /// Read bandwidth used by the speed model, bytes/s.
-    pub bandwidth: f64,
+    /// Its measured speeds.
+    pub speed: Speed,
     /// Weight bytes it holds.
     pub weight_bytes: u64,
     /// KV cache bytes at the planned context.
     pub kv_bytes: u64,
     /// Bytes it reads per decoded token.
     pub token_bytes: f64,
+    /// Seconds of its weight reads per decoded token.
+    pub token_secs: f64,
+    /// Seconds of its products per prompt token.
+    pub prompt_secs: f64,
+}
+
+/// How fast a device computes, for the speed model.
+#[derive(Clone, Debug, Default)]
+pub struct Speed {
+    /// Plain read bandwidth, bytes/s (copies, and types without a figure).
+    pub sweep: f64,
+    /// Bytes/s one token streams through a matrix, per weight type.
+    pub gemv: Vec<(GgmlType, f64)>,
+    /// Flop/s of a prompt batch, per weight type.
+    pub gemm: Vec<(GgmlType, f64)>,
+    /// Fixed seconds per graph node (thread start and join).
+    pub node_secs: f64,
+}
+
+impl Speed {
+    fn gemv_of(&self, t: GgmlType) -> f64 {
+        self.gemv
+            .iter()
+            .find(|g| g.0 == t)
+            .map_or(self.sweep, |g| g.1)
+    }
+
+    fn gemm_of(&self, t: GgmlType) -> Option<f64> {
+        self.gemm.iter().find(|g| g.0 == t).map(|g| g.1)
+    }
+
+    /// The measured speeds of a CPU device with `threads` threads for
+    /// `types` (see [`crate::probe`]).
+    pub fn measure_cpu(threads: usize, types: &[GgmlType]) -> Speed {
+        let pool = tessera_quant::pool::ThreadPool::new(threads.max(1));
+        Speed {
+            sweep: crate::probe::sweep_bandwidth(threads),
+            gemv: types
+                .iter()
+                .filter_map(|&t| Some((t, crate::probe::gemv_bandwidth(&pool, t)?)))
+                .collect(),
+            gemm: types
+                .iter()
+                .filter_map(|&t| Some((t, crate::probe::gemm_flops(&pool, t)?)))
+                .collect(),
+            node_secs: crate::probe::dispatch_secs(&pool),
+        }
+    }
 }
 
 /// The plan.
@@ -140,22 +194,23 @@ pub struct Plan {
     pub copy_bytes: u64,
     /// Predicted decode speed, tokens/s.
     pub decode_tps: f64,
+    /// Predicted prompt processing speed, tokens/s.
+    pub prompt_tps: f64,
     /// Context the KV sizes are for.
     pub n_ctx: usize,
 }
 
 /// Fixed cost of one cross-device copy (a pool hand-over), seconds.
 const COPY_COST_S: f64 = 20e-6;
-/// Fixed cost per graph node (dispatch, synchronisation), seconds.
-const NODE_COST_S: f64 = 3e-6;
 
 /// Plans `path` under `params` for a context of `n_ctx` tokens; device `i`
-/// reads at `bandwidth(i, threads)` bytes/s.
+/// with `threads` threads holding weights of `types` computes at
+/// `speed(i, threads, types)`.
 pub fn plan(
     path: &std::path::Path,
     params: &ModelParams,
     n_ctx: usize,
-    bandwidth: impl Fn(usize, usize) -> f64,
+    speed: impl Fn(usize, usize, &[GgmlType]) -> Speed,
 ) -> Result<Plan> {
     let model = Model::load(path, params)?;
     let hp = model.hparams();
@@ -179,10 +234,23 @@ pub fn plan(
         .map(|(i, name)| PlanDevice {
             name: name.clone(),
             threads: threads[i],
-            bandwidth: bandwidth(i, threads[i]),
+            speed: {
+                let mut types: Vec<GgmlType> = model
+                    .weights()
+                    .as_slice()
+                    .iter()
+                    .filter(|w| w.device == i && w.parts.is_empty())
+                    .map(|w| w.ggml_type)
+                    .collect();
+                types.sort_by_key(|t| *t as u32);
+                types.dedup();
+                speed(i, threads[i], &types)
+            },
             weight_bytes: 0,
             kv_bytes: 0,
             token_bytes: 0.0,
+            token_secs: 0.0,
+            prompt_secs: 0.0,
         })
         .collect();
     let mut groups: BTreeMap<(usize, Role, String), (usize, u64)> = BTreeMap::new();
@@ -208,13 +276,25 @@ pub fn plan(
         let e = groups.entry((*dev, role, reason)).or_default();
         e.0 += 1;
         e.1 += bytes;
-        devices[*dev].weight_bytes += bytes;
-        devices[*dev].token_bytes += match role {
-            Role::Experts => bytes as f64 * expert_share,
+        let d = &mut devices[*dev];
+        d.weight_bytes += bytes;
+        let share = match role {
+            Role::Experts => expert_share,
             // One row per token, unless it is also the LM head.
-            Role::Embedding if !tied => bytes as f64 / w.shape[1].max(1) as f64,
-            _ => bytes as f64,
+            Role::Embedding if !tied => 1.0 / w.shape[1].max(1) as f64,
+            _ => 1.0,
         };
+        d.token_bytes += bytes as f64 * share;
+        d.token_secs += bytes as f64 * share / d.speed.gemv_of(w.ggml_type);
+        // Products: 2 flops per weight value a token meets.
+        let is_product = !matches!(role, Role::Norm | Role::Other)
+            && (role != Role::Embedding || tied)
+            && w.shape[1] > 1;
+        if is_product {
+            let values = (w.shape[0] * w.shape[1] * w.shape[2]) as f64 * share;
+            let flops = d.speed.gemm_of(w.ggml_type).unwrap_or(d.speed.sweep / 2.0);
+            d.prompt_secs += 2.0 * values / flops;
+        }
     }
     // KV: per layer on its attention's device.
     let kv_row = 2 * (hp.n_embd_k_gqa() + hp.n_embd_v_gqa()) as u64;
@@ -231,18 +311,21 @@ pub fn plan(
             copy_bytes += 4 * sched.graph.tensor(x).len() as u64;
         }
     }
-    let n_nodes = sched.graph.nodes.len();
+    // Every node pays its device's fixed cost.
+    let node_secs: f64 = sched
+        .node_device
+        .iter()
+        .map(|&d| devices[d].speed.node_secs)
+        .sum();
     let min_bw = devices
         .iter()
-        .map(|d| d.bandwidth)
+        .map(|d| d.speed.sweep)
         .fold(f64::INFINITY, f64::min);
-    let secs: f64 = devices
-        .iter()
-        .map(|d| d.token_bytes / d.bandwidth)
-        .sum::<f64>()
+    let secs: f64 = devices.iter().map(|d| d.token_secs).sum::<f64>()
         + copies as f64 * COPY_COST_S
         + copy_bytes as f64 / min_bw
-        + n_nodes as f64 * NODE_COST_S;
+        + node_secs;
+    let prompt_secs: f64 = devices.iter().map(|d| d.prompt_secs).sum();
     Ok(Plan {
         devices,
         groups: groups
@@ -271,32 +354,7 @@ pub fn plan(
         copies,
         copy_bytes,
         decode_tps: 1.0 / secs,
+        prompt_tps: 1.0 / prompt_secs.max(1e-12),
         n_ctx,
     })
-}
-
-/// Read bandwidth of this machine with `threads` threads, bytes/s: the best
-/// of a few passes summing a 256 MiB buffer (larger than any cache here).
-pub fn measure_bandwidth(threads: usize) -> f64 {
-    let words: usize = 32 << 20; // 256 MiB of u64
-    let buf: Arc<Vec<u64>> = Arc::new((0..words as u64).collect());
-    let threads = threads.max(1);
-    let mut best = 0f64;
-    for _ in 0..3 {
-        let t0 = std::time::Instant::now();
-        let sum: u64 = std::thread::scope(|s| {
-            let chunk = words.div_ceil(threads);
-            let handles: Vec<_> = buf
-                .chunks(chunk)
-                .map(|c| s.spawn(move || c.iter().fold(0u64, |a, &x| a.wrapping_add(x))))
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or(0))
-                .fold(0, u64::wrapping_add)
-        });
-        std::hint::black_box(sum);
-        best = best.max((words * 8) as f64 / t0.elapsed().as_secs_f64());
-    }
-    best
 }
