@@ -74,6 +74,10 @@ pub struct ModelArgs {
     /// `numa` (one per NUMA node, threads pinned, memory bound).
     #[arg(long = "cpu-devices", default_value = "1")]
     pub cpu_devices: String,
+    /// A placement file: TOML rules matching names, layers, roles, types,
+    /// sizes and shapes (docs/PLACEMENT.md), tried after `-ot`.
+    #[arg(long = "placement")]
+    pub placement: Option<PathBuf>,
 
     /// Keep every routed expert on the CPU (`-cmoe`).
     #[arg(long = "cpu-moe")]
@@ -141,6 +145,10 @@ impl ModelArgs {
             cpu_devices,
             cpu_layout,
             overrides,
+            file_rules: match &self.placement {
+                Some(path) => tessera_core::rules::load_placement_file(path)?,
+                None => Vec::new(),
+            },
             cpu_moe: self.cpu_moe,
             n_cpu_moe: self.n_cpu_moe,
             budgets: match &self.device_memory {

@@ -92,7 +92,7 @@ fn print_table(p: &Plan) {
     if !p.rules.is_empty() {
         println!();
         for (i, (rule, dev, n)) in p.rules.iter().enumerate() {
-            println!("rule #{}: `{rule}` → {dev}: {n} tensors", i + 1);
+            println!("rule #{}: {rule} → {dev}: {n} tensors", i + 1);
         }
     }
     for w in &p.warnings {

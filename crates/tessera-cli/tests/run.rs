@@ -202,6 +202,26 @@ fn bad_placement_rules_are_errors_naming_the_rule() {
         &["device memory", "not available"],
     );
     assert_clean_failure(&run(&["--cpu-devices", "0"]), &["--cpu-devices"]);
+    // Placement files: a missing file, a bad key, an unknown device.
+    assert_clean_failure(
+        &run(&["--placement", "/nonexistent/p.toml"]),
+        &["/nonexistent/p.toml"],
+    );
+    let file = _dir.path("bad.toml");
+    std::fs::write(&file, "[[rule]]\nrole = \"expert\"\ndevice = \"cpu\"\n").unwrap();
+    assert_clean_failure(
+        &run(&["--placement", &file]),
+        &[
+            "bad.toml rule #1 (line 2)",
+            "unknown role `expert`",
+            "experts",
+        ],
+    );
+    std::fs::write(&file, "[[rule]]\nname = \"ffn\"\ndevice = \"CUDA0\"\n").unwrap();
+    assert_clean_failure(
+        &run(&["--placement", &file]),
+        &["bad.toml rule #1", "CUDA0", "not available"],
+    );
     // Split flags: unknown mode, bad proportions, conflicts, no such device.
     assert_clean_failure(&run(&["-sm", "rows"]), &["split mode `rows`", "layer"]);
     assert_clean_failure(
@@ -284,6 +304,30 @@ fn placement_rules_keep_the_output_and_plan_explains_them() {
         assert!(split.status.success(), "{flags:?}: {}", stderr(&split));
         assert_eq!(one.stdout, split.stdout, "{flags:?} changed the output");
     }
+    // A placement file: FFN of layer 1 and up on cpu:1 by role and layers.
+    let file = _dir.path("placement.toml");
+    std::fs::write(
+        &file,
+        "[[rule]]\nrole = \"ffn\"\nlayers = \"1..\"\ndevice = \"cpu:1\"\n\
+         [[rule]]\nname = \"nothing\"\ndevice = \"auto\"\n",
+    )
+    .unwrap();
+    let mut a = args.to_vec();
+    a.extend_from_slice(&["--cpu-devices", "2", "--placement", &file]);
+    let placed = tessera(&a);
+    assert!(placed.status.success(), "{}", stderr(&placed));
+    assert_eq!(
+        one.stdout, placed.stdout,
+        "the placement file changed the output"
+    );
+    assert!(
+        stderr(&placed).contains("placement.toml rule #2 (line 5) matches no tensor"),
+        "{}",
+        stderr(&placed)
+    );
+    let plan = tessera(&["plan", "-m", &m, "--cpu-devices", "2", "--placement", &file]);
+    let out = String::from_utf8_lossy(&plan.stdout);
+    assert!(out.contains("| cpu:1 | ffn | rule #1 |"), "{out}");
     let plan = tessera(&["plan", "-m", &m, "--cpu-devices", "2", "-sm", "row"]);
     let out = String::from_utf8_lossy(&plan.stdout);
     assert!(plan.status.success(), "{}", stderr(&plan));

@@ -20,6 +20,7 @@ use crate::fit::{self, FitItem};
 use crate::hparams::HParams;
 use crate::kv::KvType;
 use crate::placement::{CpuLayout, Placement, Reason, Resolved};
+use crate::rules::TensorFacts;
 use crate::sched;
 use crate::session::Session;
 use crate::weights::Weights;
@@ -178,7 +179,11 @@ impl Model {
         };
         let owned: Vec<String> = gguf.tensors().map(|t| t.info.name.clone()).collect();
         let names: Vec<&str> = owned.iter().map(String::as_str).collect();
-        let (mut placed, mut resolved) = params.placement.resolve(&names, hparams.n_layer)?;
+        let facts: Vec<TensorFacts> = gguf
+            .tensors()
+            .map(|t| TensorFacts::new(&t.info.name, t.info.ggml_type, t.info.n_bytes, &t.info.dims))
+            .collect();
+        let (mut placed, mut resolved) = params.placement.resolve(&facts, hparams.n_layer)?;
         // Row split: the matrices no rule placed, cut over the devices.
         let mut rows: HashMap<String, Vec<(usize, usize, usize)>> = HashMap::new();
         for (t, p) in gguf.tensors().zip(placed.iter_mut()) {

@@ -18,10 +18,9 @@
 //! Every rule's match count is kept; a rule that matches nothing is a
 //! warning, an invalid regex or an unknown device an error naming the rule.
 
-use regex::Regex;
-
 use crate::error::{CoreError, Result};
 use crate::fit::layer_of;
+use crate::rules::{FileRule, Matcher, Target, TensorFacts};
 use crate::split::{self, SplitMode};
 
 /// One rule: a regex searched in tensor names, and a device name.
@@ -105,7 +104,7 @@ pub fn parse_cpu_devices(s: &str) -> Result<(usize, CpuLayout)> {
 }
 
 /// Where a model's weights go.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default)]
 pub struct Placement {
     /// CPU devices: 0 or 1 = one (`cpu`), N = `cpu:0`…`cpu:N-1`, each with
     /// its share of the threads.
@@ -114,6 +113,9 @@ pub struct Placement {
     pub cpu_layout: CpuLayout,
     /// Rules, tried in order (llama.cpp's `-ot`).
     pub overrides: Vec<TensorOverride>,
+    /// A placement file's rules, tried after `overrides`
+    /// (`--placement file.toml`, [`crate::rules`]).
+    pub file_rules: Vec<FileRule>,
     /// Every routed expert stack to the CPU (`--cpu-moe`).
     pub cpu_moe: bool,
     /// The routed experts of the first N layers to the CPU (`--n-cpu-moe`).
@@ -155,9 +157,9 @@ pub enum Reason {
 pub struct Resolved {
     /// The device names, index = device.
     pub devices: Vec<String>,
-    /// Every rule (explicit ones, then the shortcuts'), with its device and
-    /// how many weights it placed.
-    pub rules: Vec<(TensorOverride, usize, usize)>,
+    /// Every rule in the order tried, with its device and how many
+    /// weights it placed.
+    pub rules: Vec<RuleReport>,
     /// Warnings (rules that matched nothing).
     pub warnings: Vec<String>,
     /// What the fitter moved, in order.
@@ -166,8 +168,22 @@ pub struct Resolved {
 
 /// A compiled rule.
 struct Rule {
-    re: Regex,
-    device: usize,
+    matcher: Matcher,
+    /// `None`: `auto` (left to the split and the fitter).
+    device: Option<usize>,
+    /// How messages name it.
+    text: String,
+}
+
+/// A rule as reports show it.
+#[derive(Clone, Debug)]
+pub struct RuleReport {
+    /// The rule (`tensor override #1 \`exps=cpu:1\``, `p.toml rule #2 (line 6)`).
+    pub text: String,
+    /// Its device, or `auto`.
+    pub device: String,
+    /// Tensors it placed.
+    pub matches: usize,
 }
 
 impl Placement {
@@ -271,72 +287,48 @@ impl Placement {
         Ok((parts.len() > 1).then_some(parts))
     }
 
-    /// Assigns each of `names` a device: `device_of[i]` for `names[i]`,
-    /// with the reason; `n_layer` is the model's layer count (for a layer
-    /// split). Errors name the rule.
+    /// Assigns each of `tensors` a device, with the reason; `n_layer` is
+    /// the model's layer count (for a layer split). Rules are tried in
+    /// this order: `-ot`, the placement file's, the shortcuts'. Errors name
+    /// the rule.
     pub fn resolve(
         &self,
-        names: &[&str],
+        tensors: &[TensorFacts],
         n_layer: usize,
     ) -> Result<(Vec<(usize, Reason)>, Resolved)> {
         let devices = self.device_names();
         let (mode, cum) = self.split()?;
-        let rules = self.all_rules();
-        let compiled: Vec<Rule> = rules
-            .iter()
-            .enumerate()
-            .map(|(i, r)| {
-                let re = Regex::new(&r.pattern).map_err(|e| {
-                    CoreError::Config(format!(
-                        "tensor override #{} `{}={}`: invalid regex: {e}",
-                        i + 1,
-                        r.pattern,
-                        r.device
-                    ))
-                })?;
-                let device = device_index(&r.device, &devices).map_err(|why| {
-                    CoreError::Config(format!(
-                        "tensor override #{} `{}={}`: {why}",
-                        i + 1,
-                        r.pattern,
-                        r.device
-                    ))
-                })?;
-                Ok(Rule { re, device })
-            })
-            .collect::<Result<_>>()?;
+        let compiled = self.compile(&devices)?;
         let mut counts = vec![0usize; compiled.len()];
-        let placed = names
+        let placed = tensors
             .iter()
             .map(
-                |name| match compiled.iter().position(|r| r.re.is_match(name)) {
+                |t| match compiled.iter().position(|r| r.matcher.matches(t)) {
                     Some(i) => {
                         counts[i] += 1;
-                        (compiled[i].device, Reason::Rule(i))
+                        match compiled[i].device {
+                            Some(d) => (d, Reason::Rule(i)),
+                            None => self.unruled(t.name, n_layer, mode, &cum),
+                        }
                     }
-                    None => self.unruled(name, n_layer, mode, &cum),
+                    None => self.unruled(t.name, n_layer, mode, &cum),
                 },
             )
             .collect();
-        let warnings = rules
+        let warnings = compiled
             .iter()
             .zip(&counts)
-            .enumerate()
-            .filter(|(_, (_, &c))| c == 0)
-            .map(|(i, (r, _))| {
-                format!(
-                    "tensor override #{} `{}={}` matches no tensor",
-                    i + 1,
-                    r.pattern,
-                    r.device
-                )
-            })
+            .filter(|(_, &c)| c == 0)
+            .map(|(r, _)| format!("{} matches no tensor", r.text))
             .collect();
-        let rules = rules
-            .into_iter()
-            .zip(compiled.iter().map(|r| r.device))
+        let rules = compiled
+            .iter()
             .zip(counts)
-            .map(|((r, d), c)| (r, d, c))
+            .map(|(r, matches)| RuleReport {
+                text: r.text.clone(),
+                device: r.device.map_or("auto".into(), |d| devices[d].clone()),
+                matches,
+            })
             .collect();
         Ok((
             placed,
@@ -347,6 +339,60 @@ impl Placement {
                 fit_moves: Vec::new(),
             },
         ))
+    }
+
+    /// Every rule compiled against `devices`, in the order tried.
+    fn compile(&self, devices: &[String]) -> Result<Vec<Rule>> {
+        let ot = self.all_rules();
+        let n_explicit = self.overrides.len();
+        let mut out = Vec::with_capacity(ot.len() + self.file_rules.len());
+        let mut push_ot = |i: usize, r: &TensorOverride| -> Result<()> {
+            let text = format!("tensor override #{} `{}={}`", i + 1, r.pattern, r.device);
+            let matcher = Matcher::from_regex(&r.pattern)
+                .map_err(|e| CoreError::Config(format!("{text}: invalid regex: {}", inner(&e))))?;
+            let device = device_index(&r.device, devices)
+                .map_err(|why| CoreError::Config(format!("{text}: {why}")))?;
+            out.push(Rule {
+                matcher,
+                device: Some(device),
+                text,
+            });
+            Ok(())
+        };
+        for (i, r) in ot.iter().enumerate().take(n_explicit) {
+            push_ot(i, r)?;
+        }
+        let mut file = Vec::with_capacity(self.file_rules.len());
+        for r in &self.file_rules {
+            let device = match &r.target {
+                Target::Auto => None,
+                Target::Device(name) => Some(
+                    device_index(name, devices)
+                        .map_err(|why| CoreError::Config(format!("{}: {why}", r.label)))?,
+                ),
+            };
+            file.push(Rule {
+                matcher: r.matcher.clone(),
+                device,
+                text: r.label.clone(),
+            });
+        }
+        for (i, r) in ot.iter().enumerate().skip(n_explicit) {
+            push_ot(i, r)?;
+        }
+        // The file's rules go between the explicit and the shortcuts' ones.
+        let shortcuts = out.split_off(n_explicit);
+        out.extend(file);
+        out.extend(shortcuts);
+        Ok(out)
+    }
+}
+
+/// The message of a config error without its prefix.
+fn inner(e: &CoreError) -> String {
+    match e {
+        CoreError::Config(m) => m.clone(),
+        other => other.to_string(),
     }
 }
 
@@ -399,6 +445,14 @@ pub fn device_index(name: &str, devices: &[String]) -> std::result::Result<usize
 mod tests {
     use super::*;
 
+    /// `NAMES` as facts (F32, no bytes: these tests match names only).
+    fn facts() -> Vec<TensorFacts<'static>> {
+        NAMES
+            .iter()
+            .map(|n| TensorFacts::new(n, tessera_gguf::GgmlType::F32, 0, &[]))
+            .collect()
+    }
+
     const NAMES: &[&str] = &[
         "token_embd.weight",
         "blk.0.attn_q.weight",
@@ -414,12 +468,15 @@ mod tests {
             overrides: TensorOverride::parse_list(r"exps=CPU1,blk\.0\.=cpu:0,attn=cpu:1").unwrap(),
             ..Placement::default()
         };
-        let (placed, r) = p.resolve(NAMES, 2).unwrap();
+        let (placed, r) = p.resolve(&facts(), 2).unwrap();
         let devs: Vec<usize> = placed.iter().map(|p| p.0).collect();
         assert_eq!(devs, [0, 0, 1, 1, 0]);
         assert_eq!(placed[2].1, Reason::Rule(0));
         assert_eq!(placed[4].1, Reason::Default);
-        assert_eq!(r.rules.iter().map(|r| r.2).collect::<Vec<_>>(), [2, 1, 0]);
+        assert_eq!(
+            r.rules.iter().map(|r| r.matches).collect::<Vec<_>>(),
+            [2, 1, 0]
+        );
         assert_eq!(r.warnings.len(), 1, "{:?}", r.warnings);
     }
 
@@ -432,7 +489,7 @@ mod tests {
             ..Placement::default()
         };
         // The explicit rule comes first and takes everything.
-        let (placed, r) = p.resolve(NAMES, 2).unwrap();
+        let (placed, r) = p.resolve(&facts(), 2).unwrap();
         assert!(placed.iter().all(|p| p.0 == 1));
         assert_eq!(r.rules.len(), 2);
         let p = Placement {
@@ -445,6 +502,48 @@ mod tests {
             p.all_rules()[1].pattern,
             r"blk\.0\.ffn_(up|down|gate|gate_up)_(ch|)exps"
         );
+    }
+
+    #[test]
+    fn file_rules_go_between_ot_and_shortcuts() {
+        let file = crate::rules::parse_placement_file(
+            "[[rule]]\nrole = \"experts\"\nlayers = \"1..\"\ndevice = \"cpu:1\"\n\
+             [[rule]]\nname = \"attn\"\ndevice = \"auto\"\n",
+            "p.toml",
+        )
+        .unwrap();
+        let p = Placement {
+            cpu_devices: 2,
+            overrides: TensorOverride::parse_list("^output=cpu:1").unwrap(),
+            file_rules: file,
+            cpu_moe: true,
+            ..Placement::default()
+        };
+        let (placed, r) = p.resolve(&facts(), 2).unwrap();
+        let devs: Vec<usize> = placed.iter().map(|p| p.0).collect();
+        // token_embd default, attn auto → default, blk.0 experts → the
+        // --cpu-moe shortcut (cpu), blk.1 experts → file rule #1, output → -ot.
+        assert_eq!(devs, [0, 0, 0, 1, 1]);
+        assert_eq!(placed[1].1, Reason::Default);
+        assert_eq!(placed[2].1, Reason::Rule(3));
+        assert_eq!(placed[3].1, Reason::Rule(1));
+        assert!(
+            r.rules[1].text.starts_with("p.toml rule #1"),
+            "{:?}",
+            r.rules[1]
+        );
+        assert_eq!(r.rules[2].device, "auto");
+        // An unknown device in the file names the file's rule.
+        let bad = Placement {
+            file_rules: crate::rules::parse_placement_file(
+                "[[rule]]\nname = \"x\"\ndevice = \"cpu:7\"\n",
+                "q.toml",
+            )
+            .unwrap(),
+            ..Placement::default()
+        };
+        let e = bad.resolve(&facts(), 2).unwrap_err().to_string();
+        assert!(e.contains("q.toml rule #1") && e.contains("cpu:7"), "{e}");
     }
 
     #[test]
@@ -470,7 +569,7 @@ mod tests {
                 overrides: TensorOverride::parse_list(ot)?,
                 ..Placement::default()
             };
-            p.resolve(NAMES, 2).map(|_| ())
+            p.resolve(&facts(), 2).map(|_| ())
         };
         let e = bad("blk.(=cpu", 1).unwrap_err().to_string();
         assert!(e.contains("#1") && e.contains("invalid regex"), "{e}");

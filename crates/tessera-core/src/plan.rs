@@ -341,13 +341,7 @@ pub fn plan(
         rules: placement
             .rules
             .iter()
-            .map(|(r, d, c)| {
-                (
-                    format!("{}={}", r.pattern, r.device),
-                    placement.devices[*d].clone(),
-                    *c,
-                )
-            })
+            .map(|r| (r.text.clone(), r.device.clone(), r.matches))
             .collect(),
         warnings: placement.warnings.clone(),
         fit_moves: placement.fit_moves.clone(),
