@@ -33,10 +33,15 @@ echo "|---|---|---:|---:|---:|"
 for m in "${models[@]}"; do
   path=$m
   [ -f "$path" ] || path=$cache/$m
-  size=$(stat -c %s "$path")
-  experts=$("$tessera" plan -m "$path" --json | python3 -c 'import json,sys; print(any(g["role"]=="experts" for g in json.load(sys.stdin)["groups"]))')
-  # cpu:0 may hold 60 % of the file: the fitter moves the rest to cpu:1.
-  budget=$((size * 6 / 10))
+  read -r experts budget < <("$tessera" plan -m "$path" -c 1024 --json | python3 -c '
+import json, sys
+p = json.load(sys.stdin)
+experts = any(g["role"] == "experts" for g in p["groups"])
+# cpu:0 may hold everything but half of the layers (and the KV cache at
+# -c 1024): the fitter moves the rest to cpu:1.
+total = sum(d["weight_bytes"] + d["kv_bytes"] for d in p["devices"])
+layers = sum(g["bytes"] for g in p["groups"] if g["role"] not in ("embedding", "output"))
+print(experts, total - layers // 2)')
   while IFS='|' read -r label flags; do
     [[ $label == *experts* && $experts != True ]] && continue
     # shellcheck disable=SC2086
@@ -53,7 +58,7 @@ experts on cpu:1|--cpu-devices 2 -ot exps=cpu:1
 layers 50/50|--cpu-devices 2 -sm layer
 attention cpu:0, ffn + output cpu:1|--cpu-devices 2 -ot ffn_=cpu:1,^output=cpu:1
 row split 1/1|--cpu-devices 2 -sm row
-cpu:0 budget 60 % of the file|--cpu-devices 2 --device-memory cpu:0=$budget -c 1024
+cpu:0 budget forces a spill|--cpu-devices 2 --device-memory cpu:0=$budget -c 1024
 layers 50/50, shared threads|--cpu-devices 2:shared -sm layer
 row split 1/1, shared threads|--cpu-devices 2:shared -sm row
 EOF

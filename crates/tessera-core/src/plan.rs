@@ -7,13 +7,16 @@
 //! activation copies between devices.
 //!
 //! The speed model ([`Speed`] per device, measured by [`crate::probe`]):
-//! - decode, per token: every device streams the bytes of its weights a
-//!   token touches (all of them, except only `n_expert_used / n_expert` of
-//!   each routed expert stack and one row of an untied embedding table) at
-//!   its measured GEMV rate for each weight's type; plus each graph node's
-//!   fixed cost (starting and joining its device's threads); the devices take turns (one step's segments run one after
-//!   another); each cross-device copy adds a fixed cost plus its bytes at
-//!   the slower side's sweep bandwidth;
+//! - decode, per token: every product costs what the probe measured for
+//!   one token through a matrix of its type and size (the GEMV curve, which
+//!   holds the fixed cost of a product as well as the streaming rate); a
+//!   routed expert stack costs one dispatch plus `n_expert_used` matrices of
+//!   one expert's size; other weights (norms) their bytes at the sweep
+//!   bandwidth; every other node the pool's dispatch cost, attention plus
+//!   its KV cache read up to position 64 (the middle of tg128); copies
+//!   between devices their bytes at the slower sweep bandwidth. The devices
+//!   take turns (one step's segments run one after another), so their
+//!   times add up;
 //! - prompt processing, per token: 2 × the multiply-adds of the weights a
 //!   token touches at the device's measured GEMM rate for each type
 //!   (attention over the context is not counted).
@@ -136,8 +139,9 @@ pub struct PlanDevice {
 pub struct Speed {
     /// Plain read bandwidth, bytes/s (copies, and types without a figure).
     pub sweep: f64,
-    /// Bytes/s one token streams through a matrix, per weight type.
-    pub gemv: Vec<(GgmlType, f64)>,
+    /// Per weight type, seconds one token takes through a matrix of a
+    /// size: `(bytes, seconds)` points, by size.
+    pub gemv: Vec<(GgmlType, Vec<(f64, f64)>)>,
     /// Flop/s of a prompt batch, per weight type.
     pub gemm: Vec<(GgmlType, f64)>,
     /// Fixed seconds per graph node (thread start and join).
@@ -145,13 +149,27 @@ pub struct Speed {
 }
 
 impl Speed {
-    fn gemv_of(&self, t: GgmlType) -> f64 {
-        self.gemv
-            .iter()
-            .find(|g| g.0 == t)
-            .map_or(self.sweep, |g| g.1)
+    /// Seconds one token takes through a matrix of type `t` and `bytes`
+    /// bytes: the measured curve, linear between its points and along its
+    /// last segment beyond them (the streaming rate), never below the
+    /// smallest point's time scaled down to `bytes` plus the node cost;
+    /// without a curve, `bytes` at the sweep bandwidth plus the node cost.
+    fn gemv_secs(&self, t: GgmlType, bytes: f64) -> f64 {
+        let Some((_, pts)) = self.gemv.iter().find(|g| g.0 == t) else {
+            return self.node_secs + bytes / self.sweep;
+        };
+        let seg = pts
+            .windows(2)
+            .find(|w| bytes <= w[1].0)
+            .or(pts.windows(2).last());
+        match seg {
+            Some(&[(b0, s0), (b1, s1)]) => {
+                let s = s0 + (bytes - b0) * (s1 - s0) / (b1 - b0);
+                s.max(self.node_secs + bytes * s0 / b0)
+            }
+            _ => pts.first().map_or(0.0, |&(b, s)| s * bytes / b),
+        }
     }
-
     fn gemm_of(&self, t: GgmlType) -> Option<f64> {
         self.gemm.iter().find(|g| g.0 == t).map(|g| g.1)
     }
@@ -164,7 +182,7 @@ impl Speed {
             sweep: crate::probe::sweep_bandwidth(threads),
             gemv: types
                 .iter()
-                .filter_map(|&t| Some((t, crate::probe::gemv_bandwidth(&pool, t)?)))
+                .filter_map(|&t| Some((t, crate::probe::gemv_curve(&pool, t)?)))
                 .collect(),
             gemm: types
                 .iter()
@@ -200,8 +218,9 @@ pub struct Plan {
     pub n_ctx: usize,
 }
 
-/// Fixed cost of one cross-device copy (a pool hand-over), seconds.
-const COPY_COST_S: f64 = 20e-6;
+/// The position in the context decode speed is predicted at: the middle
+/// of `tessera bench`'s tg128 from an empty cache.
+const DECODE_AT: usize = 64;
 
 /// Plans `path` under `params` for a context of `n_ctx` tokens; device `i`
 /// with `threads` threads holding weights of `types` computes at
@@ -285,11 +304,23 @@ pub fn plan(
             _ => 1.0,
         };
         d.token_bytes += bytes as f64 * share;
-        d.token_secs += bytes as f64 * share / d.speed.gemv_of(w.ggml_type);
-        // Products: 2 flops per weight value a token meets.
+        // Products: matrices a token goes through (routed experts: the
+        // `n_expert_used` chosen ones of the stack).
         let is_product = !matches!(role, Role::Norm | Role::Other)
             && (role != Role::Embedding || tied)
             && w.shape[1] > 1;
+        d.token_secs += match role {
+            // One product (one dispatch) reads the chosen experts'
+            // matrices, each a separate stream from wherever it lies.
+            Role::Experts if hp.n_expert > 0 => {
+                let one = d
+                    .speed
+                    .gemv_secs(w.ggml_type, bytes as f64 / hp.n_expert as f64);
+                d.speed.node_secs + hp.n_expert_used as f64 * (one - d.speed.node_secs).max(0.0)
+            }
+            _ if is_product => d.speed.gemv_secs(w.ggml_type, bytes as f64),
+            _ => bytes as f64 * share / d.speed.sweep,
+        };
         if is_product {
             let values = (w.shape[0] * w.shape[1] * w.shape[2]) as f64 * share;
             let flops = d.speed.gemm_of(w.ggml_type).unwrap_or(d.speed.sweep / 2.0);
@@ -311,20 +342,31 @@ pub fn plan(
             copy_bytes += 4 * sched.graph.tensor(x).len() as u64;
         }
     }
-    // Every node pays its device's fixed cost.
+    // Every node that is not a product (counted with its weight above)
+    // pays its device's fixed cost; attention also reads the KV cache up
+    // to the position the prediction is for.
+    let kv_pos = DECODE_AT.min(n_ctx) as f64;
     let node_secs: f64 = sched
-        .node_device
+        .graph
+        .nodes
         .iter()
-        .map(|&d| devices[d].speed.node_secs)
+        .zip(&sched.node_device)
+        .map(|(n, &d)| match n.op {
+            Op::MatMul { .. } | Op::MatMulId { .. } | Op::MatMulHeads { .. } => 0.0,
+            // Run by the session itself (a memcpy): its bytes are below.
+            Op::Copy { .. } => 0.0,
+            Op::Attention { .. } => {
+                devices[d].speed.node_secs + kv_row as f64 * kv_pos / devices[d].speed.sweep
+            }
+            _ => devices[d].speed.node_secs,
+        })
         .sum();
     let min_bw = devices
         .iter()
         .map(|d| d.speed.sweep)
         .fold(f64::INFINITY, f64::min);
-    let secs: f64 = devices.iter().map(|d| d.token_secs).sum::<f64>()
-        + copies as f64 * COPY_COST_S
-        + copy_bytes as f64 / min_bw
-        + node_secs;
+    let secs: f64 =
+        devices.iter().map(|d| d.token_secs).sum::<f64>() + copy_bytes as f64 / min_bw + node_secs;
     let prompt_secs: f64 = devices.iter().map(|d| d.prompt_secs).sum();
     Ok(Plan {
         devices,

@@ -2,12 +2,13 @@
 //! the figures `tessera plan` predicts speed from, and `tessera devices`
 //! lists.
 //!
-//! - **Decode** reads every weight once per token: [`gemv_bandwidth`] times
-//!   one token through a 256 MiB matrix of a type (larger than the last
-//!   level cache) and gives bytes per second — the rate at which the kernel of
-//!   that type streams weights, which is lower than a plain memory sweep
-//!   ([`sweep_bandwidth`]) because the kernel also has to unpack and
-//!   multiply.
+//! - **Decode** reads every weight once per token: [`gemv_curve`] times
+//!   one token through a chain of distinct matrices of a type, at several
+//!   matrix sizes (64 KiB … 32 MiB), the chain 256 MiB long so that, as in a
+//!   model, each matrix comes from memory, not from cache. Small matrices
+//!   pay the fixed cost of a product (threads, the activation's
+//!   quantization) and run below the streaming rate of large ones; the
+//!   curve holds both.
 //! - **Per node**: [`dispatch_secs`] times an empty job on the thread pool,
 //!   the fixed cost every graph node pays to start and join its threads.
 //! - **Prompt processing** is compute-bound: [`gemm_flops`] times 128
@@ -26,19 +27,21 @@ use tessera_gguf::GgmlType;
 use tessera_quant::matmul::{MatmulCtx, Matrix};
 use tessera_quant::pool::ThreadPool;
 
-/// Columns of the probe matrices (a multiple of every block size).
-const COLS: usize = 4096;
-/// Bytes of the GEMV probe matrix (several times a server's L3).
-const GEMV_BYTES: usize = 256 << 20;
+/// Columns of the probe matrices (a multiple of every block size): a
+/// model's narrower matrices' width, so that the small ones of the GEMV
+/// curve still have rows for every thread.
+const COLS: usize = 1024;
+/// Bytes of the chain of GEMV probe matrices (several times a server's L3).
+const CHAIN_BYTES: usize = 256 << 20;
+/// Matrix sizes of the GEMV curve, bytes.
+pub const GEMV_SIZES: [usize; 4] = [64 << 10, 512 << 10, 4 << 20, 32 << 20];
 /// Rows and tokens of the GEMM probe.
 const GEMM_ROWS: usize = 512;
 const GEMM_TOKENS: usize = 128;
 
-/// What is measured.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-enum Kind {
-    Gemv,
-    Gemm,
+/// The bytes of one row of `COLS` values of `t`.
+fn row_bytes(t: GgmlType) -> usize {
+    COLS / t.block_size() as usize * t.type_size() as usize
 }
 
 /// One row of `COLS` pseudo-random values quantized to `t`, repeated
@@ -53,62 +56,88 @@ fn matrix(t: GgmlType, rows: usize) -> Option<Vec<u8>> {
             (seed as f32 / u32::MAX as f32 - 0.5) * 0.1
         })
         .collect();
-    let row_bytes = COLS / t.block_size() as usize * t.type_size() as usize;
-    let mut one = vec![0u8; row_bytes];
+    let mut one = vec![0u8; row_bytes(t)];
     tessera_quant::quantize(t, &row, &mut one).ok()?;
     Some(one.repeat(rows))
 }
 
-/// Best time of `reps` runs of `f`, after one warm-up run, in seconds.
-fn best_of(reps: usize, mut f: impl FnMut()) -> f64 {
+/// Median time of `reps` runs of `f`, after one warm-up run, in seconds:
+/// what a benchmark's mean sees on a busy host, where the best run would
+/// be optimistic.
+fn median_of(reps: usize, mut f: impl FnMut()) -> f64 {
     f();
-    (0..reps)
+    let mut t: Vec<f64> = (0..reps.max(1))
         .map(|_| {
             let t0 = Instant::now();
             f();
             t0.elapsed().as_secs_f64()
         })
-        .fold(f64::INFINITY, f64::min)
-}
-
-/// `tokens` tokens through `rows` rows of type `t` on `pool`: the seconds
-/// it takes and the matrix bytes.
-fn time_matmul(pool: &ThreadPool, t: GgmlType, rows: usize, tokens: usize) -> Option<(f64, usize)> {
-    let data = matrix(t, rows)?;
-    let w = Matrix {
-        ggml_type: t,
-        data: &data,
-        rows,
-        cols: COLS,
-    };
-    let x: Vec<f32> = (0..tokens * COLS)
-        .map(|i| ((i % 97) as f32 - 48.0) * 0.01)
         .collect();
-    let mut y = vec![0f32; tokens * rows];
-    let mut mm = MatmulCtx::new();
-    mm.matmul(pool, &w, &x, &mut y).ok()?;
-    let secs = best_of(3, || {
-        let _ = mm.matmul(pool, &w, &x, &mut y);
-    });
-    Some((secs, data.len()))
+    t.sort_by(f64::total_cmp);
+    t[t.len() / 2]
 }
 
-/// Bytes per second at which one token streams through a matrix of type
-/// `t` on `pool` (`None`: no quantizer for `t` to build the probe).
-pub fn gemv_bandwidth(pool: &ThreadPool, t: GgmlType) -> Option<f64> {
-    cached(pool.n_threads(), t, Kind::Gemv, || {
-        let row_bytes = COLS / t.block_size() as usize * t.type_size() as usize;
-        let rows = (GEMV_BYTES / row_bytes).div_ceil(8) * 8;
-        let (secs, bytes) = time_matmul(pool, t, rows, 1)?;
-        Some(bytes as f64 / secs)
-    })
+/// Seconds one token takes through a matrix of type `t` of about `bytes`
+/// bytes, when the matrix is one of a 256 MiB chain of distinct ones, for
+/// each size of [`GEMV_SIZES`]: `(matrix bytes, seconds)`. `None`: no
+/// quantizer for `t` to build the probe.
+pub fn gemv_curve(pool: &ThreadPool, t: GgmlType) -> Option<Vec<(f64, f64)>> {
+    GEMV_SIZES
+        .iter()
+        .map(|&size| {
+            let rows = (size / row_bytes(t)).max(8) / 8 * 8;
+            let bytes = rows * row_bytes(t);
+            let kind = format!("gemv_secs@{size}");
+            let secs = cached(pool.n_threads(), t, &kind, || {
+                let n = (CHAIN_BYTES / bytes).max(2);
+                let data = matrix(t, rows * n)?;
+                let x: Vec<f32> = (0..COLS).map(|i| ((i % 97) as f32 - 48.0) * 0.01).collect();
+                let mut y = vec![0f32; rows];
+                let mut mm = MatmulCtx::new();
+                let mut run = || -> Option<()> {
+                    for chunk in data.chunks_exact(bytes) {
+                        let w = Matrix {
+                            ggml_type: t,
+                            data: chunk,
+                            rows,
+                            cols: COLS,
+                        };
+                        mm.matmul(pool, &w, &x, &mut y).ok()?;
+                    }
+                    Some(())
+                };
+                run()?;
+                Some(
+                    median_of(5, || {
+                        run();
+                    }) / n as f64,
+                )
+            })?;
+            Some((bytes as f64, secs))
+        })
+        .collect()
 }
 
 /// Floating-point operations per second (2 per multiply-add) of a
 /// 128-token batch through a matrix of type `t` on `pool`.
 pub fn gemm_flops(pool: &ThreadPool, t: GgmlType) -> Option<f64> {
-    cached(pool.n_threads(), t, Kind::Gemm, || {
-        let (secs, _) = time_matmul(pool, t, GEMM_ROWS, GEMM_TOKENS)?;
+    cached(pool.n_threads(), t, "gemm_flops", || {
+        let data = matrix(t, GEMM_ROWS)?;
+        let w = Matrix {
+            ggml_type: t,
+            data: &data,
+            rows: GEMM_ROWS,
+            cols: COLS,
+        };
+        let x: Vec<f32> = (0..GEMM_TOKENS * COLS)
+            .map(|i| ((i % 97) as f32 - 48.0) * 0.01)
+            .collect();
+        let mut y = vec![0f32; GEMM_TOKENS * GEMM_ROWS];
+        let mut mm = MatmulCtx::new();
+        mm.matmul(pool, &w, &x, &mut y).ok()?;
+        let secs = median_of(5, || {
+            let _ = mm.matmul(pool, &w, &x, &mut y);
+        });
         Some(2.0 * (GEMM_ROWS * COLS * GEMM_TOKENS) as f64 / secs)
     })
 }
@@ -118,7 +147,7 @@ pub fn gemm_flops(pool: &ThreadPool, t: GgmlType) -> Option<f64> {
 pub fn dispatch_secs(pool: &ThreadPool) -> f64 {
     const JOBS: usize = 2000;
     let n = pool.n_threads();
-    best_of(3, || {
+    median_of(5, || {
         for _ in 0..JOBS {
             pool.run(n, |i| {
                 std::hint::black_box(i);
@@ -133,7 +162,7 @@ pub fn sweep_bandwidth(threads: usize) -> f64 {
     let words: usize = 32 << 20; // 256 MiB of u64
     let buf: Arc<Vec<u64>> = Arc::new((0..words as u64).collect());
     let threads = threads.max(1);
-    let secs = best_of(2, || {
+    let secs = median_of(3, || {
         let sum: u64 = std::thread::scope(|s| {
             let chunk = words.div_ceil(threads);
             let handles: Vec<_> = buf
@@ -150,14 +179,7 @@ pub fn sweep_bandwidth(threads: usize) -> f64 {
     (words * 8) as f64 / secs
 }
 
-type Cache = HashMap<(usize, String, &'static str), f64>;
-
-fn kind_name(k: Kind) -> &'static str {
-    match k {
-        Kind::Gemv => "gemv_bytes_per_s",
-        Kind::Gemm => "gemm_flops",
-    }
-}
+type Cache = HashMap<(usize, String, String), f64>;
 
 /// The cache file: `TESSERA_PROBE_CACHE`, else `~/.cache/tessera/probe.tsv`.
 fn cache_path() -> Option<PathBuf> {
@@ -195,13 +217,8 @@ fn load_cache() -> Cache {
         let [cpu, threads, ty, kind, value] = f[..] else {
             continue;
         };
-        let kind = match kind {
-            "gemv_bytes_per_s" => kind_name(Kind::Gemv),
-            "gemm_flops" => kind_name(Kind::Gemm),
-            _ => continue,
-        };
         if let (true, Ok(t), Ok(v)) = (cpu == key, threads.parse(), value.parse()) {
-            out.insert((t, ty.to_string(), kind), v);
+            out.insert((t, ty.to_string(), kind.to_string()), v);
         }
     }
     out
@@ -211,12 +228,12 @@ fn load_cache() -> Cache {
 fn cached(
     threads: usize,
     t: GgmlType,
-    kind: Kind,
+    kind: &str,
     measure: impl FnOnce() -> Option<f64>,
 ) -> Option<f64> {
     static CACHE: OnceLock<Mutex<Cache>> = OnceLock::new();
     let cache = CACHE.get_or_init(|| Mutex::new(load_cache()));
-    let key = (threads, format!("{t:?}"), kind_name(kind));
+    let key = (threads, format!("{t:?}"), kind.to_string());
     if let Some(&v) = cache.lock().ok()?.get(&key) {
         return Some(v);
     }
@@ -248,6 +265,9 @@ mod tests {
         let m = matrix(GgmlType::Q4_K, 3).unwrap();
         assert_eq!(m.len(), 3 * COLS / 256 * 144);
         assert!(gemm_flops(&pool, GgmlType::Q8_0).unwrap() > 1e6);
+        let curve = gemv_curve(&pool, GgmlType::Q8_0).unwrap();
+        assert_eq!(curve.len(), GEMV_SIZES.len());
+        assert!(curve.iter().all(|&(b, s)| b > 0.0 && s > 0.0));
         assert!(
             matrix(GgmlType::IQ2_XXS, 1).is_none()
                 || gemm_flops(&pool, GgmlType::IQ2_XXS).is_some()
