@@ -27,6 +27,8 @@ const LLAMA_SHORT: &[(&str, &str)] = &[
     ("-sm", "--split-mode"),
     ("-ts", "--tensor-split"),
     ("-mg", "--main-device"),
+    ("-fitt", "--fit-target"),
+    ("-fit", "--fit"),
 ];
 
 /// `argv` with llama.cpp's multi-letter short flags made long.
@@ -105,6 +107,17 @@ pub struct ModelArgs {
     /// FavorDistributedInference).
     #[arg(long = "distribute")]
     pub distribute: bool,
+    /// Fit the model to the memory budgets by moving weights and, if need
+    /// be, shrinking the context (`-fit`): on or off.
+    #[arg(long = "fit", default_value = "on")]
+    pub fit: String,
+    /// Memory kept free on every budgeted device and on the host (`-fitt`),
+    /// e.g. `512MiB`.
+    #[arg(long = "fit-target", default_value = "0")]
+    pub fit_target: String,
+    /// The smallest context the fitter may shrink to.
+    #[arg(long = "fit-ctx-min", default_value_t = 512)]
+    pub fit_ctx_min: usize,
 }
 
 impl ModelArgs {
@@ -131,6 +144,12 @@ impl ModelArgs {
         for w in &model.placement().warnings {
             eprintln!("warning: {w}");
         }
+        if let Some(c) = model.fit_ctx() {
+            eprintln!(
+                "note: the fitter reduced the context from {} to {c} tokens to fit the memory",
+                self.ctx_size
+            );
+        }
         Ok(model)
     }
 
@@ -156,6 +175,13 @@ impl ModelArgs {
                 None => Vec::new(),
             },
             fit_ctx: self.ctx_size,
+            fit_ctx_floor: self.fit_ctx_min.min(self.ctx_size.max(1)),
+            fit_target: tessera_core::fit::parse_size(&self.fit_target)?,
+            no_fit: match self.fit.as_str() {
+                "on" => false,
+                "off" => true,
+                other => bail!("--fit `{other}`: expected on or off"),
+            },
             split_mode: self.split_mode.as_deref().map(str::parse).transpose()?,
             tensor_split: match &self.tensor_split {
                 Some(s) => tessera_core::split::parse_tensor_split(s)?,

@@ -202,6 +202,11 @@ fn bad_placement_rules_are_errors_naming_the_rule() {
         &["device memory", "not available"],
     );
     assert_clean_failure(&run(&["--cpu-devices", "0"]), &["--cpu-devices"]);
+    assert_clean_failure(&run(&["--fit", "maybe"]), &["--fit `maybe`", "on or off"]);
+    assert_clean_failure(
+        &run(&["--device-memory", "cpu=10KiB", "--fit", "off"]),
+        &["does not fit", "--fit off"],
+    );
     // Placement files: a missing file, a bad key, an unknown device.
     assert_clean_failure(
         &run(&["--placement", "/nonexistent/p.toml"]),
@@ -304,6 +309,30 @@ fn placement_rules_keep_the_output_and_plan_explains_them() {
         assert!(split.status.success(), "{flags:?}: {}", stderr(&split));
         assert_eq!(one.stdout, split.stdout, "{flags:?} changed the output");
     }
+    // A budget only a smaller context fits: the fitter halves it, says so,
+    // and the tokens are the same.
+    let weights = std::fs::metadata(&m).unwrap().len();
+    let budget = format!("cpu={}", weights + 64 * 1024);
+    let mut a = args.to_vec();
+    a.extend_from_slice(&[
+        "--device-memory",
+        &budget,
+        "-c",
+        "1024",
+        "--fit-ctx-min",
+        "32",
+    ]);
+    let small = tessera(&a);
+    assert!(small.status.success(), "{}", stderr(&small));
+    assert_eq!(
+        one.stdout, small.stdout,
+        "a smaller context changed the output"
+    );
+    assert!(
+        stderr(&small).contains("the fitter reduced the context from 1024 to"),
+        "{}",
+        stderr(&small)
+    );
     // A placement file: FFN of layer 1 and up on cpu:1 by role and layers.
     let file = _dir.path("placement.toml");
     std::fs::write(

@@ -108,6 +108,115 @@ fn bind_to_nodes(weights: &Weights) -> Option<String> {
     refused
 }
 
+/// Runs the fitter over `placed` (row-split matrices counted as their
+/// parts, `rows`) against the `--device-memory` budgets less the
+/// `--fit-target` margin, and, with no budgets, checks that the KV caches
+/// fit the host's available memory; records the moves and returns the
+/// context that fits (`None`: the one asked for).
+fn fit_placement(
+    gguf: &GgufModel,
+    hparams: &HParams,
+    placement: &Placement,
+    placed: &mut [(usize, Reason)],
+    rows: &HashMap<String, Vec<(usize, usize, usize)>>,
+    resolved: &mut Resolved,
+) -> Result<Option<usize>> {
+    let asked = match placement.fit_ctx {
+        0 => 4096,
+        c => c,
+    };
+    let ctx = fit::FitCtx {
+        ctx: asked,
+        floor: placement.fit_ctx_floor.clamp(1, asked),
+        // An F16 cache: 2 bytes per key and value element.
+        kv_per_token: 2 * (hparams.n_embd_k_gqa() + hparams.n_embd_v_gqa()) as u64,
+        enabled: !placement.no_fit,
+    };
+    let margin = placement.fit_target;
+    let budgets: Vec<Option<u64>> = placement
+        .budget_per_device()?
+        .into_iter()
+        .map(|b| b.map(|b| b.saturating_sub(margin)))
+        .collect();
+    if budgets.iter().all(Option::is_none) {
+        // No budgets: the weights stay mapped; the KV caches, all in host
+        // memory, must fit what the host has available.
+        let available = crate::backend::cpu::CpuBackend::new("cpu", 1)
+            .info()
+            .free_memory;
+        if available == 0 {
+            return Ok(None);
+        }
+        let host = ["host memory".to_string()];
+        let mut none: [(usize, Reason); 0] = [];
+        let f = fit::fit(
+            &[],
+            &mut none,
+            &[Some(available.saturating_sub(margin))],
+            &host,
+            ctx,
+            |_, _| 0,
+            hparams.n_layer,
+        )?;
+        resolved.fit_moves.extend(f.moves);
+        return Ok((f.ctx < asked).then_some(f.ctx));
+    }
+    // A row-split matrix counts as its parts, each on its device.
+    let mut items: Vec<FitItem> = Vec::new();
+    let mut fit_placed: Vec<(usize, Reason)> = Vec::new();
+    let mut whole_at: Vec<Option<usize>> = Vec::new();
+    for (t, p) in gguf.tensors().zip(placed.iter()) {
+        let name = t.info.name.as_str();
+        let item = |bytes| FitItem {
+            name,
+            bytes,
+            layer: fit::layer_of(name),
+        };
+        match rows.get(name) {
+            Some(parts) => {
+                let rows_total = parts.last().map_or(1, |p| p.2).max(1) as u64;
+                for &(dev, r0, r1) in parts {
+                    items.push(item(t.info.n_bytes * (r1 - r0) as u64 / rows_total));
+                    fit_placed.push((dev, Reason::Rows));
+                    whole_at.push(None);
+                }
+            }
+            None => {
+                whole_at.push(Some(fit_placed.len()));
+                items.push(item(t.info.n_bytes));
+                fit_placed.push(p.clone());
+            }
+        }
+    }
+    let index: HashMap<&str, usize> = items
+        .iter()
+        .enumerate()
+        .map(|(i, it)| (it.name, i))
+        .collect();
+    let attn = |p: &[(usize, Reason)], il: usize| {
+        ATTN_BASES
+            .iter()
+            .find_map(|b| index.get(format!("blk.{il}.{b}.weight").as_str()))
+            .map_or(placement.main_device, |&i| p[i].0)
+    };
+    let f = fit::fit(
+        &items,
+        &mut fit_placed,
+        &budgets,
+        &resolved.devices,
+        ctx,
+        attn,
+        hparams.n_layer,
+    )?;
+    resolved.fit_moves = f.moves;
+    for (p, at) in placed.iter_mut().zip(whole_at) {
+        if let Some(i) = at {
+            *p = fit_placed[i].clone();
+        }
+    }
+    Ok((f.ctx < asked).then_some(f.ctx))
+}
+
 /// How to load a model.
 #[derive(Clone, Debug, Default)]
 pub struct ModelParams {
@@ -155,6 +264,7 @@ pub struct Model {
     layer_devices: Vec<usize>,
     placement: Resolved,
     reasons: HashMap<String, Reason>,
+    fit_ctx: Option<usize>,
 }
 
 impl Model {
@@ -198,66 +308,14 @@ impl Model {
                 rows.insert(t.info.name.clone(), parts);
             }
         }
-        let budgets = params.placement.budget_per_device()?;
-        if budgets.iter().any(Option::is_some) {
-            // A row-split matrix counts as its parts, each on its device.
-            let mut items: Vec<FitItem> = Vec::new();
-            let mut fit_placed: Vec<(usize, Reason)> = Vec::new();
-            let mut whole_at: Vec<Option<usize>> = Vec::new();
-            for (t, p) in gguf.tensors().zip(&placed) {
-                let name = t.info.name.as_str();
-                let item = |bytes| FitItem {
-                    name,
-                    bytes,
-                    layer: fit::layer_of(name),
-                };
-                match rows.get(name) {
-                    Some(parts) => {
-                        let rows_total = parts.last().map_or(1, |p| p.2).max(1) as u64;
-                        for &(dev, r0, r1) in parts {
-                            items.push(item(t.info.n_bytes * (r1 - r0) as u64 / rows_total));
-                            fit_placed.push((dev, Reason::Rows));
-                            whole_at.push(None);
-                        }
-                    }
-                    None => {
-                        whole_at.push(Some(fit_placed.len()));
-                        items.push(item(t.info.n_bytes));
-                        fit_placed.push(p.clone());
-                    }
-                }
-            }
-            let n_ctx = match params.placement.fit_ctx {
-                0 => 4096,
-                c => c,
-            } as u64;
-            let kv = 2 * (hparams.n_embd_k_gqa() + hparams.n_embd_v_gqa()) as u64 * n_ctx;
-            let index: HashMap<&str, usize> = items
-                .iter()
-                .enumerate()
-                .map(|(i, it)| (it.name, i))
-                .collect();
-            let attn = |p: &[(usize, Reason)], il: usize| {
-                ATTN_BASES
-                    .iter()
-                    .find_map(|b| index.get(format!("blk.{il}.{b}.weight").as_str()))
-                    .map_or(params.placement.main_device, |&i| p[i].0)
-            };
-            resolved.fit_moves = fit::fit(
-                &items,
-                &mut fit_placed,
-                &budgets,
-                &resolved.devices,
-                kv,
-                attn,
-                hparams.n_layer,
-            )?;
-            for (p, at) in placed.iter_mut().zip(whole_at) {
-                if let Some(i) = at {
-                    *p = fit_placed[i].clone();
-                }
-            }
-        }
+        let fit_ctx = fit_placement(
+            &gguf,
+            &hparams,
+            &params.placement,
+            &mut placed,
+            &rows,
+            &mut resolved,
+        )?;
         let reasons: HashMap<String, Reason> = names
             .iter()
             .zip(&placed)
@@ -306,6 +364,7 @@ impl Model {
             .map(|il| attention_device(&weights, il))
             .collect();
         let model = Model {
+            fit_ctx,
             layer_devices,
             placement: resolved,
             reasons,
@@ -354,6 +413,12 @@ impl Model {
     /// Why weight `name` is on its device (`Default` for unknown names).
     pub fn reason_of(&self, name: &str) -> Reason {
         self.reasons.get(name).cloned().unwrap_or(Reason::Default)
+    }
+
+    /// The largest context the fitter found room for, when it had to
+    /// reduce the one asked for; sessions are capped to it.
+    pub fn fit_ctx(&self) -> Option<usize> {
+        self.fit_ctx
     }
 
     /// Device of each layer's attention (and KV cache).

@@ -125,6 +125,15 @@ pub struct Placement {
     pub budgets: Vec<(String, u64)>,
     /// Context the fitter sizes KV caches for (0: 4096).
     pub fit_ctx: usize,
+    /// The smallest context the fitter may reduce to (0: 1, the fitter
+    /// then stops only at one token; the CLI passes 512 or `-c`).
+    pub fit_ctx_floor: usize,
+    /// Margin kept free on every budgeted device, and on the host for the
+    /// KV caches, bytes (`--fit-target`).
+    pub fit_target: u64,
+    /// Nothing moves and the context stays (`--fit off`): a budget
+    /// exceeded is an error.
+    pub no_fit: bool,
     /// How weights no rule placed spread over the devices
     /// (`--split-mode`; `None` here: `layer` if a tensor split is given,
     /// else `none`).

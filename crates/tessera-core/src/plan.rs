@@ -232,6 +232,8 @@ pub fn plan(
     speed: impl Fn(usize, usize, &[GgmlType]) -> Speed,
 ) -> Result<Plan> {
     let model = Model::load(path, params)?;
+    // The context the fitter found room for.
+    let n_ctx = model.fit_ctx().map_or(n_ctx, |c| c.min(n_ctx));
     let hp = model.hparams();
     let placement = model.placement().clone();
     // The model's own placement (rules, then the fitter).

@@ -47,6 +47,10 @@ impl<'m> Session<'m> {
         if params.n_ctx == 0 {
             params.n_ctx = hp.n_ctx_train.min(4096);
         }
+        // The fitter found room only for a smaller context.
+        if let Some(c) = model.fit_ctx() {
+            params.n_ctx = params.n_ctx.min(c);
+        }
         if params.n_ubatch == 0 || params.n_batch == 0 {
             return Err(CoreError::Config(
                 "batch and micro-batch sizes must be positive".into(),
