@@ -497,6 +497,14 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_example_parses() {
+        let text = include_str!("../../../docs/examples/placement.toml");
+        let rules = parse_placement_file(text, "placement.toml").unwrap();
+        assert_eq!(rules.len(), 5);
+        assert_eq!(rules[2].target, Target::Auto);
+    }
+
+    #[test]
     fn roles_table_is_complete() {
         // A new Role variant fails to compile here: add it to ROLES too.
         for r in ROLES {
