@@ -189,6 +189,7 @@ impl ModelArgs {
             },
             main_device: self.main_device,
             distribute: self.distribute,
+            declared: Vec::new(),
         })
     }
 

@@ -19,6 +19,12 @@ pub struct Args {
     /// Print the plan as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Plan for hardware this machine may not have, instead of its CPU
+    /// devices: `<device>=<memory>@<bandwidth>[@<compute>][,…]`, e.g.
+    /// `cuda:0=16GiB@900GB/s@60TFLOPS,cpu=64GiB@60GB/s`. The memory is the
+    /// device's budget for the fitter.
+    #[arg(long)]
+    pub devices: Option<String>,
 }
 
 /// `tessera devices` arguments.
@@ -43,13 +49,25 @@ fn mib(b: f64) -> String {
 /// Runs `tessera plan`.
 pub fn run(args: &Args) -> Result<()> {
     let path = args.model.path()?;
+    let mut placement = args.model.placement()?;
+    if let Some(d) = &args.devices {
+        placement.declared = tessera_core::placement::parse_declared_devices(d)?;
+    }
+    let declared = placement.declared.clone();
     let params = ModelParams {
         n_threads: args.model.threads,
-        placement: args.model.placement()?,
+        placement,
     };
-    let plan = tessera_core::plan::plan(&path, &params, args.model.ctx_size, |_, t, types| {
-        Speed::measure_cpu(t, types)
-    })?;
+    let plan =
+        tessera_core::plan::plan(
+            &path,
+            &params,
+            args.model.ctx_size,
+            |i, t, types| match declared.get(i) {
+                Some(d) => Speed::declared(d, types),
+                None => Speed::measure_cpu(t, types),
+            },
+        )?;
     if args.json {
         println!("{}", to_json(&plan));
     } else {
@@ -103,11 +121,11 @@ fn print_table(p: &Plan) {
     }
     println!();
     println!(
-        "decode step: {} copies between devices ({}); predicted decode {:.1} tokens/s, prompt processing {:.1} tokens/s",
+        "decode step: {} copies between devices ({}); predicted decode {:.1} tokens/s, prompt processing {}",
         p.copies,
         mib(p.copy_bytes as f64),
         p.decode_tps,
-        p.prompt_tps
+        p.prompt_tps.map_or("n/a (no compute rate declared)".into(), |t| format!("{t:.1} tokens/s"))
     );
     let total: f64 = p
         .devices
@@ -164,7 +182,7 @@ fn to_json(p: &Plan) -> String {
         p.copies,
         p.copy_bytes,
         p.decode_tps,
-        p.prompt_tps
+        p.prompt_tps.map_or("null".into(), |t| t.to_string())
     )
 }
 

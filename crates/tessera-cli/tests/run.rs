@@ -357,6 +357,28 @@ fn placement_rules_keep_the_output_and_plan_explains_them() {
     let plan = tessera(&["plan", "-m", &m, "--cpu-devices", "2", "--placement", &file]);
     let out = String::from_utf8_lossy(&plan.stdout);
     assert!(out.contains("| cpu:1 | ffn | rule #1 |"), "{out}");
+    // Planning for hardware this machine does not have: a small GPU
+    // budget spills layers to the declared CPU.
+    let plan = tessera(&[
+        "plan",
+        "-m",
+        &m,
+        "--devices",
+        "CUDA0=300KiB@900GB/s,cpu=1GiB@50GB/s",
+        "-c",
+        "64",
+    ]);
+    let out = String::from_utf8_lossy(&plan.stdout);
+    assert!(plan.status.success(), "{}", stderr(&plan));
+    assert!(out.contains("| cuda:0 | 1 | 900.0 GB/s |"), "{out}");
+    assert!(
+        out.contains("fit step 1:") && out.contains("cuda:0 → cpu"),
+        "{out}"
+    );
+    assert_clean_failure(
+        &tessera(&["plan", "-m", &m, "--devices", "cuda:0=16GiB"]),
+        &["--devices `cuda:0=16GiB`", "no bandwidth"],
+    );
     let plan = tessera(&["plan", "-m", &m, "--cpu-devices", "2", "-sm", "row"]);
     let out = String::from_utf8_lossy(&plan.stdout);
     assert!(plan.status.success(), "{}", stderr(&plan));

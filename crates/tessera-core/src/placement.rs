@@ -144,6 +144,10 @@ pub struct Placement {
     pub main_device: usize,
     /// Use every device, the split decided here (`--distribute`).
     pub distribute: bool,
+    /// Devices declared for planning (`tessera plan --devices`); when
+    /// given, they replace the CPU devices (each is computed by a CPU
+    /// stand-in: the plan never runs it).
+    pub declared: Vec<DeclaredDevice>,
 }
 
 /// Why a weight is where it is.
@@ -198,6 +202,9 @@ pub struct RuleReport {
 impl Placement {
     /// The names of the CPU devices this placement creates.
     pub fn device_names(&self) -> Vec<String> {
+        if !self.declared.is_empty() {
+            return self.declared.iter().map(|d| d.name.clone()).collect();
+        }
         match self.cpu_devices {
             0 | 1 => vec!["cpu".into()],
             n => (0..n).map(|i| format!("cpu:{i}")).collect(),
@@ -409,7 +416,16 @@ impl Placement {
     /// The budget of each device (`None`: unlimited), by device index.
     pub fn budget_per_device(&self) -> Result<Vec<Option<u64>>> {
         let devices = self.device_names();
-        let mut out = vec![None; devices.len()];
+        // Declared devices: their memory, unless a budget says otherwise.
+        let mut out: Vec<Option<u64>> = devices
+            .iter()
+            .map(|d| {
+                self.declared
+                    .iter()
+                    .find(|x| x.name == *d)
+                    .map(|x| x.memory)
+            })
+            .collect();
         for (name, bytes) in &self.budgets {
             let i = device_index(name, &devices).map_err(|why| {
                 CoreError::Config(format!("device memory `{name}={bytes}`: {why}"))
@@ -420,21 +436,29 @@ impl Placement {
     }
 }
 
-/// The index of device `name` among `devices`, accepting llama.cpp's
-/// spellings; the reason when there is none.
-pub fn device_index(name: &str, devices: &[String]) -> std::result::Result<usize, String> {
-    let lower = name.to_ascii_lowercase();
-    // `CPU0` → `cpu:0`, `cuda:0` / `CUDA0` → `cuda:0`.
-    let split = lower.find(|c: char| c.is_ascii_digit());
-    let canon = match split {
-        Some(i) if !lower[..i].ends_with(':') => format!("{}:{}", &lower[..i], &lower[i..]),
-        _ => lower.clone(),
-    };
-    let listed = || devices.join(", ");
-    if canon == "cpu" || canon == "cpu:0" {
-        return Ok(0);
+/// `name` in tessera's spelling: lower case, `CPU0` → `cpu:0`,
+/// `CUDA0` → `cuda:0`.
+pub fn canonical_device(name: &str) -> String {
+    let lower = name.trim().to_ascii_lowercase();
+    match lower.find(|c: char| c.is_ascii_digit()) {
+        Some(i) if i > 0 && !lower[..i].ends_with(':') => {
+            format!("{}:{}", &lower[..i], &lower[i..])
+        }
+        _ => lower,
     }
-    if let Some(i) = devices.iter().position(|d| *d == canon) {
+}
+
+/// The index of device `name` among `devices`, accepting llama.cpp's
+/// spellings (`cpu` and `cpu:0` are the same device); the reason when
+/// there is none.
+pub fn device_index(name: &str, devices: &[String]) -> std::result::Result<usize, String> {
+    let canon = canonical_device(name);
+    let listed = || devices.join(", ");
+    let same = |d: &String| {
+        *d == canon
+            || (matches!(canon.as_str(), "cpu" | "cpu:0") && matches!(d.as_str(), "cpu" | "cpu:0"))
+    };
+    if let Some(i) = devices.iter().position(same) {
         return Ok(i);
     }
     let kind = canon.split(':').next().unwrap_or("");
@@ -448,6 +472,75 @@ pub fn device_index(name: &str, devices: &[String]) -> std::result::Result<usize
         ));
     }
     Err(format!("unknown device `{name}` (devices: {})", listed()))
+}
+
+/// A device declared for planning (`tessera plan --devices`): hardware
+/// this machine may not have.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DeclaredDevice {
+    /// Name, in tessera's spelling.
+    pub name: String,
+    /// Memory, bytes.
+    pub memory: u64,
+    /// Read bandwidth, bytes/s.
+    pub bandwidth: f64,
+    /// Compute, flop/s (for the prompt-processing prediction), if given.
+    pub flops: Option<f64>,
+}
+
+/// Parses `--devices`: `<device>=<memory>@<bandwidth>[@<compute>][,…]`,
+/// e.g. `cuda:0=16GiB@900GB/s@60TFLOPS,cpu=64GiB@60GB/s`.
+pub fn parse_declared_devices(s: &str) -> Result<Vec<DeclaredDevice>> {
+    let rate = |part: &str, units: &[(&str, f64)], what: &str| -> Result<f64> {
+        let lower = part.trim().to_ascii_lowercase();
+        let (num, mult) = units
+            .iter()
+            .find_map(|(u, m)| lower.strip_suffix(u).map(|n| (n.trim(), *m)))
+            .ok_or_else(|| {
+                CoreError::Config(format!(
+                    "--devices: `{part}` is not a {what} (e.g. {})",
+                    units[0].0
+                ))
+            })?;
+        let v: f64 = num
+            .parse()
+            .map_err(|_| CoreError::Config(format!("--devices: `{part}` is not a number")))?;
+        Ok(v * mult)
+    };
+    s.split(',')
+        .filter(|d| !d.trim().is_empty())
+        .map(|d| {
+            let (name, spec) = d.split_once('=').ok_or_else(|| {
+                CoreError::Config(format!(
+                    "--devices `{d}`: expected <device>=<memory>@<bandwidth>[@<compute>]"
+                ))
+            })?;
+            let mut parts = spec.split('@');
+            let memory = crate::fit::parse_size(parts.next().unwrap_or(""))?;
+            let bandwidth = rate(
+                parts.next().ok_or_else(|| {
+                    CoreError::Config(format!("--devices `{d}`: no bandwidth (`@900GB/s`)"))
+                })?,
+                &[
+                    ("gb/s", 1e9),
+                    ("gib/s", 1073741824.0),
+                    ("mb/s", 1e6),
+                    ("tb/s", 1e12),
+                ],
+                "bandwidth",
+            )?;
+            let flops = parts
+                .next()
+                .map(|p| rate(p, &[("tflops", 1e12), ("gflops", 1e9)], "compute rate"))
+                .transpose()?;
+            Ok(DeclaredDevice {
+                name: canonical_device(name),
+                memory,
+                bandwidth,
+                flops,
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -553,6 +646,37 @@ mod tests {
         };
         let e = bad.resolve(&facts(), 2).unwrap_err().to_string();
         assert!(e.contains("q.toml rule #1") && e.contains("cpu:7"), "{e}");
+    }
+
+    #[test]
+    fn declared_devices_parse_and_place() {
+        let d = parse_declared_devices("CUDA0=16GiB@900GB/s@60TFLOPS,cpu=64GiB@60GB/s").unwrap();
+        assert_eq!(d[0].name, "cuda:0");
+        assert_eq!(d[0].memory, 16 << 30);
+        assert_eq!(d[0].bandwidth, 900e9);
+        assert_eq!(d[0].flops, Some(60e12));
+        assert_eq!((d[1].name.as_str(), d[1].flops), ("cpu", None));
+        for bad in [
+            "cuda:0=16GiB",
+            "cuda:0=16GiB@fast",
+            "cuda:0",
+            "cuda:0=16GiB@900GB/s@lots",
+        ] {
+            assert!(parse_declared_devices(bad).is_err(), "{bad}");
+        }
+        // `cpu` finds the declared CPU even when it is not device 0.
+        let p = Placement {
+            declared: d,
+            cpu_moe: true,
+            ..Placement::default()
+        };
+        let (placed, _) = p.resolve(&facts(), 2).unwrap();
+        let devs: Vec<usize> = placed.iter().map(|p| p.0).collect();
+        assert_eq!(devs, [0, 0, 1, 1, 0]);
+        assert_eq!(
+            p.budget_per_device().unwrap(),
+            [Some(16 << 30), Some(64 << 30)]
+        );
     }
 
     #[test]

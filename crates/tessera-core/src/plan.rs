@@ -174,6 +174,21 @@ impl Speed {
         self.gemm.iter().find(|g| g.0 == t).map(|g| g.1)
     }
 
+    /// The speeds of a device declared for planning: its bandwidth for
+    /// every read, its compute rate (if declared) for every type, and a
+    /// fixed [`DECLARED_NODE_SECS`] per node.
+    pub fn declared(d: &crate::placement::DeclaredDevice, types: &[GgmlType]) -> Speed {
+        Speed {
+            sweep: d.bandwidth,
+            gemv: Vec::new(),
+            gemm: d
+                .flops
+                .map(|f| types.iter().map(|&t| (t, f)).collect())
+                .unwrap_or_default(),
+            node_secs: DECLARED_NODE_SECS,
+        }
+    }
+
     /// The measured speeds of a CPU device with `threads` threads for
     /// `types` (see [`crate::probe`]).
     pub fn measure_cpu(threads: usize, types: &[GgmlType]) -> Speed {
@@ -212,11 +227,15 @@ pub struct Plan {
     pub copy_bytes: u64,
     /// Predicted decode speed, tokens/s.
     pub decode_tps: f64,
-    /// Predicted prompt processing speed, tokens/s.
-    pub prompt_tps: f64,
+    /// Predicted prompt processing speed, tokens/s (`None`: a device has
+    /// no compute rate for a type it multiplies).
+    pub prompt_tps: Option<f64>,
     /// Context the KV sizes are for.
     pub n_ctx: usize,
 }
+
+/// Fixed cost per node of a declared device (about a GPU kernel launch).
+pub const DECLARED_NODE_SECS: f64 = 4e-6;
 
 /// The position in the context decode speed is predicted at: the middle
 /// of `tessera bench`'s tg128 from an empty cache.
@@ -325,8 +344,10 @@ pub fn plan(
         };
         if is_product {
             let values = (w.shape[0] * w.shape[1] * w.shape[2]) as f64 * share;
-            let flops = d.speed.gemm_of(w.ggml_type).unwrap_or(d.speed.sweep / 2.0);
-            d.prompt_secs += 2.0 * values / flops;
+            match d.speed.gemm_of(w.ggml_type) {
+                Some(flops) => d.prompt_secs += 2.0 * values / flops,
+                None => d.prompt_secs = f64::NAN,
+            }
         }
     }
     // KV: per layer on its attention's device.
@@ -392,7 +413,9 @@ pub fn plan(
         copies,
         copy_bytes,
         decode_tps: 1.0 / secs,
-        prompt_tps: 1.0 / prompt_secs.max(1e-12),
+        prompt_tps: prompt_secs
+            .is_finite()
+            .then(|| 1.0 / prompt_secs.max(1e-12)),
         n_ctx,
     })
 }
