@@ -175,6 +175,7 @@ impl ModelArgs {
                 None => Vec::new(),
             },
             fit_ctx: self.ctx_size,
+            fit_ubatch: self.ubatch_size.min(self.batch_size),
             fit_ctx_floor: self.fit_ctx_min.min(self.ctx_size.max(1)),
             fit_target: tessera_core::fit::parse_size(&self.fit_target)?,
             no_fit: match self.fit.as_str() {

@@ -321,6 +321,8 @@ fn placement_rules_keep_the_output_and_plan_explains_them() {
         "1024",
         "--fit-ctx-min",
         "32",
+        "-ub",
+        "16",
     ]);
     let small = tessera(&a);
     assert!(small.status.success(), "{}", stderr(&small));
@@ -367,6 +369,8 @@ fn placement_rules_keep_the_output_and_plan_explains_them() {
         "CUDA0=300KiB@900GB/s,cpu=1GiB@50GB/s",
         "-c",
         "64",
+        "-ub",
+        "16",
     ]);
     let out = String::from_utf8_lossy(&plan.stdout);
     assert!(plan.status.success(), "{}", stderr(&plan));

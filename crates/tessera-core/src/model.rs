@@ -110,7 +110,8 @@ fn bind_to_nodes(weights: &Weights) -> Option<String> {
 
 /// Runs the fitter over `placed` (row-split matrices counted as their
 /// parts, `rows`) against the `--device-memory` budgets less the
-/// `--fit-target` margin, and, with no budgets, checks that the KV caches
+/// `--fit-target` margin and the compute buffers `reserve` (per device),
+/// and, with no budgets, checks that the KV caches
 /// fit the host's available memory; records the moves and returns the
 /// context that fits (`None`: the one asked for).
 fn fit_placement(
@@ -120,6 +121,7 @@ fn fit_placement(
     placed: &mut [(usize, Reason)],
     rows: &HashMap<String, Vec<(usize, usize, usize)>>,
     resolved: &mut Resolved,
+    reserve: &[u64],
 ) -> Result<Option<usize>> {
     let asked = match placement.fit_ctx {
         0 => 4096,
@@ -127,7 +129,11 @@ fn fit_placement(
     };
     let ctx = fit::FitCtx {
         ctx: asked,
-        floor: placement.fit_ctx_floor.clamp(1, asked),
+        floor: match placement.fit_ctx_floor {
+            0 => 512,
+            f => f,
+        }
+        .clamp(1, asked),
         // An F16 cache: 2 bytes per key and value element.
         kv_per_token: 2 * (hparams.n_embd_k_gqa() + hparams.n_embd_v_gqa()) as u64,
         enabled: !placement.no_fit,
@@ -136,7 +142,8 @@ fn fit_placement(
     let budgets: Vec<Option<u64>> = placement
         .budget_per_device()?
         .into_iter()
-        .map(|b| b.map(|b| b.saturating_sub(margin)))
+        .enumerate()
+        .map(|(i, b)| b.map(|b| b.saturating_sub(margin + reserve.get(i).copied().unwrap_or(0))))
         .collect();
     if budgets.iter().all(Option::is_none) {
         // No budgets: the weights stay mapped; the KV caches, all in host
@@ -217,6 +224,14 @@ fn fit_placement(
     Ok((f.ctx < asked).then_some(f.ctx))
 }
 
+/// The micro-batch the fitter sizes compute buffers for (0: 512).
+fn fit_ubatch(p: &Placement) -> usize {
+    match p.fit_ubatch {
+        0 => 512,
+        n => n,
+    }
+}
+
 /// How to load a model.
 #[derive(Clone, Debug, Default)]
 pub struct ModelParams {
@@ -265,6 +280,7 @@ pub struct Model {
     placement: Resolved,
     reasons: HashMap<String, Reason>,
     fit_ctx: Option<usize>,
+    placement_params: Placement,
 }
 
 impl Model {
@@ -277,6 +293,78 @@ impl Model {
 
     /// A model from an opened GGUF.
     pub fn from_gguf(gguf: Arc<GgufModel>, params: &ModelParams) -> Result<Model> {
+        let n_dev = params.placement.device_names().len();
+        let model = Self::placed(gguf.clone(), params, &vec![0; n_dev])?;
+        let budgets = params.placement.budget_per_device()?;
+        if budgets.iter().all(Option::is_none) {
+            return Ok(model);
+        }
+        // The compute buffers of a prompt step, which the fitter could not
+        // know before the graph existed: if a budgeted device is over with
+        // them, fit again with them reserved.
+        let arena = model.compute_bytes()?;
+        if model.over_budget(params, &arena)? {
+            let model = Self::placed(gguf, params, &arena)?;
+            let arena = model.compute_bytes()?;
+            if model.over_budget(params, &arena)? {
+                return Err(CoreError::Config(format!(
+                    "the model does not fit the device memory budgets with its compute buffers \
+                     ({} bytes for a step of {} tokens)",
+                    arena
+                        .iter()
+                        .map(|b| b.to_string())
+                        .collect::<Vec<_>>()
+                        .join(" + "),
+                    fit_ubatch(&params.placement)
+                )));
+            }
+            return Ok(model);
+        }
+        Ok(model)
+    }
+
+    /// Activation bytes each device needs for a prompt step of the fit's
+    /// micro-batch (one output row, as in generation).
+    fn compute_bytes(&self) -> Result<Vec<u64>> {
+        let sched = self.schedule(fit_ubatch(&self.placement_params), 1)?;
+        Ok(sched.plan.arena_bytes.iter().map(|&b| b as u64).collect())
+    }
+
+    /// Whether a budgeted device holds more than its budget less the
+    /// margin: weights (row-split matrices as their parts), the KV caches
+    /// at the fitted context, and `arena`.
+    fn over_budget(&self, params: &ModelParams, arena: &[u64]) -> Result<bool> {
+        let budgets = params.placement.budget_per_device()?;
+        if budgets.iter().all(Option::is_none) {
+            return Ok(false);
+        }
+        let mut need = arena.to_vec();
+        need.resize(budgets.len(), 0);
+        for w in self
+            .weights
+            .as_slice()
+            .iter()
+            .filter(|w| w.parts.is_empty())
+        {
+            need[w.device] += w.host_bytes().map_or(0, |b| b.len() as u64);
+        }
+        let ctx = self.fit_ctx.unwrap_or(match params.placement.fit_ctx {
+            0 => 4096,
+            c => c,
+        }) as u64;
+        let kv = 2 * (self.hparams.n_embd_k_gqa() + self.hparams.n_embd_v_gqa()) as u64 * ctx;
+        for &d in &self.layer_devices {
+            need[d] += kv;
+        }
+        let margin = params.placement.fit_target;
+        Ok(budgets
+            .iter()
+            .zip(&need)
+            .any(|(b, &n)| b.is_some_and(|b| n > b.saturating_sub(margin))))
+    }
+
+    /// The model placed with `reserve` bytes per device kept for compute.
+    fn placed(gguf: Arc<GgufModel>, params: &ModelParams, reserve: &[u64]) -> Result<Model> {
         let arch_name = gguf.metadata().architecture()?.to_string();
         arch::check_supported(&arch_name)?;
         let hparams = HParams::from_metadata(gguf.metadata())?;
@@ -315,6 +403,7 @@ impl Model {
             &mut placed,
             &rows,
             &mut resolved,
+            reserve,
         )?;
         let reasons: HashMap<String, Reason> = names
             .iter()
@@ -364,6 +453,7 @@ impl Model {
             .map(|il| attention_device(&weights, il))
             .collect();
         let model = Model {
+            placement_params: params.placement.clone(),
             fit_ctx,
             layer_devices,
             placement: resolved,

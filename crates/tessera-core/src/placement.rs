@@ -125,8 +125,11 @@ pub struct Placement {
     pub budgets: Vec<(String, u64)>,
     /// Context the fitter sizes KV caches for (0: 4096).
     pub fit_ctx: usize,
-    /// The smallest context the fitter may reduce to (0: 1, the fitter
-    /// then stops only at one token; the CLI passes 512 or `-c`).
+    /// Tokens per prompt step the fitter sizes compute buffers for (0: 512;
+    /// the CLI passes `-ub`).
+    pub fit_ubatch: usize,
+    /// The smallest context the fitter may reduce to (0: 512, or the
+    /// context asked for if smaller).
     pub fit_ctx_floor: usize,
     /// Margin kept free on every budgeted device, and on the host for the
     /// KV caches, bytes (`--fit-target`).

@@ -384,6 +384,9 @@ fn same_output_across_placements(path: &Path, fx: &Value, n_cases: usize) {
             },
             budgets,
             fit_ctx: 1024,
+            // Compute buffers for steps of up to 128 tokens (the longest
+            // prompt is 116).
+            fit_ubatch: 128,
             ..Placement::default()
         };
         split_flags(label, &mut placement);
