@@ -60,6 +60,7 @@ use half::{bf16, f16};
 use crate::kernels::kquants::q4k_8x8::{self, Chain, Rows8};
 use crate::kernels::kquants::tiled::{self, TiledRow};
 use crate::kernels::legacy::{DotTile, TILE_ACTS, TILE_ROWS};
+use crate::kernels::legacy8;
 use crate::kernels::{self, SimdLevel, VecDot};
 use crate::pool::ThreadPool;
 use crate::{GgmlType, QuantError};
@@ -138,6 +139,9 @@ struct Kernel {
     a_row: usize,
     /// Q4_K in the order of llama.cpp's repacked weights, 8 rows per call.
     rows8: Option<Rows8>,
+    /// Q4_0, IQ4_NL, MXFP4 in the order of ggml's repacked weights, 8 rows
+    /// per call (the same bits as `dot`, which is then the one-row kernel).
+    legacy8: Option<legacy8::Rows8>,
     /// K-quants/IQ4_XS in the order of ggml-cpu's tiled matmul, taken
     /// where the batch (per expert for `mul_mat_id`) has at least
     /// [`TILED_MIN_TOKENS`] tokens.
@@ -178,6 +182,7 @@ impl Kernel {
             w_row,
             a_row,
             rows8: None,
+            legacy8: None,
             tiled: None,
             widen: match (t, kernels::legacy::dot_tile(GgmlType::Q8_0, level)) {
                 (GgmlType::Q5_0, Some(tile)) => Some((tile, row_bytes(GgmlType::Q8_0, cols)?)),
@@ -219,6 +224,7 @@ impl Kernel {
         ) {
             self.dot = dot;
             self.tile = None;
+            self.legacy8 = legacy8::repacked_rows8(t, level);
         } else if tiled_on {
             self.tiled = tiled::tiled_row(t, level);
         }
@@ -733,6 +739,33 @@ unsafe fn dot_rows(
                 }
             }
             i0 = i1;
+        }
+        return;
+    }
+    if let Some(r8) = k.legacy8 {
+        // Whole groups of 8 rows (every token on a group while it is in
+        // L1/L2), the rest one by one: the same bits either way.
+        let mut out = [0f32; 8];
+        let mut g = rows.start;
+        while g + 8 <= rows.end {
+            let wg = &w[g * k.w_row..(g + 8) * k.w_row];
+            for i in 0..n {
+                let a = &act[act_row(i) * k.a_row..][..k.a_row];
+                r8(cols, wg, k.w_row, a, &mut out);
+                for (j, &v) in out.iter().enumerate() {
+                    // SAFETY: forwarded to the caller.
+                    unsafe { put(i, g + j).write(v) };
+                }
+            }
+            g += 8;
+        }
+        for r in g..rows.end {
+            let wr = &w[r * k.w_row..(r + 1) * k.w_row];
+            for i in 0..n {
+                let a = &act[act_row(i) * k.a_row..][..k.a_row];
+                // SAFETY: forwarded to the caller.
+                unsafe { put(i, r).write((k.dot)(cols, wr, a)) };
+            }
         }
         return;
     }

@@ -11,6 +11,8 @@
 //! - Q4_K, rows × cols 640×2048, 640×1024 (Gemma-3-270M's Q4_K shapes), 2048×512 and
 //!   12×512 (not repacked), for 1, 2, 3, 4, 5, 8, 13 tokens, 1 and 2
 //!   threads; and with repacking off on both sides (`--no-repack`);
+//! - Q4_0, IQ4_NL, MXFP4 (repacked `8x8` where rows % 8 == 0), 64×1024,
+//!   640×2048 and 12×512 (not IQ4_NL: tinyBLAS), for 1, 2, 3, 4, 5, 8 tokens;
 //! - F32, F16, BF16, rows × cols 64×640 (tinyBLAS), 10×640 (rows % 4 ≠ 0)
 //!   and 64×100 (cols % 8 ≠ 0: `vec_dot`), for 2, 3, 5, 8, 13, 64 tokens.
 //!
@@ -211,6 +213,26 @@ fn q4_k_repacked() {
         .is_none()
         {
             return;
+        }
+    }
+    finish(bad);
+}
+
+/// Q4_0, IQ4_NL and MXFP4 in ggml's repacked `8x8` order (rows % 8 == 0:
+/// `legacy8::repacked_rows8`, whole 8-row groups), 12×512 not repacked
+/// (not for IQ4_NL: ggml sends its batches to tinyBLAS, whose IQ4_NL order
+/// tessera does not reproduce; docs/quant-kernels.md).
+#[test]
+fn legacy_repacked() {
+    let mut bad = Vec::new();
+    for t in [GgmlType::Q4_0, GgmlType::IQ4_NL, GgmlType::MXFP4] {
+        for (rows, cols) in [(64, 1024), (640, 2048), (12, 512)] {
+            if t == GgmlType::IQ4_NL && rows % 8 != 0 {
+                continue;
+            }
+            if check(t, rows, cols, &[1, 2, 3, 4, 5, 8], (true, false), &mut bad).is_none() {
+                return;
+            }
         }
     }
     finish(bad);

@@ -45,15 +45,16 @@ use half::f16;
 
 /// IQ4_NL's 16 non-linear levels (ggml: `kvalues_iq4nl`; the same table as
 /// `dequant::grids::KVALUES_IQ4NL`).
-const KVALUES_IQ4NL: [i8; 16] = [
+pub(super) const KVALUES_IQ4NL: [i8; 16] = [
     -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113,
 ];
 /// MXFP4's 16 E2M1 values, doubled (ggml: `kvalues_mxfp4`).
-const KVALUES_MXFP4: [i8; 16] = [0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12];
+pub(super) const KVALUES_MXFP4: [i8; 16] =
+    [0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12];
 
 /// Half the value of an E8M0 exponent: `2^(e − 128)` (ggml: `ggml_e8m0_to_fp32_half`).
 #[inline]
-fn e8m0_half(e: u8) -> f32 {
+pub(super) fn e8m0_half(e: u8) -> f32 {
     let bits = if e < 2 {
         0x0020_0000u32 << e
     } else {

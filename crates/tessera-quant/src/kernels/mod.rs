@@ -15,6 +15,7 @@ pub mod float;
 pub mod iquants;
 pub mod kquants;
 pub mod legacy;
+pub mod legacy8;
 
 /// A dot kernel: `n` values; `w` holds `n / block_size` weight blocks, `a`
 /// the activation row in the kernel's activation type.
