@@ -122,7 +122,7 @@ fn node_memory_in(dir: &str, id: usize) -> Option<(u64, u64)> {
 }
 
 /// A `/proc/meminfo` field in bytes; 0 where there is no such file or field.
-fn proc_meminfo(key: &str) -> u64 {
+pub fn proc_meminfo(key: &str) -> u64 {
     std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|s| {

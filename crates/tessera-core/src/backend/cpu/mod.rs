@@ -93,27 +93,17 @@ impl CpuBackend {
     }
 }
 
-/// A `/proc/meminfo` field (`MemTotal`, `MemAvailable`) in bytes; 0 where
-/// there is no such file.
-fn meminfo(key: &str) -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|s| {
-            let line = s
-                .lines()
-                .find(|l| l.strip_prefix(key).is_some_and(|r| r.starts_with(':')))?;
-            let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-            Some(kb * 1024)
-        })
-        .unwrap_or(0)
-}
-
 impl Backend for CpuBackend {
     fn info(&self) -> DeviceInfo {
         let (total_memory, free_memory) = self
             .node
             .and_then(crate::numa::node_memory)
-            .unwrap_or_else(|| (meminfo("MemTotal"), meminfo("MemAvailable")));
+            .unwrap_or_else(|| {
+                (
+                    crate::numa::proc_meminfo("MemTotal"),
+                    crate::numa::proc_meminfo("MemAvailable"),
+                )
+            });
         DeviceInfo {
             name: self.name.clone(),
             kind: DeviceKind::Cpu,
