@@ -12,8 +12,9 @@
 //!   holds the fixed cost of a product as well as the streaming rate); a
 //!   routed expert stack costs one dispatch plus `n_expert_used` matrices of
 //!   one expert's size; other weights (norms) their bytes at the sweep
-//!   bandwidth; every other node the pool's dispatch cost, attention plus
-//!   its KV cache read up to position 64 (the middle of tg128); copies
+//!   bandwidth; every other node the pool's dispatch cost; attention the
+//!   CPU kernel's measured time for its head shapes at position 64 (the
+//!   middle of tg128; on a declared device its KV read); copies
 //!   between devices their bytes at the slower sweep bandwidth. The devices
 //!   take turns (one step's segments run one after another), so their
 //!   times add up;
@@ -146,6 +147,9 @@ pub struct Speed {
     pub gemm: Vec<(GgmlType, f64)>,
     /// Fixed seconds per graph node (thread start and join).
     pub node_secs: f64,
+    /// Threads of a CPU device (its attention is measured with the CPU
+    /// backend's kernel); `None` for a declared device.
+    pub cpu_threads: Option<usize>,
 }
 
 impl Speed {
@@ -186,6 +190,7 @@ impl Speed {
                 .map(|f| types.iter().map(|&t| (t, f)).collect())
                 .unwrap_or_default(),
             node_secs: DECLARED_NODE_SECS,
+            cpu_threads: None,
         }
     }
 
@@ -204,6 +209,7 @@ impl Speed {
                 .filter_map(|&t| Some((t, crate::probe::gemm_flops(&pool, t)?)))
                 .collect(),
             node_secs: crate::probe::dispatch_secs(&pool),
+            cpu_threads: Some(threads.max(1)),
         }
     }
 }
@@ -378,8 +384,11 @@ pub fn plan(
             Op::MatMul { .. } | Op::MatMulId { .. } | Op::MatMulHeads { .. } => 0.0,
             // Run by the session itself (a memcpy): its bytes are below.
             Op::Copy { .. } => 0.0,
-            Op::Attention { .. } => {
-                devices[d].speed.node_secs + kv_row as f64 * kv_pos / devices[d].speed.sweep
+            Op::Attention { cfg, .. } => {
+                let s = &devices[d].speed;
+                s.cpu_threads
+                    .and_then(|t| crate::probe::attention_secs(t, &cfg, kv_pos as usize))
+                    .unwrap_or(s.node_secs + kv_row as f64 * kv_pos / s.sweep)
             }
             _ => devices[d].speed.node_secs,
         })

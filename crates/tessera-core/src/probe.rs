@@ -142,6 +142,59 @@ pub fn gemm_flops(pool: &ThreadPool, t: GgmlType) -> Option<f64> {
     })
 }
 
+/// Seconds one decode step's attention takes on `threads` threads for
+/// heads of the given shape over `n_kv` cached positions (F16 cache), as
+/// the CPU backend runs it.
+pub fn attention_secs(threads: usize, cfg: &crate::graph::AttnCfg, n_kv: usize) -> Option<f64> {
+    use crate::backend::cpu::ops::{attention, AttnParams, KvType, KvView};
+    let kind = format!(
+        "attn_secs@{}x{}x{}x{}@{n_kv}",
+        cfg.n_head, cfg.n_head_kv, cfg.head_dim, cfg.head_dim_v
+    );
+    cached(threads, GgmlType::F16, &kind, || {
+        let pool = ThreadPool::new(threads.max(1));
+        let cells = n_kv.next_multiple_of(256);
+        fn view(data: &[u8], n_kv_head: usize, head_dim: usize) -> KvView<'_> {
+            KvView {
+                data,
+                dtype: KvType::F16,
+                row_stride_bytes: n_kv_head * head_dim * 2,
+                n_kv_head,
+                head_dim,
+            }
+        }
+        // Small F16 values (0x2c00 = 0.0625): no infinities, no denormals.
+        let k = [0x00u8, 0x2c].repeat(cells * cfg.n_head_kv * cfg.head_dim);
+        let v = [0x00u8, 0x2c].repeat(cells * cfg.n_head_kv * cfg.head_dim_v);
+        let q = vec![0.01f32; cfg.n_head * cfg.head_dim];
+        let mut out = vec![0f32; cfg.n_head * cfg.head_dim_v];
+        let p = AttnParams {
+            n_tokens: 1,
+            n_head: cfg.n_head,
+            n_kv_head: cfg.n_head_kv,
+            head_dim: cfg.head_dim,
+            n_kv,
+            kv_cells: 0,
+            q_pos: &[n_kv as i32 - 1],
+            causal: true,
+            window: None,
+            scale: cfg.scale,
+            softcap: 0.0,
+            sinks: None,
+        };
+        let kv = view(&k, cfg.n_head_kv, cfg.head_dim);
+        let vv = view(&v, cfg.n_head_kv, cfg.head_dim_v);
+        attention(&pool, &q, kv, vv, &mut out, &p).ok()?;
+        Some(
+            median_of(5, || {
+                for _ in 0..20 {
+                    let _ = attention(&pool, &q, kv, vv, &mut out, &p);
+                }
+            }) / 20.0,
+        )
+    })
+}
+
 /// Seconds the pool takes to run an empty job on every thread: the fixed
 /// cost of one graph node.
 pub fn dispatch_secs(pool: &ThreadPool) -> f64 {
