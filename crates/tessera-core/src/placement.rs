@@ -202,6 +202,59 @@ pub struct RuleReport {
     pub matches: usize,
 }
 
+/// Typed builders, the SDK's way to say what the flags say:
+///
+/// ```
+/// use tessera_core::placement::{CpuLayout, Placement, TensorOverride};
+/// use tessera_core::split::SplitMode;
+/// // `--cpu-devices 2 -ot "exps=cpu:1" --device-memory cpu:0=8GiB`
+/// let experts_apart = Placement::default()
+///     .with_cpu_devices(2, CpuLayout::Disjoint)
+///     .with_override(TensorOverride::device("exps", "cpu:1"))
+///     .with_budget("cpu:0", 8 << 30);
+/// // `--cpu-devices numa --distribute`
+/// let everywhere = Placement::default()
+///     .with_cpu_devices(2, CpuLayout::Numa)
+///     .favor_distributed_inference();
+/// // `-sm row -ts 3,1`
+/// let rows = Placement::default().with_split(SplitMode::Row, &[3.0, 1.0]);
+/// # let _ = (experts_apart, everywhere, rows);
+/// ```
+impl Placement {
+    /// `n` CPU devices laid out as `layout` (`--cpu-devices`).
+    pub fn with_cpu_devices(mut self, n: usize, layout: CpuLayout) -> Placement {
+        self.cpu_devices = n;
+        self.cpu_layout = layout;
+        self
+    }
+
+    /// One more rule, after those given so far (`-ot`).
+    pub fn with_override(mut self, rule: TensorOverride) -> Placement {
+        self.overrides.push(rule);
+        self
+    }
+
+    /// A split mode and each device's share (`-sm`, `-ts`; `[]`: equal).
+    pub fn with_split(mut self, mode: SplitMode, shares: &[f64]) -> Placement {
+        self.split_mode = Some(mode);
+        self.tensor_split = shares.to_vec();
+        self
+    }
+
+    /// A memory budget for `device` (`--device-memory`).
+    pub fn with_budget(mut self, device: &str, bytes: u64) -> Placement {
+        self.budgets.push((device.to_string(), bytes));
+        self
+    }
+
+    /// Use every device, the split chosen by tessera (`--distribute`,
+    /// LM-Kit's FavorDistributedInference).
+    pub fn favor_distributed_inference(mut self) -> Placement {
+        self.distribute = true;
+        self
+    }
+}
+
 impl Placement {
     /// The names of the CPU devices this placement creates.
     pub fn device_names(&self) -> Vec<String> {
