@@ -142,6 +142,9 @@ struct Kernel {
     /// Q4_0, IQ4_NL, MXFP4 in the order of ggml's repacked weights, 8 rows
     /// per call (the same bits as `dot`, which is then the one-row kernel).
     legacy8: Option<legacy8::Rows8>,
+    /// One token: 8 rows per call in `dot`'s own order (Q4_0, Q4_1, Q5_0,
+    /// Q5_1, Q8_0; [`legacy8::rows8`]).
+    gemv8: Option<legacy8::Rows8>,
     /// K-quants/IQ4_XS in the order of ggml-cpu's tiled matmul, taken
     /// where the batch (per expert for `mul_mat_id`) has at least
     /// [`TILED_MIN_TOKENS`] tokens.
@@ -183,6 +186,7 @@ impl Kernel {
             a_row,
             rows8: None,
             legacy8: None,
+            gemv8: legacy8::rows8(t, level),
             tiled: None,
             widen: match (t, kernels::legacy::dot_tile(GgmlType::Q8_0, level)) {
                 (GgmlType::Q5_0, Some(tile)) => Some((tile, row_bytes(GgmlType::Q8_0, cols)?)),
@@ -225,6 +229,7 @@ impl Kernel {
             self.dot = dot;
             self.tile = None;
             self.legacy8 = legacy8::repacked_rows8(t, level);
+            self.gemv8 = None;
         } else if tiled_on {
             self.tiled = tiled::tiled_row(t, level);
         }
@@ -836,6 +841,21 @@ unsafe fn dot_rows(
     let dot = k.dot;
     if n == 1 {
         let a = &act[act_row(0) * k.a_row..][..k.a_row];
+        let mut rows = rows;
+        if let Some(r8) = k.gemv8 {
+            // 8 rows per call (one activation load and scale conversion
+            // for all, the next group prefetched), the same bits as `dot`.
+            let mut out = [0f32; 8];
+            while rows.len() >= 8 {
+                let g = rows.start;
+                r8(cols, &w[g * k.w_row..(g + 8) * k.w_row], k.w_row, a, &mut out);
+                for (j, &v) in out.iter().enumerate() {
+                    // SAFETY: forwarded to the caller.
+                    unsafe { put(0, g + j).write(v) };
+                }
+                rows.start += 8;
+            }
+        }
         for r in rows {
             let v = dot(cols, &w[r * k.w_row..(r + 1) * k.w_row], a);
             // SAFETY: forwarded to the caller.

@@ -488,7 +488,7 @@ const _: () = assert!(offset_of!(BlockQ5_0, d) == 0 && offset_of!(BlockQ5_1, d) 
 const _: () = assert!(offset_of!(BlockIq4Nl, d) == 0 && offset_of!(BlockMxfp4, e) == 0);
 
 #[cfg(target_arch = "x86_64")]
-mod x86 {
+pub(super) mod x86 {
     //! x86-64 variants. The `vec_dot_*` functions are safe wrappers: they
     //! check the shapes and the CPU features (a cached bit test) and run the
     //! scalar twin when the features are missing, so a call through the table
@@ -536,7 +536,7 @@ mod x86 {
     /// Sum of the 8 lanes.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    fn hsum_ps(v: __m256) -> f32 {
+    pub(in crate::kernels) fn hsum_ps(v: __m256) -> f32 {
         let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
         let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
         let s = _mm_add_ss(s, _mm_movehdup_ps(s));
@@ -872,7 +872,7 @@ mod x86 {
 
     /// How a type's unpacked bytes meet the signed activation bytes.
     #[derive(Clone, Copy, PartialEq, Eq)]
-    enum Mode {
+    pub(in crate::kernels) enum Mode {
         /// Unsigned values `u` standing for `u − k`: `maddubs(u, y) − maddubs(k, y)`,
         /// the second shared by all rows.
         Offset(i8),
@@ -883,7 +883,7 @@ mod x86 {
     }
 
     /// A weight type as the tile kernel sees it.
-    trait TileType {
+    pub(in crate::kernels) trait TileType {
         /// Weight block bytes.
         const W: usize;
         /// Activation block bytes (Q8_0 or Q8_1) and where their `qs` start.
@@ -944,7 +944,7 @@ mod x86 {
         _mm_cvtph_ps(_mm_cvtsi64_si128(bits as i64))
     }
 
-    struct TQ4_0;
+    pub(in crate::kernels) struct TQ4_0;
     impl TileType for TQ4_0 {
         const W: usize = Q4_0;
         const A: usize = Q8_0;
@@ -959,7 +959,7 @@ mod x86 {
         }
     }
 
-    struct TQ4_1;
+    pub(in crate::kernels) struct TQ4_1;
     impl TileType for TQ4_1 {
         const W: usize = Q4_1;
         const A: usize = Q8_1;
@@ -974,7 +974,7 @@ mod x86 {
         }
     }
 
-    struct TQ5_0;
+    pub(in crate::kernels) struct TQ5_0;
     impl TileType for TQ5_0 {
         const W: usize = Q5_0;
         const A: usize = Q8_0;
@@ -989,7 +989,7 @@ mod x86 {
         }
     }
 
-    struct TQ5_1;
+    pub(in crate::kernels) struct TQ5_1;
     impl TileType for TQ5_1 {
         const W: usize = Q5_1;
         const A: usize = Q8_1;
@@ -1004,7 +1004,7 @@ mod x86 {
         }
     }
 
-    struct TQ8_0;
+    pub(in crate::kernels) struct TQ8_0;
     impl TileType for TQ8_0 {
         const W: usize = Q8_0;
         const A: usize = Q8_0;
@@ -1142,7 +1142,7 @@ mod x86 {
     /// [`Mode::Offset`]`(k)`. The same integers as ggml's signed products.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    fn products<T: TileType>(q: __m256i, y: __m256i, corr: __m256i) -> __m256i {
+    pub(in crate::kernels) fn products<T: TileType>(q: __m256i, y: __m256i, corr: __m256i) -> __m256i {
         match T::MODE {
             Mode::Offset(_) => _mm256_sub_epi16(_mm256_maddubs_epi16(q, y), corr),
             Mode::Unsigned => _mm256_maddubs_epi16(q, y),

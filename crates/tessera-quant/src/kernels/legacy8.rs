@@ -19,6 +19,12 @@
 //!   integer dot `i`, then `acc = fma(f32(i), dx·dy, acc)` from 0. Here the
 //!   8 rows' chains are the 8 lanes of one `__m256` (in the lane order
 //!   [`ORDER`]), the same `vmulps`/`vfmadd` per lane.
+//! - [`rows8`] (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 in `vec_dot`'s order, what a
+//!   GEMV of a non-repacked matrix runs): per row the 8 i32 lanes of each
+//!   block exactly as the one-row AVX2 kernel forms them, `acc =
+//!   fma(dx·dy, f32(lanes), acc)` in its own 8-lane accumulator, `extra =
+//!   fma(m, s, extra)` for the types with a min (8 rows in the lanes of one
+//!   vector), then `hsum(acc) + extra` with the one-row kernel's `hsum`.
 //!
 //! Row `r` of a group is at `w[r * w_row..]`; rows may start at any byte
 //! address (unaligned loads). The safe entry points check the shapes (a
@@ -48,6 +54,18 @@ pub fn repacked_rows8(t: GgmlType, level: SimdLevel) -> Option<Rows8> {
             GgmlType::MXFP4 => Some(x86::repacked_mxfp4),
             _ => None,
         };
+    }
+    let _ = (t, level);
+    None
+}
+
+/// The 8-row GEMV kernel in `vec_dot`'s order of `t` (Q4_0, Q4_1, Q5_0,
+/// Q5_1, Q8_0) at `level`: `out[r]` equals the type's AVX2 dot
+/// ([`super::dot_kernel`]) of row `r` bit for bit. `None` below AVX2.
+pub fn rows8(t: GgmlType, level: SimdLevel) -> Option<Rows8> {
+    #[cfg(target_arch = "x86_64")]
+    if level >= SimdLevel::Avx2 {
+        return x86::ROWS8.iter().find(|(ty, _)| *ty == t).map(|&(_, f)| f);
     }
     let _ = (t, level);
     None
@@ -95,6 +113,9 @@ mod x86 {
 
     use super::*;
     use crate::kernels::has_avx2;
+    use crate::kernels::legacy::x86::{
+        hsum_ps, products, Mode, TileType, TQ4_0, TQ4_1, TQ5_0, TQ5_1, TQ8_0,
+    };
     use std::arch::x86_64::*;
 
     /// A nibble type as the 8-row kernels see it: 16 bytes of packed values
@@ -126,8 +147,8 @@ mod x86 {
         _mm256_cvtph_ps(unsafe { _mm_loadu_si128(bits.as_ptr().cast()) })
     }
 
-    struct Q4_0;
-    impl Nibbles for Q4_0 {
+    struct NQ4_0;
+    impl Nibbles for NQ4_0 {
         const W: usize = size_of::<BlockQ4_0>();
         const QS: usize = offset_of!(BlockQ4_0, qs);
         const LUT: Option<[i8; 16]> = None;
@@ -276,10 +297,223 @@ mod x86 {
         out
     }
 
+    /// Prefetches the bytes of the next 8-row group that correspond to
+    /// block `b` of this one (8 blocks of `wb` bytes, in order: one stream).
+    #[inline(always)]
+    fn prefetch_next(next: *const u8, wb: usize, b: usize) {
+        let pf = next.wrapping_add(b * 8 * wb).cast::<i8>();
+        let mut o = 0;
+        while o < 8 * wb {
+            // SAFETY: a prefetch never faults.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(pf.wrapping_add(o)) };
+            o += 64;
+        }
+    }
+
+    /// The f16 at byte `off` of each of 8 blocks, row order, as f32 (a
+    /// gather was slower here).
+    ///
+    /// # Safety
+    /// 2 readable bytes at `xb[r] + off`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn f16x8(xb: &[*const u8; 8], off: usize) -> __m256 {
+        // SAFETY: the caller's.
+        let bits: [u16; 8] =
+            std::array::from_fn(|r| unsafe { xb[r].add(off).cast::<u16>().read_unaligned() });
+        // SAFETY: 8 u16.
+        _mm256_cvtph_ps(unsafe { _mm_loadu_si128(bits.as_ptr().cast()) })
+    }
+
+    /// [`dot8`] for the 4-bit types with plain nibbles (Q4_0, Q4_1), two
+    /// rows per register: the 16 packed bytes of rows `2p` and `2p + 1`
+    /// in one load, their low nibbles (values 0–15) against the
+    /// activation's first 16 bytes in both halves, the high nibbles
+    /// (16–31) against the last 16. Row `2p`'s lanes 0–3 are then the low
+    /// 128 bits of `lo`'s sums, its lanes 4–7 the low 128 bits of `hi`'s
+    /// (row `2p + 1` in the high bits): each lane holds the one-row
+    /// kernel's integers and takes its FMA chain, only in another register
+    /// position; the lanes are put back in place before the `hsum`.
+    ///
+    /// # Safety
+    /// As [`dot8`]; `T` has 16 packed nibble bytes at `qs`.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn dot8_nibbles<T: TileType>(
+        nb: usize,
+        w: *const u8,
+        w_row: usize,
+        qs: usize,
+        a: *const u8,
+    ) -> [f32; 8] {
+        let ones = _mm256_set1_epi16(1);
+        let m4 = _mm256_set1_epi8(0x0f);
+        let next = w.wrapping_add(8 * w_row);
+        // Pair p: lanes 0–3 (in `acc[p][0]`) and 4–7 (`acc[p][1]`) of rows
+        // 2p (low 128 bits) and 2p + 1 (high).
+        let mut acc = [[_mm256_setzero_ps(); 2]; 4];
+        let mut extra = _mm256_setzero_ps();
+        // dx·dy of rows 2p, 2p + 1, each in 4 lanes.
+        let spread: [__m256i; 4] = std::array::from_fn(|p| {
+            let (r0, r1) = (2 * p as i32, 2 * p as i32 + 1);
+            _mm256_setr_epi32(r0, r0, r0, r0, r1, r1, r1, r1)
+        });
+        // SAFETY (every read): block b < nb of each row and of a.
+        unsafe {
+            let rows: [*const u8; 8] = std::array::from_fn(|r| w.add(r * w_row));
+            for b in 0..nb {
+                prefetch_next(next, T::W, b);
+                let yb = a.add(b * T::A);
+                let ylo = _mm256_broadcastsi128_si256(_mm_loadu_si128(yb.add(T::A_QS).cast()));
+                let yhi =
+                    _mm256_broadcastsi128_si256(_mm_loadu_si128(yb.add(T::A_QS + 16).cast()));
+                let (clo, chi) = match T::MODE {
+                    Mode::Offset(k) => (
+                        _mm256_maddubs_epi16(_mm256_set1_epi8(k), ylo),
+                        _mm256_maddubs_epi16(_mm256_set1_epi8(k), yhi),
+                    ),
+                    _ => (_mm256_setzero_si256(), _mm256_setzero_si256()),
+                };
+                let xb: [*const u8; 8] = std::array::from_fn(|r| rows[r].add(b * T::W));
+                let ys = _mm_cvtph_ps(_mm_cvtsi32_si128(yb.cast::<i32>().read_unaligned()));
+                let d = _mm256_mul_ps(f16x8(&xb, 0), _mm256_broadcastss_ps(ys));
+                if T::MIN {
+                    let s = _mm256_broadcastss_ps(_mm_movehdup_ps(ys));
+                    extra = _mm256_fmadd_ps(f16x8(&xb, 2), s, extra);
+                }
+                for p in 0..4 {
+                    let q = _mm256_loadu2_m128i(
+                        xb[2 * p + 1].add(qs).cast(),
+                        xb[2 * p].add(qs).cast(),
+                    );
+                    let lo = _mm256_and_si256(q, m4);
+                    let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(q), m4);
+                    let (plo, phi) = match T::MODE {
+                        Mode::Offset(_) => (
+                            _mm256_sub_epi16(_mm256_maddubs_epi16(lo, ylo), clo),
+                            _mm256_sub_epi16(_mm256_maddubs_epi16(hi, yhi), chi),
+                        ),
+                        _ => (_mm256_maddubs_epi16(lo, ylo), _mm256_maddubs_epi16(hi, yhi)),
+                    };
+                    let dp = _mm256_permutevar8x32_ps(d, spread[p]);
+                    let [a0, a1] = &mut acc[p];
+                    *a0 = _mm256_fmadd_ps(dp, _mm256_cvtepi32_ps(_mm256_madd_epi16(plo, ones)), *a0);
+                    *a1 = _mm256_fmadd_ps(dp, _mm256_cvtepi32_ps(_mm256_madd_epi16(phi, ones)), *a1);
+                }
+            }
+        }
+        let mut ex = [0f32; 8];
+        // SAFETY: 8 f32.
+        unsafe { _mm256_storeu_ps(ex.as_mut_ptr(), extra) };
+        std::array::from_fn(|r| {
+            let [a0, a1] = acc[r / 2];
+            let lanes = if r % 2 == 0 {
+                _mm256_permute2f128_ps::<0x20>(a0, a1)
+            } else {
+                _mm256_permute2f128_ps::<0x31>(a0, a1)
+            };
+            let sum = hsum_ps(lanes);
+            if T::MIN {
+                sum + ex[r]
+            } else {
+                sum
+            }
+        })
+    }
+
+    /// `vec_dot`'s order for 8 rows (see the module docs): the activation
+    /// block loaded once, the 8 rows' `dx·dy` (and `m`) converted together,
+    /// each row's lanes and FMA chain as in `legacy`'s `kernel!`.
+    ///
+    /// # Safety
+    /// AVX2+FMA+F16C; 8 rows of `nb` blocks of `T` at `w`, `w_row` bytes
+    /// apart; `nb` activation blocks of `T` at `a`.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn dot8<T: TileType>(nb: usize, w: *const u8, w_row: usize, a: *const u8) -> [f32; 8] {
+        let ones = _mm256_set1_epi16(1);
+        let next = w.wrapping_add(8 * w_row);
+        let mut acc = [_mm256_setzero_ps(); 8];
+        // Σ m·s of the types with a min, row r in lane r.
+        let mut extra = _mm256_setzero_ps();
+        let mut d8 = [0f32; 8];
+        // SAFETY (every read): block b < nb of each row and of a.
+        unsafe {
+            let rows: [*const u8; 8] = std::array::from_fn(|r| w.add(r * w_row));
+            for b in 0..nb {
+                prefetch_next(next, T::W, b);
+                let yb = a.add(b * T::A);
+                let y = _mm256_loadu_si256(yb.add(T::A_QS).cast());
+                let corr = match T::MODE {
+                    Mode::Offset(k) => _mm256_maddubs_epi16(_mm256_set1_epi8(k), y),
+                    _ => _mm256_setzero_si256(),
+                };
+                let xb: [*const u8; 8] = std::array::from_fn(|r| rows[r].add(b * T::W));
+                // dy and (for the types with a min) s, both f16 at bytes 0 and 2.
+                let ys = _mm_cvtph_ps(_mm_cvtsi32_si128(yb.cast::<i32>().read_unaligned()));
+                let dy = _mm256_broadcastss_ps(ys);
+                let (dx, m) = (f16x8(&xb, 0), f16x8(&xb, 2));
+                _mm256_storeu_ps(d8.as_mut_ptr(), _mm256_mul_ps(dx, dy));
+                if T::MIN {
+                    let s = _mm256_broadcastss_ps(_mm_movehdup_ps(ys));
+                    extra = _mm256_fmadd_ps(m, s, extra);
+                }
+                for r in 0..8 {
+                    let q = T::unpack(xb[r]);
+                    let lanes = _mm256_madd_epi16(products::<T>(q, y, corr), ones);
+                    acc[r] = _mm256_fmadd_ps(
+                        _mm256_broadcast_ss(&d8[r]),
+                        _mm256_cvtepi32_ps(lanes),
+                        acc[r],
+                    );
+                }
+            }
+        }
+        let mut ex = [0f32; 8];
+        // SAFETY: 8 f32.
+        unsafe { _mm256_storeu_ps(ex.as_mut_ptr(), extra) };
+        std::array::from_fn(|r| {
+            let sum = hsum_ps(acc[r]);
+            if T::MIN {
+                sum + ex[r]
+            } else {
+                sum
+            }
+        })
+    }
+
+    macro_rules! rows8_fn {
+        ($name:ident, $T:ty, $t:ident, $tname:literal, $body:ident $(, $qs:expr)?) => {
+            fn $name(n: usize, w: &[u8], w_row: usize, a: &[u8], out: &mut [f32; 8]) {
+                let nb = check8($tname, n, w, w_row, <$T>::W, a, <$T>::A);
+                if !has_avx2() {
+                    let dot = super::super::dot_entry(GgmlType::$t)
+                        .expect("a legacy type")
+                        .at(SimdLevel::Avx2);
+                    return rows_by_dots(n, w, w_row, a, out, dot);
+                }
+                // SAFETY: shapes and features checked above.
+                *out = unsafe { $body::<$T>(nb, w.as_ptr(), w_row, $($qs,)? a.as_ptr()) };
+            }
+        };
+    }
+    rows8_fn!(rows8_q4_0, TQ4_0, Q4_0, "Q4_0", dot8_nibbles, offset_of!(BlockQ4_0, qs));
+    rows8_fn!(rows8_q4_1, TQ4_1, Q4_1, "Q4_1", dot8_nibbles, offset_of!(BlockQ4_1, qs));
+    rows8_fn!(rows8_q5_0, TQ5_0, Q5_0, "Q5_0", dot8);
+    rows8_fn!(rows8_q5_1, TQ5_1, Q5_1, "Q5_1", dot8);
+    rows8_fn!(rows8_q8_0, TQ8_0, Q8_0, "Q8_0", dot8);
+
+    /// The `vec_dot`-order 8-row kernels.
+    pub(super) const ROWS8: &[(GgmlType, Rows8)] = &[
+        (GgmlType::Q4_0, rows8_q4_0),
+        (GgmlType::Q4_1, rows8_q4_1),
+        (GgmlType::Q5_0, rows8_q5_0),
+        (GgmlType::Q5_1, rows8_q5_1),
+        (GgmlType::Q8_0, rows8_q8_0),
+    ];
+
     macro_rules! repacked_fn {
         ($name:ident, $T:ty, $t:ident, $tname:literal) => {
             pub(super) fn $name(n: usize, w: &[u8], w_row: usize, a: &[u8], out: &mut [f32; 8]) {
-                let nb = check8($tname, n, w, w_row, <$T>::W, a, Q8_0);
+                let nb = check8($tname, n, w, w_row, <$T as Nibbles>::W, a, Q8_0);
                 if !has_avx2() {
                     let dot = legacy::repacked_dot(GgmlType::$t, SimdLevel::Avx2)
                         .expect("a repacked type");
@@ -290,7 +524,7 @@ mod x86 {
             }
         };
     }
-    repacked_fn!(repacked_q4_0, Q4_0, Q4_0, "Q4_0");
+    repacked_fn!(repacked_q4_0, NQ4_0, Q4_0, "Q4_0");
     repacked_fn!(repacked_iq4_nl, Iq4Nl, IQ4_NL, "IQ4_NL");
     repacked_fn!(repacked_mxfp4, Mxfp4, MXFP4, "MXFP4");
 }
@@ -298,6 +532,53 @@ mod x86 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every `vec_dot`-order 8-row kernel gives the one-row AVX2 kernel's
+    /// bits for each row, aligned and at an odd address.
+    #[test]
+    fn rows8_equal_one_row() {
+        let level = SimdLevel::detect();
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        use GgmlType::*;
+        for t in [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0] {
+            let Some(r8) = rows8(t, level) else {
+                continue;
+            };
+            let (dot, act) = super::super::dot_kernel(t).unwrap();
+            for nb in [1, 3, 8, 37] {
+                let n = nb * QK;
+                let row = crate::matmul::row_bytes(t, n).unwrap();
+                let w_row = row + 3;
+                let mut w = vec![0u8; 8 * w_row + 1];
+                for r in 0..8 {
+                    let v: Vec<f32> = (0..n)
+                        .map(|_| ((next() % 2001) as f32 / 1000.0 - 1.0) * (r as f32 + 0.5))
+                        .collect();
+                    crate::quantize(t, &v, &mut w[1 + r * w_row..1 + r * w_row + row]).unwrap();
+                }
+                let x: Vec<f32> = (0..n)
+                    .map(|_| (next() % 2001) as f32 / 100.0 - 10.0)
+                    .collect();
+                let mut a = vec![0u8; crate::matmul::row_bytes(act, n).unwrap()];
+                crate::matmul::convert_row(level, act, &x, &mut a).unwrap();
+                let aligned: Vec<u8> = w[1..].to_vec();
+                for wb in [&w[1..], &aligned[..]] {
+                    let mut got = [f32::NAN; 8];
+                    r8(n, wb, w_row, &a, &mut got);
+                    for r in 0..8 {
+                        let want = dot(n, &wb[r * w_row..r * w_row + row], &a);
+                        assert_eq!(got[r].to_bits(), want.to_bits(), "{t:?} {nb} blocks row {r}");
+                    }
+                }
+            }
+        }
+    }
 
     /// Every 8-row kernel gives each row's one-row bits, aligned and at an
     /// odd address, with rows further apart than their length.
