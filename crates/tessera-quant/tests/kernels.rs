@@ -241,6 +241,7 @@ fn every_simd_variant_matches_its_scalar_twin() {
         for level in &levels {
             let f = match level {
                 SimdLevel::Scalar => continue,
+                SimdLevel::Neon => kernels::neon::kernel(e.weight),
                 SimdLevel::Avx2 => e.avx2,
                 SimdLevel::Avx512 => e.avx512,
             };

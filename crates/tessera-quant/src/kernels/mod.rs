@@ -7,7 +7,8 @@
 //! the way ggml's `vec_dot` does. Family modules register their kernels in a
 //! [`DotEntry`] table; [`dot_kernel`] picks the best variant the running CPU
 //! supports ([`SimdLevel::detect`]). Nothing is compiled for a fixed CPU: a
-//! binary built on one x86-64 machine runs on any.
+//! binary built on one x86-64 machine runs on any. On aarch64 the NEON
+//! variants ([`neon`]) are a table of their own, [`neon::NEON_DOTS`].
 
 use crate::GgmlType;
 
@@ -16,6 +17,7 @@ pub mod iquants;
 pub mod kquants;
 pub mod legacy;
 pub mod legacy8;
+pub mod neon;
 
 /// A dot kernel: `n` values; `w` holds `n / block_size` weight blocks, `a`
 /// the activation row in the kernel's activation type.
@@ -26,6 +28,9 @@ pub type VecDot = fn(n: usize, w: &[u8], a: &[u8]) -> f32;
 pub enum SimdLevel {
     /// Portable Rust, the reference every variant is tested against.
     Scalar,
+    /// aarch64 NEON (+ `dotprod` where the kernel and CPU have it); see
+    /// [`neon`]. Sorts below the x86 levels, which it never meets.
+    Neon,
     /// x86-64 AVX2 + FMA + F16C.
     Avx2,
     /// x86-64 AVX-512 F/BW/VL (+ VNNI where the kernel says so).
@@ -49,22 +54,28 @@ impl SimdLevel {
                 return SimdLevel::Avx2;
             }
         }
+        if neon::has_neon() {
+            return SimdLevel::Neon;
+        }
         SimdLevel::Scalar
     }
 
     /// Every level this CPU can run, lowest first (what the tests compare).
     pub fn available() -> Vec<SimdLevel> {
         let top = Self::detect();
-        [SimdLevel::Scalar, SimdLevel::Avx2, SimdLevel::Avx512]
-            .into_iter()
-            .filter(|&l| l <= top)
-            .collect()
+        let arch: &[SimdLevel] = if top == SimdLevel::Neon {
+            &[SimdLevel::Scalar, SimdLevel::Neon]
+        } else {
+            &[SimdLevel::Scalar, SimdLevel::Avx2, SimdLevel::Avx512]
+        };
+        arch.iter().copied().filter(|&l| l <= top).collect()
     }
 
-    /// Lower-case name (`scalar`, `avx2`, `avx512`).
+    /// Lower-case name (`scalar`, `neon`, `avx2`, `avx512`).
     pub fn name(self) -> &'static str {
         match self {
             SimdLevel::Scalar => "scalar",
+            SimdLevel::Neon => "neon",
             SimdLevel::Avx2 => "avx2",
             SimdLevel::Avx512 => "avx512",
         }
@@ -82,6 +93,7 @@ pub(crate) fn has_avx2() -> bool {
 
 /// A tile computed one dot at a time: `out[c * w.len() + r] = dot(w[r], a[c])`.
 /// The fallback of the tile kernels when the CPU lacks their SIMD level.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // callers are x86-64 only
 pub(crate) fn tile_by_dots(n: usize, w: &[&[u8]], a: &[&[u8]], out: &mut [f32], dot: VecDot) {
     for (c, ar) in a.iter().enumerate() {
         for (r, wr) in w.iter().enumerate() {
@@ -136,8 +148,13 @@ pub struct DotEntry {
 }
 
 impl DotEntry {
-    /// The variant for `level`, falling back to lower levels.
+    /// The variant for `level`, falling back to lower levels (for
+    /// [`SimdLevel::Neon`]: the type's kernel in [`neon::NEON_DOTS`], else
+    /// the scalar twin).
     pub fn at(&self, level: SimdLevel) -> VecDot {
+        if level == SimdLevel::Neon {
+            return neon::kernel(self.weight).unwrap_or(self.scalar);
+        }
         let avx512 = self.avx512.filter(|_| level >= SimdLevel::Avx512);
         let avx2 = self.avx2.filter(|_| level >= SimdLevel::Avx2);
         avx512.or(avx2).unwrap_or(self.scalar)
