@@ -6,6 +6,7 @@
 //! | Q4_0   | Q8_0 | [`legacy::vec_dot_q4_0_q8_0_scalar`]          | ggml NEON (two lanes sets) |
 //! | Q4_1   | Q8_1 | [`legacy::vec_dot_q4_1_q8_1_scalar`]          | ggml NEON (two lanes sets) |
 //! | Q5_0   | Q8_0 | [`legacy::vec_dot_q5_0_q8_0_scalar`]          | ggml NEON (two lanes sets) |
+//! | Q5_1   | Q8_1 | [`legacy::vec_dot_q5_1_q8_1_scalar`]          | ggml NEON (two lanes sets) |
 //! | Q8_0   | Q8_0 | [`legacy::vec_dot_q8_0_q8_0_scalar`]          | ggml NEON (two lanes sets) |
 //! | Q4_K   | Q8_K | [`kquants::vec_dot_q4_K_q8_K_scalar`]         | one f32 per super-block    |
 //! | Q5_K   | Q8_K | [`kquants::vec_dot_q5_K_q8_K_scalar`]         | one f32 per super-block    |
@@ -79,6 +80,7 @@ pub static NEON_DOTS: &[(GgmlType, VecDot)] = &[
     (GgmlType::Q4_0, arm::vec_dot_q4_0_q8_0_neon),
     (GgmlType::Q4_1, arm::vec_dot_q4_1_q8_1_neon),
     (GgmlType::Q5_0, arm::vec_dot_q5_0_q8_0_neon),
+    (GgmlType::Q5_1, arm::vec_dot_q5_1_q8_1_neon),
     (GgmlType::Q8_0, arm::vec_dot_q8_0_q8_0_neon),
     (GgmlType::Q4_K, arm::vec_dot_q4_k_q8_k_neon),
     (GgmlType::Q5_K, arm::vec_dot_q5_k_q8_k_neon),
@@ -131,7 +133,7 @@ mod arm {
     };
     use crate::kernels::legacy::{
         vec_dot_q4_0_q8_0_scalar, vec_dot_q4_1_q8_1_scalar, vec_dot_q5_0_q8_0_scalar,
-        vec_dot_q8_0_q8_0_scalar,
+        vec_dot_q5_1_q8_1_scalar, vec_dot_q8_0_q8_0_scalar,
     };
 
     /// `SDOT acc.4s, a.16b, b.16b`: lane `i` of `acc` plus the products of
@@ -290,6 +292,7 @@ mod arm {
     const Q4_0: usize = size_of::<BlockQ4_0>();
     const Q4_1: usize = size_of::<BlockQ4_1>();
     const Q5_0: usize = size_of::<BlockQ5_0>();
+    const Q5_1: usize = size_of::<BlockQ5_1>();
     const Q8_0: usize = size_of::<BlockQ8_0>();
     const Q8_1: usize = size_of::<BlockQ8_1>();
     const Q4K: usize = size_of::<BlockQ4K>();
@@ -329,6 +332,17 @@ mod arm {
         QK,
         Q5_0,
         Q8_0
+    );
+    kernel!(
+        vec_dot_q5_1_q8_1_neon,
+        q5_1_dotprod,
+        q5_1_plain,
+        q5_1_body,
+        vec_dot_q5_1_q8_1_scalar,
+        "Q5_1",
+        QK,
+        Q5_1,
+        Q8_1
     );
     kernel!(
         vec_dot_q8_0_q8_0_neon,
@@ -550,6 +564,60 @@ mod arm {
             let yh = ld_s8(y.as_ptr().add(18));
             let p = vaddq_s32(vdot::<DP>(zero, l, yl), vdot::<DP>(zero, h, yh));
             (p, f16_at(x, 0) * f16_at(y, 0))
+        }
+    }
+
+    /// Q5_1 × Q8_1 (ggml NEON: `ggml_vec_dot_q5_1_q8_1`: `m·s` summed in
+    /// two scalars, even and odd blocks; the high bits OR-ed in as ggml's
+    /// `table_b2b_0`).
+    ///
+    /// # Safety
+    /// As [`q4_0_body`].
+    #[inline(always)]
+    unsafe fn q5_1_body<const DP: bool>(nb: usize, w: &[u8], a: &[u8]) -> f32 {
+        // SAFETY: every pointer stays inside the `nb` checked blocks.
+        unsafe {
+            let (mut sumv0, mut sumv1) = (vdupq_n_f32(0.0), vdupq_n_f32(0.0));
+            let (mut summs0, mut summs1) = (0f32, 0f32);
+            let mut ib = 0;
+            while ib + 1 < nb {
+                let (p0, d0, ms0) = q5_1_block::<DP>(w, a, ib);
+                let (p1, d1, ms1) = q5_1_block::<DP>(w, a, ib + 1);
+                summs0 += ms0;
+                summs1 += ms1;
+                sumv0 = vmlaq_n_f32(sumv0, vcvtq_f32_s32(p0), d0);
+                sumv1 = vmlaq_n_f32(sumv1, vcvtq_f32_s32(p1), d1);
+                ib += 2;
+            }
+            let sumf = vaddvq_f32(sumv0) + vaddvq_f32(sumv1) + summs0 + summs1;
+            tail(sumf, nb, w, Q5_1, a, Q8_1, vec_dot_q5_1_q8_1_scalar)
+        }
+    }
+
+    /// Block `ib` of [`q5_1_body`]: its integer dot lanes, `dx·dy` and `m·s`.
+    ///
+    /// # Safety
+    /// As [`q5_1_body`].
+    #[inline(always)]
+    unsafe fn q5_1_block<const DP: bool>(w: &[u8], a: &[u8], ib: usize) -> (int32x4_t, f32, f32) {
+        // SAFETY: the loads stay inside block `ib`, which the slices hold.
+        unsafe {
+            let m4b = vdupq_n_u8(0x0f);
+            let x10 = vdupq_n_u8(0x10);
+            let zero = vdupq_n_s32(0);
+            // d at 0, m at 2, qh at 4, qs at 8.
+            let x = &w[ib * Q5_1..(ib + 1) * Q5_1];
+            let y = &a[ib * Q8_1..(ib + 1) * Q8_1];
+            let qh = u32::from_le_bytes([x[4], x[5], x[6], x[7]]);
+            let hl = vandq_u8(x10, bits16(qh as u16));
+            let hh = vandq_u8(x10, bits16((qh >> 16) as u16));
+            let v = ld_u8(x.as_ptr().add(8));
+            let l = vreinterpretq_s8_u8(vorrq_u8(vandq_u8(v, m4b), hl));
+            let h = vreinterpretq_s8_u8(vorrq_u8(vshrq_n_u8::<4>(v), hh));
+            let yl = ld_s8(y.as_ptr().add(4));
+            let yh = ld_s8(y.as_ptr().add(20));
+            let p = vaddq_s32(vdot::<DP>(zero, l, yl), vdot::<DP>(zero, h, yh));
+            (p, f16_at(x, 0) * f16_at(y, 0), f16_at(x, 2) * f16_at(y, 2))
         }
     }
 
@@ -818,6 +886,7 @@ pub const NEON_TYPES: &[(GgmlType, GgmlType)] = &[
     (GgmlType::Q4_0, GgmlType::Q8_0),
     (GgmlType::Q4_1, GgmlType::Q8_1),
     (GgmlType::Q5_0, GgmlType::Q8_0),
+    (GgmlType::Q5_1, GgmlType::Q8_1),
     (GgmlType::Q8_0, GgmlType::Q8_0),
     (GgmlType::Q4_K, GgmlType::Q8_K),
     (GgmlType::Q5_K, GgmlType::Q8_K),
@@ -891,6 +960,7 @@ mod tests {
         (GgmlType::Q4_0, 1e-5),
         (GgmlType::Q4_1, 1e-5),
         (GgmlType::Q5_0, 1e-5),
+        (GgmlType::Q5_1, 1e-5),
         (GgmlType::Q8_0, 1e-5),
         (GgmlType::Q4_K, 1e-5),
         (GgmlType::Q5_K, 1e-5),
@@ -908,6 +978,7 @@ mod tests {
             GgmlType::Q4_0 => (q4_0_plain, q4_0_dotprod),
             GgmlType::Q4_1 => (q4_1_plain, q4_1_dotprod),
             GgmlType::Q5_0 => (q5_0_plain, q5_0_dotprod),
+            GgmlType::Q5_1 => (q5_1_plain, q5_1_dotprod),
             GgmlType::Q8_0 => (q8_0_plain, q8_0_dotprod),
             GgmlType::Q4_K => (q4_k_plain, q4_k_dotprod),
             GgmlType::Q5_K => (q5_k_plain, q5_k_dotprod),
@@ -959,12 +1030,13 @@ mod tests {
     }
 
     /// `|min|` of the weight's value `i` (the offset a dot kernel adds in a
-    /// separate float term): Q4_1's `m`, Q4_K/Q5_K's `dmin · m_j`; 0 for the
+    /// separate float term): Q4_1/Q5_1's `m`, Q4_K/Q5_K's `dmin · m_j`; 0 for the
     /// types without one.
     fn abs_min(t: GgmlType, w: &[u8], i: usize) -> f32 {
         let f16 = |b: &[u8]| half::f16::from_le_bytes([b[0], b[1]]).to_f32().abs();
         match t {
             GgmlType::Q4_1 => f16(&w[(i / 32) * 20 + 2..]),
+            GgmlType::Q5_1 => f16(&w[(i / 32) * 24 + 2..]),
             GgmlType::Q4_K | GgmlType::Q5_K => {
                 let size = if t == GgmlType::Q4_K { 144 } else { 176 };
                 let b = &w[(i / QK_K) * size..];
