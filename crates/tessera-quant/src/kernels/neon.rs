@@ -1,16 +1,16 @@
 //! NEON (aarch64) variants of the dot kernels, chosen at run time as
 //! [`SimdLevel::Neon`](super::SimdLevel::Neon).
 //!
-//! | weight | act  | scalar twin                                   | float order                |
-//! |--------|------|-----------------------------------------------|----------------------------|
-//! | Q4_0   | Q8_0 | [`legacy::vec_dot_q4_0_q8_0_scalar`]          | ggml NEON (two lanes sets) |
-//! | Q4_1   | Q8_1 | [`legacy::vec_dot_q4_1_q8_1_scalar`]          | ggml NEON (two lanes sets) |
-//! | Q5_0   | Q8_0 | [`legacy::vec_dot_q5_0_q8_0_scalar`]          | ggml NEON (two lanes sets) |
-//! | Q5_1   | Q8_1 | [`legacy::vec_dot_q5_1_q8_1_scalar`]          | ggml NEON (two lanes sets) |
-//! | Q8_0   | Q8_0 | [`legacy::vec_dot_q8_0_q8_0_scalar`]          | ggml NEON (two lanes sets) |
-//! | Q4_K   | Q8_K | [`kquants::vec_dot_q4_K_q8_K_scalar`]         | one f32 per super-block    |
-//! | Q5_K   | Q8_K | [`kquants::vec_dot_q5_K_q8_K_scalar`]         | one f32 per super-block    |
-//! | Q6_K   | Q8_K | [`kquants::vec_dot_q6_K_q8_K_scalar`]         | one f32 per super-block    |
+//! | weight | act  | scalar twin                                   | float order                 |
+//! |--------|------|-----------------------------------------------|-----------------------------|
+//! | Q4_0   | Q8_0 | [`legacy::vec_dot_q4_0_q8_0_scalar`]          | ggml NEON, 2 × 4 f32 lanes  |
+//! | Q4_1   | Q8_1 | [`legacy::vec_dot_q4_1_q8_1_scalar`]          | ggml NEON, 2 × 4 f32 lanes  |
+//! | Q5_0   | Q8_0 | [`legacy::vec_dot_q5_0_q8_0_scalar`]          | ggml NEON, 2 × 4 f32 lanes  |
+//! | Q5_1   | Q8_1 | [`legacy::vec_dot_q5_1_q8_1_scalar`]          | ggml NEON, 2 × 4 f32 lanes  |
+//! | Q8_0   | Q8_0 | [`legacy::vec_dot_q8_0_q8_0_scalar`]          | ggml NEON, 2 × 4 f32 lanes  |
+//! | Q4_K   | Q8_K | [`kquants::vec_dot_q4_K_q8_K_scalar`]         | one f32 per super-block     |
+//! | Q5_K   | Q8_K | [`kquants::vec_dot_q5_K_q8_K_scalar`]         | one f32 per super-block     |
+//! | Q6_K   | Q8_K | [`kquants::vec_dot_q6_K_q8_K_scalar`]         | one f32 per super-block     |
 //!
 //! Every kernel computes the same exact integer dots as its scalar twin
 //! (`i8 × i8` products summed in `i32`, which cannot overflow for these
@@ -22,7 +22,7 @@
 //!   converted to f32 lane by lane and accumulated with an unfused
 //!   multiply-add (`vmlaq_n_f32`) into two `float32x4_t` sums (even and odd
 //!   blocks), reduced at the end as `vaddvq(sum0) + vaddvq(sum1)` (+ the
-//!   summed `m·s` terms for Q4_1); an odd last block is added the scalar
+//!   summed `m·s` terms for Q4_1 and Q5_1); an odd last block is added the scalar
 //!   twin's way. Which `i32` lane holds which products depends on the path
 //!   (see below), so the two paths can differ in the last bits;
 //! - the K-quants sum each super-block's integer dot exactly (lanes reduced
@@ -47,24 +47,34 @@
 //! is a byte load (`vld1q_s8`/`vld1q_u8`, reinterpreted), and `n` must be
 //! whole blocks held by both slices, or the kernel panics before reading.
 //!
-//! **Not bit-exact with llama.cpp's ARM build.** The order above follows
-//! ggml's NEON source, but llama.cpp's ARM builds add paths tessera does not
-//! have (SVE, `i8mm` two-row `vmmlaq_s32` for `nrc == 2`, repacked
-//! `4x4`/`4x8`/`8x8` weights), and whether `vmlaq_n_f32` is fused depends on
-//! the C compiler (GCC keeps it unfused, as Rust's intrinsic does; clang
-//! may contract it to `fmla`). None of this has been compared with
-//! libggml-cpu on an ARM machine, and the x86 bit-exactness work of
-//! `tests/ggml_exact.rs` does not transfer. Treat these kernels as
-//! "within f32 rounding of the scalar twin", nothing more.
+//! The order was read from ggml's `ggml-cpu/arch/arm/quants.c` (the
+//! `__ARM_NEON` branches, `nrc == 1`, of ggml-org/llama.cpp at commit
+//! `0549d660`, and `ggml_vdotq_s32` from `ggml-cpu-impl.h`) for every type
+//! here: Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0 (lanes, the two sums, the tail, the
+//! `m·s` scalars), Q4_K, Q5_K and Q6_K (the per-super-block float step).
+//!
+//! **Not bit-exact with llama.cpp's ARM build**, and never compared with it
+//! (no ARM machine; only `qemu-aarch64`). llama.cpp's ARM builds have paths
+//! tessera lacks (SVE, `i8mm` two-row `vmmlaq_s32` for `nrc == 2`, repacked
+//! `4x4`/`4x8`/`8x8` weights); its C compiler may contract float steps into
+//! FMAs where Rust does not (clang may turn `vmlaq_n_f32` into `fmla`; GCC's
+//! default `-ffp-contract=fast` may fuse `sumf -= dmin·m` or
+//! `d·isum − dmin·m`); and tessera's Q8_0/Q8_1 activations are quantized as
+//! ggml-cpu's *x86* build does (`127/amax`), not as its NEON
+//! `quantize_row_q8_0` (`1/d`). The x86 bit-exactness work of
+//! `tests/ggml_exact.rs` does not transfer. Treat these kernels as "within
+//! f32 rounding of the scalar twin", nothing more.
 //!
 //! Tests (aarch64 only, `cargo test --target aarch64-unknown-linux-gnu`,
 //! runnable under `qemu-aarch64`): for each kernel and both paths forced
 //! (the dotprod one only where the CPU has it), random weights from the
 //! reference quantizers and activations from the activation quantizers, 1,
 //! 2, 3, 7 and 16 blocks, rows at odd byte offsets; the result must be within
-//! a per-type tolerance ([`tests`]' `TOLERANCE`) of `Σ|terms|` of the scalar
-//! twin. A portable test checks that every entry of [`NEON_DOTS`] is a type
-//! with a [`DotEntry`](super::DotEntry).
+//! a per-type tolerance (`tests::TOLERANCE`, 1e-5 for all) of `Σ|terms|` of
+//! the scalar twin. Portable tests check that every type of [`NEON_TYPES`]
+//! has a [`DotEntry`](super::DotEntry) with the same activation type, and
+//! that `DotEntry::at(SimdLevel::Neon)` returns the NEON kernel (the scalar
+//! twin off aarch64).
 
 #![cfg_attr(not(target_arch = "aarch64"), allow(unused_imports))]
 
