@@ -8,6 +8,8 @@
 //! | Q5_0   | Q8_0 | [`legacy::vec_dot_q5_0_q8_0_scalar`]          | ggml NEON, 2 × 4 f32 lanes  |
 //! | Q5_1   | Q8_1 | [`legacy::vec_dot_q5_1_q8_1_scalar`]          | ggml NEON, 2 × 4 f32 lanes  |
 //! | Q8_0   | Q8_0 | [`legacy::vec_dot_q8_0_q8_0_scalar`]          | ggml NEON, 2 × 4 f32 lanes  |
+//! | IQ4_NL | Q8_0 | [`legacy::vec_dot_iq4_nl_q8_0_scalar`]        | one f32 per block pair      |
+//! | MXFP4  | Q8_0 | [`legacy::vec_dot_mxfp4_q8_0_scalar`]         | one f32 per block pair      |
 //! | Q4_K   | Q8_K | [`kquants::vec_dot_q4_K_q8_K_scalar`]         | one f32 per super-block     |
 //! | Q5_K   | Q8_K | [`kquants::vec_dot_q5_K_q8_K_scalar`]         | one f32 per super-block     |
 //! | Q6_K   | Q8_K | [`kquants::vec_dot_q6_K_q8_K_scalar`]         | one f32 per super-block     |
@@ -25,6 +27,10 @@
 //!   summed `m·s` terms for Q4_1 and Q5_1); an odd last block is added the scalar
 //!   twin's way. Which `i32` lane holds which products depends on the path
 //!   (see below), so the two paths can differ in the last bits;
+//! - IQ4_NL and MXFP4 look their 16 levels up with `vqtbl1q_s8`, reduce
+//!   each block's lanes to one `i32`, and add per pair of blocks
+//!   `sumf += dx0·dy0·i0 + dx1·dy1·i1` (ggml's order; both paths give the
+//!   same bits);
 //! - the K-quants sum each super-block's integer dot exactly (lanes reduced
 //!   with `vaddvq_s32` before scaling) and add one f32 term per super-block
 //!   in ggml's NEON order: Q4_K `sumf -= dmin·mins; sumf += d·isum`, Q5_K
@@ -92,6 +98,8 @@ pub static NEON_DOTS: &[(GgmlType, VecDot)] = &[
     (GgmlType::Q5_0, arm::vec_dot_q5_0_q8_0_neon),
     (GgmlType::Q5_1, arm::vec_dot_q5_1_q8_1_neon),
     (GgmlType::Q8_0, arm::vec_dot_q8_0_q8_0_neon),
+    (GgmlType::IQ4_NL, arm::vec_dot_iq4_nl_q8_0_neon),
+    (GgmlType::MXFP4, arm::vec_dot_mxfp4_q8_0_neon),
     (GgmlType::Q4_K, arm::vec_dot_q4_k_q8_k_neon),
     (GgmlType::Q5_K, arm::vec_dot_q5_k_q8_k_neon),
     (GgmlType::Q6_K, arm::vec_dot_q6_k_q8_k_neon),
@@ -142,8 +150,9 @@ mod arm {
         vec_dot_q6_K_q8_K_scalar,
     };
     use crate::kernels::legacy::{
-        vec_dot_q4_0_q8_0_scalar, vec_dot_q4_1_q8_1_scalar, vec_dot_q5_0_q8_0_scalar,
-        vec_dot_q5_1_q8_1_scalar, vec_dot_q8_0_q8_0_scalar,
+        e8m0_half, vec_dot_iq4_nl_q8_0_scalar, vec_dot_mxfp4_q8_0_scalar, vec_dot_q4_0_q8_0_scalar,
+        vec_dot_q4_1_q8_1_scalar, vec_dot_q5_0_q8_0_scalar, vec_dot_q5_1_q8_1_scalar,
+        vec_dot_q8_0_q8_0_scalar, KVALUES_IQ4NL, KVALUES_MXFP4,
     };
 
     /// `SDOT acc.4s, a.16b, b.16b`: lane `i` of `acc` plus the products of
@@ -305,6 +314,8 @@ mod arm {
     const Q5_1: usize = size_of::<BlockQ5_1>();
     const Q8_0: usize = size_of::<BlockQ8_0>();
     const Q8_1: usize = size_of::<BlockQ8_1>();
+    const IQ4NL: usize = size_of::<BlockIq4Nl>();
+    const MXFP4: usize = size_of::<BlockMxfp4>();
     const Q4K: usize = size_of::<BlockQ4K>();
     const Q5K: usize = size_of::<BlockQ5K>();
     const Q6K: usize = size_of::<BlockQ6K>();
@@ -363,6 +374,28 @@ mod arm {
         "Q8_0",
         QK,
         Q8_0,
+        Q8_0
+    );
+    kernel!(
+        vec_dot_iq4_nl_q8_0_neon,
+        iq4_nl_dotprod,
+        iq4_nl_plain,
+        iq4_nl_body,
+        vec_dot_iq4_nl_q8_0_scalar,
+        "IQ4_NL",
+        QK,
+        IQ4NL,
+        Q8_0
+    );
+    kernel!(
+        vec_dot_mxfp4_q8_0_neon,
+        mxfp4_dotprod,
+        mxfp4_plain,
+        mxfp4_body,
+        vec_dot_mxfp4_q8_0_scalar,
+        "MXFP4",
+        QK,
+        MXFP4,
         Q8_0
     );
     kernel!(
@@ -671,6 +704,86 @@ mod arm {
         }
     }
 
+    /// IQ4_NL × Q8_0 (ggml NEON: `ggml_vec_dot_iq4_nl_q8_0`).
+    ///
+    /// # Safety
+    /// As [`q4_0_body`].
+    #[inline(always)]
+    unsafe fn iq4_nl_body<const DP: bool>(nb: usize, w: &[u8], a: &[u8]) -> f32 {
+        // SAFETY: as `lut4_body`'s.
+        unsafe { lut4_body::<DP, false>(nb, w, a) }
+    }
+
+    /// MXFP4 × Q8_0 (ggml NEON: `ggml_vec_dot_mxfp4_q8_0`).
+    ///
+    /// # Safety
+    /// As [`q4_0_body`].
+    #[inline(always)]
+    unsafe fn mxfp4_body<const DP: bool>(nb: usize, w: &[u8], a: &[u8]) -> f32 {
+        // SAFETY: as `lut4_body`'s.
+        unsafe { lut4_body::<DP, true>(nb, w, a) }
+    }
+
+    /// The 4-bit lookup types: IQ4_NL (`d` f16 at 0, `qs` at 2) or, with
+    /// `MX`, MXFP4 (`e` E8M0 at 0, `qs` at 1). Per pair of blocks
+    /// `sumf += dx0·dy0·i0 + dx1·dy1·i1`, the odd last block the scalar way.
+    ///
+    /// # Safety
+    /// As [`q4_0_body`].
+    #[inline(always)]
+    unsafe fn lut4_body<const DP: bool, const MX: bool>(nb: usize, w: &[u8], a: &[u8]) -> f32 {
+        let wb = if MX { MXFP4 } else { IQ4NL };
+        // SAFETY: every pointer stays inside the `nb` checked blocks.
+        unsafe {
+            let mut sumf = 0f32;
+            let mut ib = 0;
+            while ib + 1 < nb {
+                let (d0, i0) = lut4_block::<DP, MX>(w, a, ib);
+                let (d1, i1) = lut4_block::<DP, MX>(w, a, ib + 1);
+                sumf += d0 * i0 as f32 + d1 * i1 as f32;
+                ib += 2;
+            }
+            let scalar = if MX {
+                vec_dot_mxfp4_q8_0_scalar
+            } else {
+                vec_dot_iq4_nl_q8_0_scalar
+            };
+            tail(sumf, nb, w, wb, a, Q8_0, scalar)
+        }
+    }
+
+    /// Block `ib` of [`lut4_body`]: `dx·dy` and the block's integer dot.
+    ///
+    /// # Safety
+    /// As [`lut4_body`].
+    #[inline(always)]
+    unsafe fn lut4_block<const DP: bool, const MX: bool>(
+        w: &[u8],
+        a: &[u8],
+        ib: usize,
+    ) -> (f32, i32) {
+        let (wb, qs) = if MX { (MXFP4, 1) } else { (IQ4NL, 2) };
+        // SAFETY: the loads stay inside block `ib`, which the slices hold.
+        unsafe {
+            let table = if MX { &KVALUES_MXFP4 } else { &KVALUES_IQ4NL };
+            let values = vld1q_s8(table.as_ptr());
+            let m4b = vdupq_n_u8(0x0f);
+            let zero = vdupq_n_s32(0);
+            let x = &w[ib * wb..(ib + 1) * wb];
+            let y = &a[ib * Q8_0..(ib + 1) * Q8_0];
+            let v = ld_u8(x.as_ptr().add(qs));
+            let l = vqtbl1q_s8(values, vandq_u8(v, m4b));
+            let h = vqtbl1q_s8(values, vshrq_n_u8::<4>(v));
+            let p = vdot::<DP>(
+                vdot::<DP>(zero, l, ld_s8(y.as_ptr().add(2))),
+                h,
+                ld_s8(y.as_ptr().add(18)),
+            );
+            let dx = if MX { e8m0_half(x[0]) } else { f16_at(x, 0) };
+            (dx * f16_at(y, 0), vaddvq_s32(p))
+        }
+    }
+
     // ------------------------------------------------------------ K-quants
 
     // Q8_K layout: d (f32) at 0, qs at 4, bsums (16 × i16) at 260.
@@ -898,6 +1011,8 @@ pub const NEON_TYPES: &[(GgmlType, GgmlType)] = &[
     (GgmlType::Q5_0, GgmlType::Q8_0),
     (GgmlType::Q5_1, GgmlType::Q8_1),
     (GgmlType::Q8_0, GgmlType::Q8_0),
+    (GgmlType::IQ4_NL, GgmlType::Q8_0),
+    (GgmlType::MXFP4, GgmlType::Q8_0),
     (GgmlType::Q4_K, GgmlType::Q8_K),
     (GgmlType::Q5_K, GgmlType::Q8_K),
     (GgmlType::Q6_K, GgmlType::Q8_K),
@@ -972,6 +1087,8 @@ mod tests {
         (GgmlType::Q5_0, 1e-5),
         (GgmlType::Q5_1, 1e-5),
         (GgmlType::Q8_0, 1e-5),
+        (GgmlType::IQ4_NL, 1e-5),
+        (GgmlType::MXFP4, 1e-5),
         (GgmlType::Q4_K, 1e-5),
         (GgmlType::Q5_K, 1e-5),
         (GgmlType::Q6_K, 1e-5),
@@ -990,6 +1107,8 @@ mod tests {
             GgmlType::Q5_0 => (q5_0_plain, q5_0_dotprod),
             GgmlType::Q5_1 => (q5_1_plain, q5_1_dotprod),
             GgmlType::Q8_0 => (q8_0_plain, q8_0_dotprod),
+            GgmlType::IQ4_NL => (iq4_nl_plain, iq4_nl_dotprod),
+            GgmlType::MXFP4 => (mxfp4_plain, mxfp4_dotprod),
             GgmlType::Q4_K => (q4_k_plain, q4_k_dotprod),
             GgmlType::Q5_K => (q5_k_plain, q5_k_dotprod),
             GgmlType::Q6_K => (q6_k_plain, q6_k_dotprod),
@@ -1165,13 +1284,19 @@ mod tests {
     }
 
     #[test]
-    fn neon_k_quants_paths_agree_bit_for_bit() {
-        // The K-quants reduce each super-block's integer dot before any
-        // float step, so the two paths give the same bits.
+    fn neon_lane_reducing_kernels_paths_agree_bit_for_bit() {
+        // IQ4_NL, MXFP4 and the K-quants reduce each block's integer dot
+        // before any float step, so the two paths give the same bits.
         if !has_dotprod() {
             return;
         }
-        for t in [GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K] {
+        for t in [
+            GgmlType::IQ4_NL,
+            GgmlType::MXFP4,
+            GgmlType::Q4_K,
+            GgmlType::Q5_K,
+            GgmlType::Q6_K,
+        ] {
             let e = dot_entry(t).unwrap();
             let (plain, dotprod) = paths(t);
             for nb in BLOCKS {
