@@ -10,6 +10,7 @@
 //! | Q8_0   | Q8_0 | [`legacy::vec_dot_q8_0_q8_0_scalar`]          | ggml NEON, 2 × 4 f32 lanes  |
 //! | IQ4_NL | Q8_0 | [`legacy::vec_dot_iq4_nl_q8_0_scalar`]        | one f32 per block pair      |
 //! | MXFP4  | Q8_0 | [`legacy::vec_dot_mxfp4_q8_0_scalar`]         | one f32 per block pair      |
+//! | Q3_K   | Q8_K | [`kquants::vec_dot_q3_K_q8_K_scalar`]         | one f32 per super-block     |
 //! | Q4_K   | Q8_K | [`kquants::vec_dot_q4_K_q8_K_scalar`]         | one f32 per super-block     |
 //! | Q5_K   | Q8_K | [`kquants::vec_dot_q5_K_q8_K_scalar`]         | one f32 per super-block     |
 //! | Q6_K   | Q8_K | [`kquants::vec_dot_q6_K_q8_K_scalar`]         | one f32 per super-block     |
@@ -33,7 +34,7 @@
 //!   same bits);
 //! - the K-quants sum each super-block's integer dot exactly (lanes reduced
 //!   with `vaddvq_s32` before scaling) and add one f32 term per super-block
-//!   in ggml's NEON order: Q4_K `sumf -= dmin·mins; sumf += d·isum`, Q5_K
+//!   in ggml's NEON order: Q3_K `sum += d·isum`, Q4_K `sumf -= dmin·mins; sumf += d·isum`, Q5_K
 //!   `sumf += d·isum − dmin·mins`, Q6_K `sum += d_w·d_a·(isum − 32·mins)`;
 //!   here both paths give the same bits.
 //!
@@ -100,6 +101,7 @@ pub static NEON_DOTS: &[(GgmlType, VecDot)] = &[
     (GgmlType::Q8_0, arm::vec_dot_q8_0_q8_0_neon),
     (GgmlType::IQ4_NL, arm::vec_dot_iq4_nl_q8_0_neon),
     (GgmlType::MXFP4, arm::vec_dot_mxfp4_q8_0_neon),
+    (GgmlType::Q3_K, arm::vec_dot_q3_k_q8_k_neon),
     (GgmlType::Q4_K, arm::vec_dot_q4_k_q8_k_neon),
     (GgmlType::Q5_K, arm::vec_dot_q5_k_q8_k_neon),
     (GgmlType::Q6_K, arm::vec_dot_q6_k_q8_k_neon),
@@ -146,8 +148,8 @@ mod arm {
     use super::{has_dotprod, has_neon};
     use crate::blocks::*;
     use crate::kernels::kquants::{
-        scales_mins_k4, vec_dot_q4_K_q8_K_scalar, vec_dot_q5_K_q8_K_scalar,
-        vec_dot_q6_K_q8_K_scalar,
+        scales_mins_k4, scales_q3_k, vec_dot_q3_K_q8_K_scalar, vec_dot_q4_K_q8_K_scalar,
+        vec_dot_q5_K_q8_K_scalar, vec_dot_q6_K_q8_K_scalar,
     };
     use crate::kernels::legacy::{
         e8m0_half, vec_dot_iq4_nl_q8_0_scalar, vec_dot_mxfp4_q8_0_scalar, vec_dot_q4_0_q8_0_scalar,
@@ -316,6 +318,7 @@ mod arm {
     const Q8_1: usize = size_of::<BlockQ8_1>();
     const IQ4NL: usize = size_of::<BlockIq4Nl>();
     const MXFP4: usize = size_of::<BlockMxfp4>();
+    const Q3K: usize = size_of::<BlockQ3K>();
     const Q4K: usize = size_of::<BlockQ4K>();
     const Q5K: usize = size_of::<BlockQ5K>();
     const Q6K: usize = size_of::<BlockQ6K>();
@@ -397,6 +400,17 @@ mod arm {
         QK,
         MXFP4,
         Q8_0
+    );
+    kernel!(
+        vec_dot_q3_k_q8_k_neon,
+        q3_k_dotprod,
+        q3_k_plain,
+        q3_k_body,
+        vec_dot_q3_K_q8_K_scalar,
+        "Q3_K",
+        QK_K,
+        Q3K,
+        Q8K
     );
     kernel!(
         vec_dot_q4_k_q8_k_neon,
@@ -810,6 +824,77 @@ mod arm {
         }
     }
 
+    /// Q3_K × Q8_K (ggml NEON: `ggml_vec_dot_q3_K_q8_K`: `q = (bits & 3) −
+    /// 4·(high bit clear)`, one `i32` per 16 values times its scale − 32,
+    /// `sum += d·isum` per super-block).
+    ///
+    /// # Safety
+    /// As [`q4_k_body`].
+    #[inline(always)]
+    unsafe fn q3_k_body<const DP: bool>(nb: usize, w: &[u8], a: &[u8]) -> f32 {
+        // SAFETY: every pointer stays inside the `nb` checked blocks.
+        unsafe {
+            let m3b = vdupq_n_u8(3);
+            let m0 = vdupq_n_u8(1);
+            let m1 = vdupq_n_u8(2);
+            let m2 = vdupq_n_u8(4);
+            let m3 = vdupq_n_u8(8);
+            let zero = vdupq_n_s32(0);
+            let mut sum = 0f32;
+            for i in 0..nb {
+                // hmask at 0 (32 bytes), qs at 32 (64), scales at 96 (12), d at 108.
+                let x = &w[i * Q3K..(i + 1) * Q3K];
+                let y = &a[i * Q8K..(i + 1) * Q8K];
+                let d = f32_at(y, 0) * f16_at(x, 108);
+                let words = scales_q3_k(x[96..108].try_into().unwrap());
+                let scale: [i32; 16] =
+                    std::array::from_fn(|j| ((words[j / 4] >> (8 * (j % 4))) & 0xff) as i32 - 32);
+                let mut qh = [ld_u8(x.as_ptr()), ld_u8(x.as_ptr().add(16))];
+                let mut q3 = x.as_ptr().add(32);
+                let mut q8 = y.as_ptr().add(Q8K_QS);
+                let mut sc = scale.as_slice();
+                let mut isum = 0i32;
+                for j in 0..QK_K / 128 {
+                    let b = [ld_u8(q3), ld_u8(q3.add(16))];
+                    // 4 where the high bit is clear, for bit 0..4 of hmask.
+                    let h = [
+                        vshlq_n_u8::<2>(vbicq_u8(m0, qh[0])),
+                        vshlq_n_u8::<2>(vbicq_u8(m0, qh[1])),
+                        vshlq_n_u8::<1>(vbicq_u8(m1, qh[0])),
+                        vshlq_n_u8::<1>(vbicq_u8(m1, qh[1])),
+                        vbicq_u8(m2, qh[0]),
+                        vbicq_u8(m2, qh[1]),
+                        vshrq_n_u8::<1>(vbicq_u8(m3, qh[0])),
+                        vshrq_n_u8::<1>(vbicq_u8(m3, qh[1])),
+                    ];
+                    let low = [
+                        vandq_u8(b[0], m3b),
+                        vandq_u8(b[1], m3b),
+                        vandq_u8(vshrq_n_u8::<2>(b[0]), m3b),
+                        vandq_u8(vshrq_n_u8::<2>(b[1]), m3b),
+                        vandq_u8(vshrq_n_u8::<4>(b[0]), m3b),
+                        vandq_u8(vshrq_n_u8::<4>(b[1]), m3b),
+                        vandq_u8(vshrq_n_u8::<6>(b[0]), m3b),
+                        vandq_u8(vshrq_n_u8::<6>(b[1]), m3b),
+                    ];
+                    for k in 0..8 {
+                        let q = vsubq_s8(vreinterpretq_s8_u8(low[k]), vreinterpretq_s8_u8(h[k]));
+                        let p = vdot::<DP>(zero, q, ld_s8(q8.add(16 * k)));
+                        isum += vaddvq_s32(p) * sc[k];
+                    }
+                    sc = &sc[8..];
+                    q3 = q3.add(32);
+                    q8 = q8.add(128);
+                    if j == 0 {
+                        qh = [vshrq_n_u8::<4>(qh[0]), vshrq_n_u8::<4>(qh[1])];
+                    }
+                }
+                sum += d * isum as f32;
+            }
+            sum
+        }
+    }
+
     /// Q4_K × Q8_K (ggml NEON: `ggml_vec_dot_q4_K_q8_K`, dotprod order of
     /// the float steps: `sumf -= dmin·mins`, then `sumf += d·(sumi1 + sumi2)`).
     ///
@@ -1013,6 +1098,7 @@ pub const NEON_TYPES: &[(GgmlType, GgmlType)] = &[
     (GgmlType::Q8_0, GgmlType::Q8_0),
     (GgmlType::IQ4_NL, GgmlType::Q8_0),
     (GgmlType::MXFP4, GgmlType::Q8_0),
+    (GgmlType::Q3_K, GgmlType::Q8_K),
     (GgmlType::Q4_K, GgmlType::Q8_K),
     (GgmlType::Q5_K, GgmlType::Q8_K),
     (GgmlType::Q6_K, GgmlType::Q8_K),
@@ -1089,6 +1175,7 @@ mod tests {
         (GgmlType::Q8_0, 1e-5),
         (GgmlType::IQ4_NL, 1e-5),
         (GgmlType::MXFP4, 1e-5),
+        (GgmlType::Q3_K, 1e-5),
         (GgmlType::Q4_K, 1e-5),
         (GgmlType::Q5_K, 1e-5),
         (GgmlType::Q6_K, 1e-5),
@@ -1109,6 +1196,7 @@ mod tests {
             GgmlType::Q8_0 => (q8_0_plain, q8_0_dotprod),
             GgmlType::IQ4_NL => (iq4_nl_plain, iq4_nl_dotprod),
             GgmlType::MXFP4 => (mxfp4_plain, mxfp4_dotprod),
+            GgmlType::Q3_K => (q3_k_plain, q3_k_dotprod),
             GgmlType::Q4_K => (q4_k_plain, q4_k_dotprod),
             GgmlType::Q5_K => (q5_k_plain, q5_k_dotprod),
             GgmlType::Q6_K => (q6_k_plain, q6_k_dotprod),
@@ -1293,6 +1381,7 @@ mod tests {
         for t in [
             GgmlType::IQ4_NL,
             GgmlType::MXFP4,
+            GgmlType::Q3_K,
             GgmlType::Q4_K,
             GgmlType::Q5_K,
             GgmlType::Q6_K,
