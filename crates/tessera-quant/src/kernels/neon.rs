@@ -10,6 +10,7 @@
 //! | Q8_0   | Q8_0 | [`legacy::vec_dot_q8_0_q8_0_scalar`]          | ggml NEON, 2 × 4 f32 lanes  |
 //! | IQ4_NL | Q8_0 | [`legacy::vec_dot_iq4_nl_q8_0_scalar`]        | one f32 per block pair      |
 //! | MXFP4  | Q8_0 | [`legacy::vec_dot_mxfp4_q8_0_scalar`]         | one f32 per block pair      |
+//! | Q2_K   | Q8_K | [`kquants::vec_dot_q2_K_q8_K_scalar`]         | one f32 per super-block     |
 //! | Q3_K   | Q8_K | [`kquants::vec_dot_q3_K_q8_K_scalar`]         | one f32 per super-block     |
 //! | Q4_K   | Q8_K | [`kquants::vec_dot_q4_K_q8_K_scalar`]         | one f32 per super-block     |
 //! | Q5_K   | Q8_K | [`kquants::vec_dot_q5_K_q8_K_scalar`]         | one f32 per super-block     |
@@ -34,7 +35,8 @@
 //!   same bits);
 //! - the K-quants sum each super-block's integer dot exactly (lanes reduced
 //!   with `vaddvq_s32` before scaling) and add one f32 term per super-block
-//!   in ggml's NEON order: Q3_K `sum += d·isum`, Q4_K `sumf -= dmin·mins; sumf += d·isum`, Q5_K
+//!   in ggml's NEON order: Q2_K `sum += (−dmin)·mins; sum += d·isum`,
+//!   Q3_K `sum += d·isum`, Q4_K `sumf -= dmin·mins; sumf += d·isum`, Q5_K
 //!   `sumf += d·isum − dmin·mins`, Q6_K `sum += d_w·d_a·(isum − 32·mins)`;
 //!   here both paths give the same bits.
 //!
@@ -101,6 +103,7 @@ pub static NEON_DOTS: &[(GgmlType, VecDot)] = &[
     (GgmlType::Q8_0, arm::vec_dot_q8_0_q8_0_neon),
     (GgmlType::IQ4_NL, arm::vec_dot_iq4_nl_q8_0_neon),
     (GgmlType::MXFP4, arm::vec_dot_mxfp4_q8_0_neon),
+    (GgmlType::Q2_K, arm::vec_dot_q2_k_q8_k_neon),
     (GgmlType::Q3_K, arm::vec_dot_q3_k_q8_k_neon),
     (GgmlType::Q4_K, arm::vec_dot_q4_k_q8_k_neon),
     (GgmlType::Q5_K, arm::vec_dot_q5_k_q8_k_neon),
@@ -148,8 +151,8 @@ mod arm {
     use super::{has_dotprod, has_neon};
     use crate::blocks::*;
     use crate::kernels::kquants::{
-        scales_mins_k4, scales_q3_k, vec_dot_q3_K_q8_K_scalar, vec_dot_q4_K_q8_K_scalar,
-        vec_dot_q5_K_q8_K_scalar, vec_dot_q6_K_q8_K_scalar,
+        scales_mins_k4, scales_q3_k, vec_dot_q2_K_q8_K_scalar, vec_dot_q3_K_q8_K_scalar,
+        vec_dot_q4_K_q8_K_scalar, vec_dot_q5_K_q8_K_scalar, vec_dot_q6_K_q8_K_scalar,
     };
     use crate::kernels::legacy::{
         e8m0_half, vec_dot_iq4_nl_q8_0_scalar, vec_dot_mxfp4_q8_0_scalar, vec_dot_q4_0_q8_0_scalar,
@@ -318,6 +321,7 @@ mod arm {
     const Q8_1: usize = size_of::<BlockQ8_1>();
     const IQ4NL: usize = size_of::<BlockIq4Nl>();
     const MXFP4: usize = size_of::<BlockMxfp4>();
+    const Q2K: usize = size_of::<BlockQ2K>();
     const Q3K: usize = size_of::<BlockQ3K>();
     const Q4K: usize = size_of::<BlockQ4K>();
     const Q5K: usize = size_of::<BlockQ5K>();
@@ -400,6 +404,17 @@ mod arm {
         QK,
         MXFP4,
         Q8_0
+    );
+    kernel!(
+        vec_dot_q2_k_q8_k_neon,
+        q2_k_dotprod,
+        q2_k_plain,
+        q2_k_body,
+        vec_dot_q2_K_q8_K_scalar,
+        "Q2_K",
+        QK_K,
+        Q2K,
+        Q8K
     );
     kernel!(
         vec_dot_q3_k_q8_k_neon,
@@ -824,6 +839,72 @@ mod arm {
         }
     }
 
+    /// Q2_K × Q8_K (ggml NEON: `ggml_vec_dot_q2_K_q8_K`: the mins term
+    /// `Σ bsums·(scale >> 4)` in integers, `sum += (−d_a·dmin)·mins`, then
+    /// one `i32` per 16 values times `scale & 15`, `sum += d·isum`).
+    ///
+    /// # Safety
+    /// As [`q4_k_body`].
+    #[inline(always)]
+    unsafe fn q2_k_body<const DP: bool>(nb: usize, w: &[u8], a: &[u8]) -> f32 {
+        // SAFETY: every pointer stays inside the `nb` checked blocks.
+        unsafe {
+            let m3 = vdupq_n_u8(3);
+            let m4 = vdupq_n_u8(0x0f);
+            let zero = vdupq_n_s32(0);
+            let mut sum = 0f32;
+            for i in 0..nb {
+                // scales at 0 (16 bytes), qs at 16 (64), d at 80, dmin at 82.
+                let x = &w[i * Q2K..(i + 1) * Q2K];
+                let y = &a[i * Q8K..(i + 1) * Q8K];
+                let yd = f32_at(y, 0);
+                let d = yd * f16_at(x, 80);
+                let dmin = -yd * f16_at(x, 82);
+
+                let mins_and_scales = ld_u8(x.as_ptr());
+                let mut aux = [0u8; 16];
+                vst1q_u8(aux.as_mut_ptr(), vandq_u8(mins_and_scales, m4));
+                let mins = vshrq_n_u8::<4>(mins_and_scales);
+                let b = y.as_ptr().add(Q8K_BSUMS);
+                let (s0, s1) = (ld_s16(b), ld_s16(b.add(16)));
+                let (n0, n1) = (
+                    vreinterpretq_s16_u16(vmovl_u8(vget_low_u8(mins))),
+                    vreinterpretq_s16_u16(vmovl_u8(vget_high_u8(mins))),
+                );
+                let p0 = vaddq_s32(
+                    vmull_s16(vget_low_s16(n0), vget_low_s16(s0)),
+                    vmull_s16(vget_high_s16(n0), vget_high_s16(s0)),
+                );
+                let p1 = vaddq_s32(
+                    vmull_s16(vget_low_s16(n1), vget_low_s16(s1)),
+                    vmull_s16(vget_high_s16(n1), vget_high_s16(s1)),
+                );
+                sum += dmin * vaddvq_s32(vaddq_s32(p0, p1)) as f32;
+
+                let mut q2 = x.as_ptr().add(16);
+                let mut q8 = y.as_ptr().add(Q8K_QS);
+                let mut isum = 0i32;
+                for j in 0..QK_K / 128 {
+                    let bits = [ld_u8(q2), ld_u8(q2.add(16))];
+                    for (k, shift) in [0i8, 2, 4, 6].into_iter().enumerate() {
+                        let sh = vdupq_n_s8(-shift);
+                        let q0 = vandq_u8(vshlq_u8(bits[0], sh), m3);
+                        let q1 = vandq_u8(vshlq_u8(bits[1], sh), m3);
+                        let p0 = vdot::<DP>(zero, vreinterpretq_s8_u8(q0), ld_s8(q8));
+                        let p1 = vdot::<DP>(zero, vreinterpretq_s8_u8(q1), ld_s8(q8.add(16)));
+                        let is = 8 * j + 2 * k;
+                        isum += vaddvq_s32(p0) * i32::from(aux[is]);
+                        isum += vaddvq_s32(p1) * i32::from(aux[is + 1]);
+                        q8 = q8.add(32);
+                    }
+                    q2 = q2.add(32);
+                }
+                sum += d * isum as f32;
+            }
+            sum
+        }
+    }
+
     /// Q3_K × Q8_K (ggml NEON: `ggml_vec_dot_q3_K_q8_K`: `q = (bits & 3) −
     /// 4·(high bit clear)`, one `i32` per 16 values times its scale − 32,
     /// `sum += d·isum` per super-block).
@@ -1098,6 +1179,7 @@ pub const NEON_TYPES: &[(GgmlType, GgmlType)] = &[
     (GgmlType::Q8_0, GgmlType::Q8_0),
     (GgmlType::IQ4_NL, GgmlType::Q8_0),
     (GgmlType::MXFP4, GgmlType::Q8_0),
+    (GgmlType::Q2_K, GgmlType::Q8_K),
     (GgmlType::Q3_K, GgmlType::Q8_K),
     (GgmlType::Q4_K, GgmlType::Q8_K),
     (GgmlType::Q5_K, GgmlType::Q8_K),
@@ -1175,6 +1257,7 @@ mod tests {
         (GgmlType::Q8_0, 1e-5),
         (GgmlType::IQ4_NL, 1e-5),
         (GgmlType::MXFP4, 1e-5),
+        (GgmlType::Q2_K, 1e-5),
         (GgmlType::Q3_K, 1e-5),
         (GgmlType::Q4_K, 1e-5),
         (GgmlType::Q5_K, 1e-5),
@@ -1196,6 +1279,7 @@ mod tests {
             GgmlType::Q8_0 => (q8_0_plain, q8_0_dotprod),
             GgmlType::IQ4_NL => (iq4_nl_plain, iq4_nl_dotprod),
             GgmlType::MXFP4 => (mxfp4_plain, mxfp4_dotprod),
+            GgmlType::Q2_K => (q2_k_plain, q2_k_dotprod),
             GgmlType::Q3_K => (q3_k_plain, q3_k_dotprod),
             GgmlType::Q4_K => (q4_k_plain, q4_k_dotprod),
             GgmlType::Q5_K => (q5_k_plain, q5_k_dotprod),
@@ -1247,7 +1331,7 @@ mod tests {
     }
 
     /// `|min|` of the weight's value `i` (the offset a dot kernel adds in a
-    /// separate float term): Q4_1/Q5_1's `m`, Q4_K/Q5_K's `dmin · m_j`; 0 for the
+    /// separate float term): Q4_1/Q5_1's `m`, Q2_K's `dmin · m_j` (per 16), Q4_K/Q5_K's `dmin · m_j`; 0 for the
     /// types without one.
     fn abs_min(t: GgmlType, w: &[u8], i: usize) -> f32 {
         let f16 = |b: &[u8]| half::f16::from_le_bytes([b[0], b[1]]).to_f32().abs();
@@ -1259,6 +1343,10 @@ mod tests {
                 let b = &w[(i / QK_K) * size..];
                 let sm = scales_mins_k4(b[4..16].try_into().unwrap());
                 f16(&b[2..]) * f32::from(sm[8 + (i % QK_K) / 32])
+            }
+            GgmlType::Q2_K => {
+                let b = &w[(i / QK_K) * 84..];
+                f16(&b[82..]) * f32::from(b[(i % QK_K) / 16] >> 4)
             }
             _ => 0.0,
         }
@@ -1381,6 +1469,7 @@ mod tests {
         for t in [
             GgmlType::IQ4_NL,
             GgmlType::MXFP4,
+            GgmlType::Q2_K,
             GgmlType::Q3_K,
             GgmlType::Q4_K,
             GgmlType::Q5_K,
