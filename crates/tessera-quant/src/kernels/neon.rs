@@ -58,9 +58,11 @@
 //!
 //! The order was read from ggml's `ggml-cpu/arch/arm/quants.c` (the
 //! `__ARM_NEON` branches, `nrc == 1`, of ggml-org/llama.cpp at commit
-//! `0549d660`, and `ggml_vdotq_s32` from `ggml-cpu-impl.h`) for every type
-//! here: Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0 (lanes, the two sums, the tail, the
-//! `m·s` scalars), Q4_K, Q5_K and Q6_K (the per-super-block float step).
+//! `0549d660`, and `ggml_vdotq_s32` from `ggml-cpu-impl.h`): Q4_0, Q4_1,
+//! Q5_0, Q5_1 and Q8_0 (lanes, the two sums, the tail, the `m·s` scalars),
+//! MXFP4 (the per-pair step), Q2_K … Q6_K (the per-super-block float step).
+//! IQ4_NL's branch was read from a copy of ggml in another repository; it
+//! is MXFP4's with the other table.
 //!
 //! **Not bit-exact with llama.cpp's ARM build**, and never compared with it
 //! (no ARM machine; only `qemu-aarch64`). llama.cpp's ARM builds have paths
