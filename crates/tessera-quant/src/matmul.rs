@@ -848,7 +848,13 @@ unsafe fn dot_rows(
             let mut out = [0f32; 8];
             while rows.len() >= 8 {
                 let g = rows.start;
-                r8(cols, &w[g * k.w_row..(g + 8) * k.w_row], k.w_row, a, &mut out);
+                r8(
+                    cols,
+                    &w[g * k.w_row..(g + 8) * k.w_row],
+                    k.w_row,
+                    a,
+                    &mut out,
+                );
                 for (j, &v) in out.iter().enumerate() {
                     // SAFETY: forwarded to the caller.
                     unsafe { put(0, g + j).write(v) };

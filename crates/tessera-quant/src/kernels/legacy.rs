@@ -1142,7 +1142,11 @@ pub(super) mod x86 {
     /// [`Mode::Offset`]`(k)`. The same integers as ggml's signed products.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub(in crate::kernels) fn products<T: TileType>(q: __m256i, y: __m256i, corr: __m256i) -> __m256i {
+    pub(in crate::kernels) fn products<T: TileType>(
+        q: __m256i,
+        y: __m256i,
+        corr: __m256i,
+    ) -> __m256i {
         match T::MODE {
             Mode::Offset(_) => _mm256_sub_epi16(_mm256_maddubs_epi16(q, y), corr),
             Mode::Unsigned => _mm256_maddubs_epi16(q, y),

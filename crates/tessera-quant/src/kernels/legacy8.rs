@@ -140,9 +140,8 @@ mod x86 {
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn f16_scales8(xb: &[*const u8; 8]) -> __m256 {
         // SAFETY: the caller's: each block starts with its f16 scale.
-        let bits: [u16; 8] = std::array::from_fn(|j| unsafe {
-            xb[ORDER[j]].cast::<u16>().read_unaligned()
-        });
+        let bits: [u16; 8] =
+            std::array::from_fn(|j| unsafe { xb[ORDER[j]].cast::<u16>().read_unaligned() });
         // SAFETY: 8 u16.
         _mm256_cvtph_ps(unsafe { _mm_loadu_si128(bits.as_ptr().cast()) })
     }
@@ -240,9 +239,9 @@ mod x86 {
                 let yb = a.add(b * Q8_0);
                 // Values 0..16 and 16..32 of the activation, in both halves.
                 let ylo = _mm256_broadcastsi128_si256(_mm_loadu_si128(yb.add(Q8_0_QS).cast()));
-                let yhi =
-                    _mm256_broadcastsi128_si256(_mm_loadu_si128(yb.add(Q8_0_QS + 16).cast()));
-                let corr = _mm256_add_epi16(_mm256_maddubs_epi16(k, ylo), _mm256_maddubs_epi16(k, yhi));
+                let yhi = _mm256_broadcastsi128_si256(_mm_loadu_si128(yb.add(Q8_0_QS + 16).cast()));
+                let corr =
+                    _mm256_add_epi16(_mm256_maddubs_epi16(k, ylo), _mm256_maddubs_epi16(k, yhi));
                 let xb: [*const u8; 8] = std::array::from_fn(|r| rows[r].add(b * T::W));
                 let v: [__m256i; 4] = std::array::from_fn(|p| {
                     let q = _mm256_loadu2_m128i(
@@ -276,10 +275,8 @@ mod x86 {
                     }
                 });
                 // Low halves rows 0,2 | 4,6, high halves 1,3 | 5,7 → ORDER.
-                let i = _mm256_hadd_epi32(
-                    _mm256_hadd_epi32(v[0], v[1]),
-                    _mm256_hadd_epi32(v[2], v[3]),
-                );
+                let i =
+                    _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
                 let dy = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(
                     yb.cast::<u16>().read_unaligned(),
                 ))));
@@ -364,8 +361,7 @@ mod x86 {
                 prefetch_next(next, T::W, b);
                 let yb = a.add(b * T::A);
                 let ylo = _mm256_broadcastsi128_si256(_mm_loadu_si128(yb.add(T::A_QS).cast()));
-                let yhi =
-                    _mm256_broadcastsi128_si256(_mm_loadu_si128(yb.add(T::A_QS + 16).cast()));
+                let yhi = _mm256_broadcastsi128_si256(_mm_loadu_si128(yb.add(T::A_QS + 16).cast()));
                 let (clo, chi) = match T::MODE {
                     Mode::Offset(k) => (
                         _mm256_maddubs_epi16(_mm256_set1_epi8(k), ylo),
@@ -381,10 +377,8 @@ mod x86 {
                     extra = _mm256_fmadd_ps(f16x8(&xb, 2), s, extra);
                 }
                 for p in 0..4 {
-                    let q = _mm256_loadu2_m128i(
-                        xb[2 * p + 1].add(qs).cast(),
-                        xb[2 * p].add(qs).cast(),
-                    );
+                    let q =
+                        _mm256_loadu2_m128i(xb[2 * p + 1].add(qs).cast(), xb[2 * p].add(qs).cast());
                     let lo = _mm256_and_si256(q, m4);
                     let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(q), m4);
                     let (plo, phi) = match T::MODE {
@@ -396,8 +390,10 @@ mod x86 {
                     };
                     let dp = _mm256_permutevar8x32_ps(d, spread[p]);
                     let [a0, a1] = &mut acc[p];
-                    *a0 = _mm256_fmadd_ps(dp, _mm256_cvtepi32_ps(_mm256_madd_epi16(plo, ones)), *a0);
-                    *a1 = _mm256_fmadd_ps(dp, _mm256_cvtepi32_ps(_mm256_madd_epi16(phi, ones)), *a1);
+                    *a0 =
+                        _mm256_fmadd_ps(dp, _mm256_cvtepi32_ps(_mm256_madd_epi16(plo, ones)), *a0);
+                    *a1 =
+                        _mm256_fmadd_ps(dp, _mm256_cvtepi32_ps(_mm256_madd_epi16(phi, ones)), *a1);
                 }
             }
         }
@@ -495,8 +491,22 @@ mod x86 {
             }
         };
     }
-    rows8_fn!(rows8_q4_0, TQ4_0, Q4_0, "Q4_0", dot8_nibbles, offset_of!(BlockQ4_0, qs));
-    rows8_fn!(rows8_q4_1, TQ4_1, Q4_1, "Q4_1", dot8_nibbles, offset_of!(BlockQ4_1, qs));
+    rows8_fn!(
+        rows8_q4_0,
+        TQ4_0,
+        Q4_0,
+        "Q4_0",
+        dot8_nibbles,
+        offset_of!(BlockQ4_0, qs)
+    );
+    rows8_fn!(
+        rows8_q4_1,
+        TQ4_1,
+        Q4_1,
+        "Q4_1",
+        dot8_nibbles,
+        offset_of!(BlockQ4_1, qs)
+    );
     rows8_fn!(rows8_q5_0, TQ5_0, Q5_0, "Q5_0", dot8);
     rows8_fn!(rows8_q5_1, TQ5_1, Q5_1, "Q5_1", dot8);
     rows8_fn!(rows8_q8_0, TQ8_0, Q8_0, "Q8_0", dot8);
@@ -573,7 +583,11 @@ mod tests {
                     r8(n, wb, w_row, &a, &mut got);
                     for r in 0..8 {
                         let want = dot(n, &wb[r * w_row..r * w_row + row], &a);
-                        assert_eq!(got[r].to_bits(), want.to_bits(), "{t:?} {nb} blocks row {r}");
+                        assert_eq!(
+                            got[r].to_bits(),
+                            want.to_bits(),
+                            "{t:?} {nb} blocks row {r}"
+                        );
                     }
                 }
             }
@@ -621,7 +635,11 @@ mod tests {
                     r8(n, wb, w_row, a, &mut got);
                     for r in 0..8 {
                         let want = dot(n, &wb[r * w_row..r * w_row + row], a);
-                        assert_eq!(got[r].to_bits(), want.to_bits(), "{t:?} {nb} blocks row {r}");
+                        assert_eq!(
+                            got[r].to_bits(),
+                            want.to_bits(),
+                            "{t:?} {nb} blocks row {r}"
+                        );
                     }
                 }
             }
