@@ -485,6 +485,39 @@ mod arm {
         }
     }
 
+    /// ggml's two-accumulator loop of the 32-value types: blocks in pairs,
+    /// `sumv0 += f32(p0)·d0`, `sumv1 += f32(p1)·d1` per lane, then
+    /// `sum(sumv0) + sum(sumv1)`, the odd last block the scalar way.
+    /// `block(ib)` gives block `ib`'s integer dot lanes and `dx·dy`.
+    ///
+    /// # Safety
+    /// `block` must be safe to call for every `ib < nb`.
+    #[inline(always)]
+    unsafe fn pairs(
+        nb: usize,
+        w: &[u8],
+        wb: usize,
+        a: &[u8],
+        ab: usize,
+        scalar: super::VecDot,
+        block: impl Fn(usize) -> (int32x4_t, f32),
+    ) -> f32 {
+        // SAFETY: NEON is baseline on aarch64; `block` is the caller's.
+        unsafe {
+            let (mut sumv0, mut sumv1) = (vdupq_n_f32(0.0), vdupq_n_f32(0.0));
+            let mut ib = 0;
+            while ib + 1 < nb {
+                let (p0, d0) = block(ib);
+                let (p1, d1) = block(ib + 1);
+                sumv0 = vmlaq_n_f32(sumv0, vcvtq_f32_s32(p0), d0);
+                sumv1 = vmlaq_n_f32(sumv1, vcvtq_f32_s32(p1), d1);
+                ib += 2;
+            }
+            let sumf = vaddvq_f32(sumv0) + vaddvq_f32(sumv1);
+            tail(sumf, nb, w, wb, a, ab, scalar)
+        }
+    }
+
     /// Q4_0 × Q8_0 (ggml NEON: `ggml_vec_dot_q4_0_q8_0`, `nrc == 1`).
     ///
     /// # Safety
@@ -493,17 +526,9 @@ mod arm {
     unsafe fn q4_0_body<const DP: bool>(nb: usize, w: &[u8], a: &[u8]) -> f32 {
         // SAFETY: every pointer stays inside the `nb` checked blocks.
         unsafe {
-            let (mut sumv0, mut sumv1) = (vdupq_n_f32(0.0), vdupq_n_f32(0.0));
-            let mut ib = 0;
-            while ib + 1 < nb {
-                let (p0, d0) = q4_0_block::<DP>(w, a, ib);
-                let (p1, d1) = q4_0_block::<DP>(w, a, ib + 1);
-                sumv0 = vmlaq_n_f32(sumv0, vcvtq_f32_s32(p0), d0);
-                sumv1 = vmlaq_n_f32(sumv1, vcvtq_f32_s32(p1), d1);
-                ib += 2;
-            }
-            let sumf = vaddvq_f32(sumv0) + vaddvq_f32(sumv1);
-            tail(sumf, nb, w, Q4_0, a, Q8_0, vec_dot_q4_0_q8_0_scalar)
+            pairs(nb, w, Q4_0, a, Q8_0, vec_dot_q4_0_q8_0_scalar, |ib| {
+                q4_0_block::<DP>(w, a, ib)
+            })
         }
     }
 
@@ -600,17 +625,9 @@ mod arm {
     unsafe fn q5_0_body<const DP: bool>(nb: usize, w: &[u8], a: &[u8]) -> f32 {
         // SAFETY: every pointer stays inside the `nb` checked blocks.
         unsafe {
-            let (mut sumv0, mut sumv1) = (vdupq_n_f32(0.0), vdupq_n_f32(0.0));
-            let mut ib = 0;
-            while ib + 1 < nb {
-                let (p0, d0) = q5_0_block::<DP>(w, a, ib);
-                let (p1, d1) = q5_0_block::<DP>(w, a, ib + 1);
-                sumv0 = vmlaq_n_f32(sumv0, vcvtq_f32_s32(p0), d0);
-                sumv1 = vmlaq_n_f32(sumv1, vcvtq_f32_s32(p1), d1);
-                ib += 2;
-            }
-            let sumf = vaddvq_f32(sumv0) + vaddvq_f32(sumv1);
-            tail(sumf, nb, w, Q5_0, a, Q8_0, vec_dot_q5_0_q8_0_scalar)
+            pairs(nb, w, Q5_0, a, Q8_0, vec_dot_q5_0_q8_0_scalar, |ib| {
+                q5_0_block::<DP>(w, a, ib)
+            })
         }
     }
 
@@ -703,17 +720,9 @@ mod arm {
     unsafe fn q8_0_body<const DP: bool>(nb: usize, w: &[u8], a: &[u8]) -> f32 {
         // SAFETY: every pointer stays inside the `nb` checked blocks.
         unsafe {
-            let (mut sumv0, mut sumv1) = (vdupq_n_f32(0.0), vdupq_n_f32(0.0));
-            let mut ib = 0;
-            while ib + 1 < nb {
-                let (p0, d0) = q8_0_block::<DP>(w, a, ib);
-                let (p1, d1) = q8_0_block::<DP>(w, a, ib + 1);
-                sumv0 = vmlaq_n_f32(sumv0, vcvtq_f32_s32(p0), d0);
-                sumv1 = vmlaq_n_f32(sumv1, vcvtq_f32_s32(p1), d1);
-                ib += 2;
-            }
-            let sumf = vaddvq_f32(sumv0) + vaddvq_f32(sumv1);
-            tail(sumf, nb, w, Q8_0, a, Q8_0, vec_dot_q8_0_q8_0_scalar)
+            pairs(nb, w, Q8_0, a, Q8_0, vec_dot_q8_0_q8_0_scalar, |ib| {
+                q8_0_block::<DP>(w, a, ib)
+            })
         }
     }
 
