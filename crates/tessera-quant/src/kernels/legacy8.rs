@@ -31,10 +31,15 @@
 //! short row panics) and the CPU features (without them they compute each
 //! row with the one-row kernel).
 
+#[cfg(target_arch = "x86_64")]
 use std::mem::{offset_of, size_of};
 
+#[cfg(target_arch = "x86_64")]
 use super::legacy::{self, KVALUES_IQ4NL, KVALUES_MXFP4};
-use super::{SimdLevel, VecDot};
+use super::SimdLevel;
+#[cfg(target_arch = "x86_64")]
+use super::VecDot;
+#[cfg(target_arch = "x86_64")]
 use crate::blocks::*;
 use crate::GgmlType;
 
@@ -75,6 +80,7 @@ pub fn rows8(t: GgmlType, level: SimdLevel) -> Option<Rows8> {
 /// order the `hadd` tree leaves the row sums in).
 pub const ORDER: [usize; 8] = [0, 2, 4, 6, 1, 3, 5, 7];
 
+#[cfg(target_arch = "x86_64")]
 /// Panics unless `n` is whole blocks of 32 and `w` holds 8 rows of them
 /// `w_row` bytes apart and `a` one row; returns the number of blocks.
 fn check8(name: &str, n: usize, w: &[u8], w_row: usize, wb: usize, a: &[u8], ab: usize) -> usize {
@@ -96,13 +102,16 @@ fn check8(name: &str, n: usize, w: &[u8], w_row: usize, wb: usize, a: &[u8], ab:
 }
 
 /// Each row alone through the one-row kernel `dot`.
+#[cfg(target_arch = "x86_64")]
 fn rows_by_dots(n: usize, w: &[u8], w_row: usize, a: &[u8], out: &mut [f32; 8], dot: VecDot) {
     for (r, o) in out.iter_mut().enumerate() {
         *o = dot(n, &w[r * w_row..], a);
     }
 }
 
+#[cfg(target_arch = "x86_64")]
 const Q8_0_QS: usize = offset_of!(BlockQ8_0, qs);
+#[cfg(target_arch = "x86_64")]
 const Q8_0: usize = size_of::<BlockQ8_0>();
 
 #[cfg(target_arch = "x86_64")]
@@ -539,7 +548,8 @@ mod x86 {
     repacked_fn!(repacked_mxfp4, Mxfp4, MXFP4, "MXFP4");
 }
 
-#[cfg(test)]
+// The kernels under test exist on x86-64 only (elsewhere `rows8` is `None`).
+#[cfg(all(test, target_arch = "x86_64"))]
 mod tests {
     use super::*;
 
