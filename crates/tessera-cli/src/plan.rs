@@ -86,7 +86,10 @@ fn print_table(p: &Plan) {
         println!(
             "| {} | {} | {:.1} GB/s | {} | {} | {} | {:.2} |",
             d.name,
-            d.threads,
+            // A declared device is planned, not run: no threads of ours.
+            d.speed
+                .cpu_threads
+                .map_or("—".to_string(), |t| t.to_string()),
             d.speed.sweep / 1e9,
             mib(d.weight_bytes as f64),
             mib(d.kv_bytes as f64),
