@@ -405,6 +405,11 @@ impl HParams {
     pub fn n_embd_v_gqa(&self) -> usize {
         self.head_dim_v * self.n_head_kv
     }
+
+    /// Bytes one token's keys and values take in one layer's F16 cache.
+    pub fn kv_bytes_f16(&self) -> u64 {
+        2 * (self.n_embd_k_gqa() + self.n_embd_v_gqa()) as u64
+    }
 }
 
 /// Which layers use the sliding window: llama.cpp's rule (an explicit

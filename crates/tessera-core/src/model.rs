@@ -123,10 +123,7 @@ fn fit_placement(
     resolved: &mut Resolved,
     reserve: &[u64],
 ) -> Result<Option<usize>> {
-    let asked = match placement.fit_ctx {
-        0 => 4096,
-        c => c,
-    };
+    let asked = fit_ctx_asked(placement);
     let ctx = fit::FitCtx {
         ctx: asked,
         floor: match placement.fit_ctx_floor {
@@ -135,7 +132,7 @@ fn fit_placement(
         }
         .clamp(1, asked),
         // An F16 cache: 2 bytes per key and value element.
-        kv_per_token: 2 * (hparams.n_embd_k_gqa() + hparams.n_embd_v_gqa()) as u64,
+        kv_per_token: hparams.kv_bytes_f16(),
         enabled: !placement.no_fit,
     };
     let margin = placement.fit_target;
@@ -224,6 +221,14 @@ fn fit_placement(
     Ok((f.ctx < asked).then_some(f.ctx))
 }
 
+/// The context the fitter sizes KV caches for (0: 4096).
+fn fit_ctx_asked(p: &Placement) -> usize {
+    match p.fit_ctx {
+        0 => 4096,
+        c => c,
+    }
+}
+
 /// The micro-batch the fitter sizes compute buffers for (0: 512).
 fn fit_ubatch(p: &Placement) -> usize {
     match p.fit_ubatch {
@@ -280,7 +285,6 @@ pub struct Model {
     placement: Resolved,
     reasons: HashMap<String, Reason>,
     fit_ctx: Option<usize>,
-    placement_params: Placement,
 }
 
 impl Model {
@@ -302,11 +306,12 @@ impl Model {
         // The compute buffers of a prompt step, which the fitter could not
         // know before the graph existed: if a budgeted device is over with
         // them, fit again with them reserved.
-        let arena = model.compute_bytes()?;
-        if model.over_budget(params, &arena)? {
+        let ubatch = fit_ubatch(&params.placement);
+        let arena = model.compute_bytes(ubatch)?;
+        if model.over_budget(params, &budgets, &arena) {
             let model = Self::placed(gguf, params, &arena)?;
-            let arena = model.compute_bytes()?;
-            if model.over_budget(params, &arena)? {
+            let arena = model.compute_bytes(ubatch)?;
+            if model.over_budget(params, &budgets, &arena) {
                 return Err(CoreError::Config(format!(
                     "the model does not fit the device memory budgets with its compute buffers \
                      ({} bytes for a step of {} tokens)",
@@ -315,7 +320,7 @@ impl Model {
                         .map(|b| b.to_string())
                         .collect::<Vec<_>>()
                         .join(" + "),
-                    fit_ubatch(&params.placement)
+                    ubatch
                 )));
             }
             return Ok(model);
@@ -323,21 +328,17 @@ impl Model {
         Ok(model)
     }
 
-    /// Activation bytes each device needs for a prompt step of the fit's
-    /// micro-batch (one output row, as in generation).
-    fn compute_bytes(&self) -> Result<Vec<u64>> {
-        let sched = self.schedule(fit_ubatch(&self.placement_params), 1)?;
+    /// Activation bytes each device needs for a prompt step of `n_tokens`
+    /// tokens (one output row, as in generation).
+    fn compute_bytes(&self, n_tokens: usize) -> Result<Vec<u64>> {
+        let sched = self.schedule(n_tokens, 1)?;
         Ok(sched.plan.arena_bytes.iter().map(|&b| b as u64).collect())
     }
 
     /// Whether a budgeted device holds more than its budget less the
     /// margin: weights (row-split matrices as their parts), the KV caches
     /// at the fitted context, and `arena`.
-    fn over_budget(&self, params: &ModelParams, arena: &[u64]) -> Result<bool> {
-        let budgets = params.placement.budget_per_device()?;
-        if budgets.iter().all(Option::is_none) {
-            return Ok(false);
-        }
+    fn over_budget(&self, params: &ModelParams, budgets: &[Option<u64>], arena: &[u64]) -> bool {
         let mut need = arena.to_vec();
         need.resize(budgets.len(), 0);
         for w in self
@@ -348,19 +349,16 @@ impl Model {
         {
             need[w.device] += w.host_bytes().map_or(0, |b| b.len() as u64);
         }
-        let ctx = self.fit_ctx.unwrap_or(match params.placement.fit_ctx {
-            0 => 4096,
-            c => c,
-        }) as u64;
-        let kv = 2 * (self.hparams.n_embd_k_gqa() + self.hparams.n_embd_v_gqa()) as u64 * ctx;
+        let ctx = self.fit_ctx.unwrap_or(fit_ctx_asked(&params.placement)) as u64;
+        let kv = self.hparams.kv_bytes_f16() * ctx;
         for &d in &self.layer_devices {
             need[d] += kv;
         }
         let margin = params.placement.fit_target;
-        Ok(budgets
+        budgets
             .iter()
             .zip(&need)
-            .any(|(b, &n)| b.is_some_and(|b| n > b.saturating_sub(margin))))
+            .any(|(b, &n)| b.is_some_and(|b| n > b.saturating_sub(margin)))
     }
 
     /// The model placed with `reserve` bytes per device kept for compute.
@@ -453,7 +451,6 @@ impl Model {
             .map(|il| attention_device(&weights, il))
             .collect();
         let model = Model {
-            placement_params: params.placement.clone(),
             fit_ctx,
             layer_devices,
             placement: resolved,

@@ -416,26 +416,19 @@ impl Placement {
     /// Every rule compiled against `devices`, in the order tried.
     fn compile(&self, devices: &[String]) -> Result<Vec<Rule>> {
         let ot = self.all_rules();
-        let n_explicit = self.overrides.len();
-        let mut out = Vec::with_capacity(ot.len() + self.file_rules.len());
-        let mut push_ot = |i: usize, r: &TensorOverride| -> Result<()> {
+        let ot_rule = |i: usize, r: &TensorOverride| -> Result<Rule> {
             let text = format!("tensor override #{} `{}={}`", i + 1, r.pattern, r.device);
             let matcher = Matcher::from_regex(&r.pattern)
                 .map_err(|e| CoreError::Config(format!("{text}: invalid regex: {}", inner(&e))))?;
             let device = device_index(&r.device, devices)
                 .map_err(|why| CoreError::Config(format!("{text}: {why}")))?;
-            out.push(Rule {
+            Ok(Rule {
                 matcher,
                 device: Some(device),
                 text,
-            });
-            Ok(())
+            })
         };
-        for (i, r) in ot.iter().enumerate().take(n_explicit) {
-            push_ot(i, r)?;
-        }
-        let mut file = Vec::with_capacity(self.file_rules.len());
-        for r in &self.file_rules {
+        let file_rule = |r: &FileRule| -> Result<Rule> {
             let device = match &r.target {
                 Target::Auto => None,
                 Target::Device(name) => Some(
@@ -443,20 +436,26 @@ impl Placement {
                         .map_err(|why| CoreError::Config(format!("{}: {why}", r.label)))?,
                 ),
             };
-            file.push(Rule {
+            Ok(Rule {
                 matcher: r.matcher.clone(),
                 device,
                 text: r.label.clone(),
-            });
-        }
-        for (i, r) in ot.iter().enumerate().skip(n_explicit) {
-            push_ot(i, r)?;
-        }
-        // The file's rules go between the explicit and the shortcuts' ones.
-        let shortcuts = out.split_off(n_explicit);
-        out.extend(file);
-        out.extend(shortcuts);
-        Ok(out)
+            })
+        };
+        // The explicit `-ot` rules, the file's, then the shortcuts'.
+        let (explicit, shortcuts) = ot.split_at(self.overrides.len());
+        explicit
+            .iter()
+            .enumerate()
+            .map(|(i, r)| ot_rule(i, r))
+            .chain(self.file_rules.iter().map(file_rule))
+            .chain(
+                shortcuts
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| ot_rule(explicit.len() + i, r)),
+            )
+            .collect()
     }
 }
 

@@ -357,7 +357,7 @@ pub fn plan(
         }
     }
     // KV: per layer on its attention's device.
-    let kv_row = 2 * (hp.n_embd_k_gqa() + hp.n_embd_v_gqa()) as u64;
+    let kv_row = hp.kv_bytes_f16();
     for &d in model.layer_devices() {
         devices[d].kv_bytes += kv_row * n_ctx as u64;
     }

@@ -297,20 +297,7 @@ fn check_tile(
 /// Panics unless `n` is whole blocks and `w`, `a` hold them.
 #[inline]
 fn check(name: &str, n: usize, w: &[u8], wb: usize, a: &[u8], ab: usize) -> usize {
-    assert!(
-        n.is_multiple_of(QK),
-        "{name} dot: {n} values are not whole blocks of {QK}"
-    );
-    let nb = n / QK;
-    assert!(
-        w.len() >= nb * wb && a.len() >= nb * ab,
-        "{name} dot: {nb} blocks need {} + {} bytes, got {} and {}",
-        nb * wb,
-        nb * ab,
-        w.len(),
-        a.len()
-    );
-    nb
+    super::check_blocks(name, "dot", n, QK, w, wb, a, ab)
 }
 
 /// Block `i` of `bytes`, copied out (rows need not be aligned for `B`).

@@ -91,6 +91,37 @@ pub(crate) fn has_avx2() -> bool {
         && is_x86_feature_detected!("f16c")
 }
 
+/// Panics unless `n` is whole blocks of `qk` values and `w`, `a` hold them
+/// (`wb`, `ab` bytes per block); returns the number of blocks. Messages
+/// read `{name} {kind}: …` (`Q4_0 dot`, `Q4_K NEON dot`).
+#[inline]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn check_blocks(
+    name: &str,
+    kind: &str,
+    n: usize,
+    qk: usize,
+    w: &[u8],
+    wb: usize,
+    a: &[u8],
+    ab: usize,
+) -> usize {
+    assert!(
+        n.is_multiple_of(qk),
+        "{name} {kind}: {n} values are not whole blocks of {qk}"
+    );
+    let nb = n / qk;
+    assert!(
+        w.len() >= nb * wb && a.len() >= nb * ab,
+        "{name} {kind}: {nb} blocks need {} + {} bytes, got {} and {}",
+        nb * wb,
+        nb * ab,
+        w.len(),
+        a.len()
+    );
+    nb
+}
+
 /// A tile computed one dot at a time: `out[c * w.len() + r] = dot(w[r], a[c])`.
 /// The fallback of the tile kernels when the CPU lacks their SIMD level.
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // callers are x86-64 only

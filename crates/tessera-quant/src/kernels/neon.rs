@@ -252,24 +252,10 @@ mod arm {
         f32::from_le_bytes([b[off], b[off + 1], b[off + 2], b[off + 3]])
     }
 
-    /// Panics unless `n` is whole blocks of `qk` values and `w`, `a` hold
-    /// them (`wb`, `ab` bytes per block); returns the number of blocks.
+    /// [`super::super::check_blocks`] for the NEON entry points.
     #[inline]
     fn check(name: &str, n: usize, qk: usize, w: &[u8], wb: usize, a: &[u8], ab: usize) -> usize {
-        assert!(
-            n.is_multiple_of(qk),
-            "{name} NEON dot: {n} values are not whole blocks of {qk}"
-        );
-        let nb = n / qk;
-        assert!(
-            w.len() >= nb * wb && a.len() >= nb * ab,
-            "{name} NEON dot: {nb} blocks need {} + {} bytes, got {} and {}",
-            nb * wb,
-            nb * ab,
-            w.len(),
-            a.len()
-        );
-        nb
+        super::super::check_blocks(name, "NEON dot", n, qk, w, wb, a, ab)
     }
 
     /// Defines the safe entry point `$name` (checks shapes, picks the path
