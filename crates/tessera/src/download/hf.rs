@@ -74,28 +74,36 @@ pub(crate) fn fetch(
     let mut got: Vec<(PathBuf, String)> = Vec::new();
     let mut total = 0u64;
     for (remote, local) in &files {
-        let path = match hub.repo(repo.clone()).get(remote) {
-            Some(p) => p,
-            None => download(&api, &repo, remote, local, on)?,
-        };
-        // The catalog's hash for a single file, else the Hub's own.
-        let sha = if single { variant.sha256.clone() } else { None }.or_else(|| etag_sha(&path));
+        // The catalog's hash for a single file, else the Hub's own (the
+        // blob's name).
         let size = if single { variant.size } else { None };
-        let checked = verify::check(&path, local, size, sha.as_deref(), on).and_then(|()| {
-            std::fs::metadata(&path)
-                .map(|m| m.len())
-                .map_err(|source| SourceError::Io {
-                    path: path.clone(),
-                    source,
-                })
-        });
-        match checked {
-            Ok(len) => total += len,
-            Err(e) => {
-                remove_cached(&path);
-                return Err(e);
+        let check = |path: &Path, on: &mut dyn FnMut(Event<'_>)| {
+            let sha = if single { variant.sha256.clone() } else { None }.or_else(|| etag_sha(path));
+            verify::check(path, local, size, sha.as_deref(), on)
+        };
+        // A copy already in hf-hub's cache that fails is deleted and
+        // fetched again.
+        let cached = hub.repo(repo.clone()).get(remote);
+        let path = match cached {
+            Some(p) if check(&p, on).is_ok() => p,
+            other => {
+                if let Some(p) = other {
+                    remove_cached(&p);
+                }
+                let p = download(&api, &repo, remote, local, on)?;
+                if let Err(e) = check(&p, on) {
+                    remove_cached(&p);
+                    return Err(e);
+                }
+                p
             }
-        }
+        };
+        total += std::fs::metadata(&path)
+            .map_err(|source| SourceError::Io {
+                path: path.clone(),
+                source,
+            })?
+            .len();
         got.push((path, local.clone()));
     }
     if !single {
