@@ -24,6 +24,7 @@ pub mod perplexity;
 pub mod placement;
 pub mod plan;
 pub mod probe;
+pub mod quantize;
 pub mod rules;
 pub mod sample;
 pub mod sched;

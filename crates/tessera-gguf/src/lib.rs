@@ -32,4 +32,4 @@ pub use model::{
 };
 pub use parse::{align_up, parse, Header, TensorInfo, MAGIC, MAX_ARRAY_DEPTH, MAX_DIMS};
 pub use value::{Array, Value, ValueType};
-pub use writer::{GgufWriter, WRITE_VERSION};
+pub use writer::{GgufStreamWriter, GgufWriter, TensorDecl, WRITE_VERSION};

@@ -91,58 +91,23 @@ impl<'a> GgufWriter<'a> {
         Ok(self)
     }
 
-    fn alignment(&self) -> Result<u64> {
-        match self.metadata.get(KEY_ALIGNMENT) {
-            None => Ok(DEFAULT_ALIGNMENT),
-            Some(Value::U32(a)) if a.is_power_of_two() => Ok(u64::from(*a)),
-            Some(v) => Err(GgufError::Write(format!(
-                "{KEY_ALIGNMENT} must be a power-of-two u32, found {v:?}"
-            ))),
-        }
-    }
-
     /// Writes the file to `w`.
     pub fn write(&self, w: &mut impl Write) -> Result<()> {
-        let io = |e| GgufError::io("<writer>", e);
-        let alignment = self.alignment()?;
-        let mut head = Vec::new();
-        head.extend_from_slice(&MAGIC);
-        head.extend_from_slice(&WRITE_VERSION.to_le_bytes());
-        head.extend_from_slice(&(self.tensors.len() as u64).to_le_bytes());
-        head.extend_from_slice(&(self.metadata.len() as u64).to_le_bytes());
-        for (key, value) in self.metadata.iter() {
-            put_str(&mut head, key);
-            head.extend_from_slice(&(value.value_type() as u32).to_le_bytes());
-            put_value(&mut head, value);
-        }
-        let mut offset = 0u64;
-        let mut offsets = Vec::with_capacity(self.tensors.len());
+        let decls: Vec<TensorDecl> = self
+            .tensors
+            .iter()
+            .map(|t| TensorDecl {
+                name: t.name.clone(),
+                ggml_type: t.ggml_type,
+                dims: t.dims.clone(),
+            })
+            .collect();
+        let mut s = GgufStreamWriter::new(w, &self.metadata, decls)?;
         for t in &self.tensors {
-            put_str(&mut head, &t.name);
-            head.extend_from_slice(&(t.dims.len() as u32).to_le_bytes());
-            for d in &t.dims {
-                head.extend_from_slice(&d.to_le_bytes());
-            }
-            head.extend_from_slice(&t.ggml_type.id().to_le_bytes());
-            head.extend_from_slice(&offset.to_le_bytes());
-            offsets.push(offset);
-            offset = align_up(offset + t.data.len() as u64, alignment)
-                .ok_or_else(|| GgufError::Write("data section overflows".into()))?;
+            s.write_data(&t.data)?;
+            s.end_tensor()?;
         }
-        let data_start = align_up(head.len() as u64, alignment).expect("small header");
-        head.resize(data_start as usize, 0);
-        w.write_all(&head).map_err(io)?;
-        let mut pos = 0u64;
-        for (t, &off) in self.tensors.iter().zip(&offsets) {
-            w.write_all(&vec![0u8; (off - pos) as usize]).map_err(io)?;
-            w.write_all(&t.data).map_err(io)?;
-            pos = off + t.data.len() as u64;
-        }
-        if !self.tensors.is_empty() {
-            w.write_all(&vec![0u8; (offset - pos) as usize])
-                .map_err(io)?;
-        }
-        Ok(())
+        s.finish().map(|_| ())
     }
 
     /// The file as bytes.
@@ -164,6 +129,156 @@ impl<'a> GgufWriter<'a> {
         self.write(&mut w)?;
         w.flush().map_err(|e| GgufError::io(&tmp, e))?;
         std::fs::rename(&tmp, path).map_err(|e| GgufError::io(path, e))
+    }
+}
+
+/// A tensor of a file written by [`GgufStreamWriter`]: its data comes later.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TensorDecl {
+    /// Name.
+    pub name: String,
+    /// Element type.
+    pub ggml_type: GgmlType,
+    /// Dimensions in GGML order (row length first).
+    pub dims: Vec<u64>,
+}
+
+impl TensorDecl {
+    /// Bytes of data, `None` when the shape does not fit the type's blocks.
+    pub fn n_bytes(&self) -> Option<u64> {
+        let rows: u64 = self.dims.get(1..)?.iter().product();
+        self.ggml_type
+            .row_bytes(*self.dims.first()?)?
+            .checked_mul(rows)
+    }
+}
+
+/// Writes a GGUF file whose tensors are produced one after another (a
+/// quantizer's output): the header, with every tensor's type, shape and
+/// offset, goes out first, then each tensor's bytes in declaration order
+/// through [`write_data`](Self::write_data) (in as many pieces as wanted)
+/// and [`end_tensor`](Self::end_tensor), which checks the size and pads to
+/// the alignment. The layout is [`GgufWriter`]'s, byte for byte.
+pub struct GgufStreamWriter<W: Write> {
+    w: W,
+    alignment: u64,
+    sizes: Vec<(String, u64)>,
+    /// The tensor being written and its bytes so far.
+    current: usize,
+    written: u64,
+}
+
+impl<W: Write> GgufStreamWriter<W> {
+    /// Writes the header of a file with `metadata` and `tensors`.
+    pub fn new(mut w: W, metadata: &Metadata, tensors: Vec<TensorDecl>) -> Result<Self> {
+        let io = |e| GgufError::io("<writer>", e);
+        let alignment = match metadata.get(KEY_ALIGNMENT) {
+            None => DEFAULT_ALIGNMENT,
+            Some(Value::U32(a)) if a.is_power_of_two() => u64::from(*a),
+            Some(v) => {
+                return Err(GgufError::Write(format!(
+                    "{KEY_ALIGNMENT} must be a power-of-two u32, found {v:?}"
+                )))
+            }
+        };
+        let mut head = Vec::new();
+        head.extend_from_slice(&MAGIC);
+        head.extend_from_slice(&WRITE_VERSION.to_le_bytes());
+        head.extend_from_slice(&(tensors.len() as u64).to_le_bytes());
+        head.extend_from_slice(&(metadata.len() as u64).to_le_bytes());
+        for (key, value) in metadata.iter() {
+            put_str(&mut head, key);
+            head.extend_from_slice(&(value.value_type() as u32).to_le_bytes());
+            put_value(&mut head, value);
+        }
+        let mut offset = 0u64;
+        let mut sizes = Vec::with_capacity(tensors.len());
+        for (i, t) in tensors.iter().enumerate() {
+            if t.dims.is_empty() || t.dims.len() > MAX_DIMS || t.dims.contains(&0) {
+                return Err(GgufError::Write(format!(
+                    "tensor '{}': dims {:?} must be 1 to {MAX_DIMS} non-zero values",
+                    t.name, t.dims
+                )));
+            }
+            if tensors[..i].iter().any(|u| u.name == t.name) {
+                return Err(GgufError::Write(format!("tensor '{}' added twice", t.name)));
+            }
+            let n_bytes = t.n_bytes().ok_or_else(|| {
+                GgufError::Write(format!(
+                    "tensor '{}': {:?} is not whole blocks of {}",
+                    t.name, t.dims, t.ggml_type
+                ))
+            })?;
+            put_str(&mut head, &t.name);
+            head.extend_from_slice(&(t.dims.len() as u32).to_le_bytes());
+            for d in &t.dims {
+                head.extend_from_slice(&d.to_le_bytes());
+            }
+            head.extend_from_slice(&t.ggml_type.id().to_le_bytes());
+            head.extend_from_slice(&offset.to_le_bytes());
+            sizes.push((t.name.clone(), n_bytes));
+            offset = align_up(offset + n_bytes, alignment)
+                .ok_or_else(|| GgufError::Write("data section overflows".into()))?;
+        }
+        let data_start = align_up(head.len() as u64, alignment).expect("small header");
+        head.resize(data_start as usize, 0);
+        w.write_all(&head).map_err(io)?;
+        Ok(GgufStreamWriter {
+            w,
+            alignment,
+            sizes,
+            current: 0,
+            written: 0,
+        })
+    }
+
+    /// The next bytes of the current tensor.
+    pub fn write_data(&mut self, data: &[u8]) -> Result<()> {
+        let Some((name, size)) = self.sizes.get(self.current) else {
+            return Err(GgufError::Write("data past the last tensor".into()));
+        };
+        if self.written + data.len() as u64 > *size {
+            return Err(GgufError::Write(format!(
+                "tensor '{name}': more than its {size} bytes"
+            )));
+        }
+        self.w
+            .write_all(data)
+            .map_err(|e| GgufError::io("<writer>", e))?;
+        self.written += data.len() as u64;
+        Ok(())
+    }
+
+    /// Ends the current tensor: all its bytes written, padded to the alignment.
+    pub fn end_tensor(&mut self) -> Result<()> {
+        let Some((name, size)) = self.sizes.get(self.current) else {
+            return Err(GgufError::Write("no tensor to end".into()));
+        };
+        if self.written != *size {
+            return Err(GgufError::Write(format!(
+                "tensor '{name}': {} of its {size} bytes written",
+                self.written
+            )));
+        }
+        let pad = align_up(*size, self.alignment).expect("checked in new") - size;
+        self.w
+            .write_all(&vec![0u8; pad as usize])
+            .map_err(|e| GgufError::io("<writer>", e))?;
+        self.current += 1;
+        self.written = 0;
+        Ok(())
+    }
+
+    /// Checks that every tensor was written and flushes; returns the writer.
+    pub fn finish(mut self) -> Result<W> {
+        if let Some((name, _)) = self.sizes.get(self.current) {
+            return Err(GgufError::Write(format!(
+                "tensor '{name}' and {} after it were not written",
+                self.sizes.len() - self.current - 1
+            )));
+        }
+        self.w.flush().map_err(|e| GgufError::io("<writer>", e))?;
+        Ok(self.w)
     }
 }
 

@@ -18,12 +18,14 @@
 //! [`nearest_int`]'s rounding trick rather than `round`.
 
 pub mod activations;
+pub mod float;
 pub mod iq4;
 pub mod kquants;
 pub mod legacy;
 pub mod mxfp4;
 
 pub use activations::{quantize_row_q8_0, quantize_row_q8_1, quantize_row_q8_K};
+pub use float::{quantize_row_bf16, quantize_row_f16, quantize_row_f32};
 pub use iq4::{quantize_iq4_nl, quantize_row_iq4_nl, quantize_row_iq4_xs};
 pub use kquants::{
     quantize_row_q2_K, quantize_row_q3_K, quantize_row_q4_K, quantize_row_q5_K, quantize_row_q6_K,
@@ -37,6 +39,9 @@ use crate::{from_f32_fn, GgmlType};
 
 /// The reference quantizers, by type.
 pub const FROM_F32: &[(GgmlType, FromF32)] = &[
+    (GgmlType::F32, from_f32_fn!(quantize_row_f32, f32)),
+    (GgmlType::F16, from_f32_fn!(quantize_row_f16, half::f16)),
+    (GgmlType::BF16, from_f32_fn!(quantize_row_bf16, half::bf16)),
     (GgmlType::Q4_0, from_f32_fn!(quantize_row_q4_0, BlockQ4_0)),
     (GgmlType::Q4_1, from_f32_fn!(quantize_row_q4_1, BlockQ4_1)),
     (GgmlType::Q5_0, from_f32_fn!(quantize_row_q5_0, BlockQ5_0)),
