@@ -1,0 +1,34 @@
+// Workgroup reductions over WG invocations through shared memory (the
+// fallback when the adapter has no subgroup operations). Every invocation
+// gets the result. Call from uniform control flow.
+
+var<workgroup> red_buf: array<f32, WG>;
+var<private> g_li: u32;
+
+fn wg_sum(v: f32) -> f32 {
+    red_buf[g_li] = v;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s = s >> 1u) {
+        if (g_li < s) {
+            red_buf[g_li] = red_buf[g_li] + red_buf[g_li + s];
+        }
+        workgroupBarrier();
+    }
+    let r = red_buf[0];
+    workgroupBarrier();
+    return r;
+}
+
+fn wg_max(v: f32) -> f32 {
+    red_buf[g_li] = v;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s = s >> 1u) {
+        if (g_li < s) {
+            red_buf[g_li] = max(red_buf[g_li], red_buf[g_li + s]);
+        }
+        workgroupBarrier();
+    }
+    let r = red_buf[0];
+    workgroupBarrier();
+    return r;
+}
