@@ -62,8 +62,21 @@ pub fn run(args: &Args) -> Result<()> {
         mib(report.bytes_out),
         ftype.name()
     );
+    // Tensors whose rows the chosen type's blocks do not divide, grouped.
+    let mut groups: Vec<(String, String, Vec<&str>)> = Vec::new();
     for (name, want, got) in &report.fallbacks {
-        eprintln!("  {name}: rows do not divide into {want} blocks, written as {got}");
+        let (want, got) = (want.to_string(), got.to_string());
+        match groups.iter_mut().find(|g| g.0 == want && g.1 == got) {
+            Some(g) => g.2.push(name),
+            None => groups.push((want, got, vec![name])),
+        }
+    }
+    for (want, got, names) in &groups {
+        eprintln!(
+            "  {} tensor(s) written as {got} instead of {want} (row length not whole {want} blocks), e.g. {}",
+            names.len(),
+            names[0]
+        );
     }
     Ok(())
 }
