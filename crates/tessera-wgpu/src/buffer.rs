@@ -23,7 +23,9 @@ use tessera_gguf::GgmlType;
 use crate::device::Gpu;
 use crate::error::{Result, WgpuError};
 
-/// Bytes shared by consecutive chunks of a weight larger than a buffer.
+/// Bytes shared by consecutive chunks of a weight larger than a buffer
+/// (at most a quarter of a chunk): a row longer than this cannot be read
+/// from a chunked weight (an error, not a wrong result).
 pub const CHUNK_OVERLAP: u64 = 4 << 20;
 
 /// A buffer in device memory.
@@ -133,7 +135,7 @@ impl DeviceWeight {
         ggml_type: GgmlType,
         bytes: &[u8],
     ) -> Result<DeviceWeight> {
-        let max = gpu.limits.max_buffer_size & !255;
+        let max = gpu.max_weight_buffer();
         let total = bytes.len() as u64;
         let mut chunks = Vec::new();
         if total <= max {
@@ -143,7 +145,8 @@ impl DeviceWeight {
                 len: total,
             });
         } else {
-            if max <= 2 * CHUNK_OVERLAP {
+            let overlap = CHUNK_OVERLAP.min(max / 4) & !255;
+            if overlap == 0 {
                 return Err(WgpuError::TooLarge {
                     device: gpu.name.clone(),
                     what: format!("weight {name}"),
@@ -151,7 +154,7 @@ impl DeviceWeight {
                     limit: max,
                 });
             }
-            let step = max - CHUNK_OVERLAP;
+            let step = max - overlap;
             let mut start = 0u64;
             while start < total {
                 let end = (start + max).min(total);

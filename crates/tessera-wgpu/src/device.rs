@@ -252,15 +252,24 @@ pub struct Gpu {
     errors: Arc<Mutex<Vec<String>>>,
     /// The buffer reads are copied through (grown on demand).
     staging: Mutex<Option<wgpu::Buffer>>,
+    /// The options the device was opened with.
+    opts: GpuOptions,
 }
 
 /// How to open a device.
 #[derive(Clone, Copy, Debug)]
 pub struct GpuOptions {
-    /// Use subgroup operations when the adapter offers them.
+    /// Use subgroup operations when the adapter offers them
+    /// (`TESSERA_WGPU_NO_SUBGROUPS=1` turns them off).
     pub subgroups: bool,
     /// Request f16 shader arithmetic when the adapter offers it.
     pub shader_f16: bool,
+    /// Bind weights in windows of at most this many bytes (below the
+    /// device's limit; for tests of the windowed path).
+    pub max_weight_binding: Option<u64>,
+    /// Store weights in buffers of at most this many bytes (below the
+    /// device's limit; for tests of the chunked path).
+    pub max_weight_buffer: Option<u64>,
 }
 
 impl Default for GpuOptions {
@@ -268,6 +277,8 @@ impl Default for GpuOptions {
         GpuOptions {
             subgroups: std::env::var_os("TESSERA_WGPU_NO_SUBGROUPS").is_none_or(|v| v == "0"),
             shader_f16: true,
+            max_weight_binding: None,
+            max_weight_buffer: None,
         }
     }
 }
@@ -321,6 +332,7 @@ impl Gpu {
             queue,
             errors,
             staging: Mutex::new(None),
+            opts,
         })
     }
 
@@ -346,6 +358,21 @@ impl Gpu {
     /// 1 GiB so that byte offsets inside a binding fit a `u32`).
     pub fn max_binding(&self) -> u64 {
         self.limits.max_storage_buffer_binding_size.min(1 << 30) & !3
+    }
+
+    /// Largest window of a weight one dispatch binds.
+    pub fn max_weight_binding(&self) -> u64 {
+        self.max_binding()
+            .min(self.opts.max_weight_binding.unwrap_or(u64::MAX))
+            & !3
+    }
+
+    /// Largest buffer a weight is stored in.
+    pub fn max_weight_buffer(&self) -> u64 {
+        self.limits
+            .max_buffer_size
+            .min(self.opts.max_weight_buffer.unwrap_or(u64::MAX))
+            & !255
     }
 
     /// Alignment of a storage binding's offset.

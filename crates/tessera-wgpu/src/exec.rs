@@ -213,18 +213,30 @@ impl Exec<'_> {
 
     /// A window of `buf` covering bytes `a..a + n`, and `a`'s offset in it.
     fn window(&self, buf: &wgpu::Buffer, a: u64, n: u64, what: &str) -> Result<(View, u64)> {
+        self.window_max(buf, a, n, what, self.gpu.max_binding())
+    }
+
+    /// [`Self::window`] of at most `max` bytes.
+    fn window_max(
+        &self,
+        buf: &wgpu::Buffer,
+        a: u64,
+        n: u64,
+        what: &str,
+        max: u64,
+    ) -> Result<(View, u64)> {
         let align = self.gpu.binding_align();
         let start = a - a % align;
         let size = (a + n - start)
             .max(4)
             .next_multiple_of(4)
             .min(buf.size() - start);
-        if size > self.gpu.max_binding() {
+        if size > max {
             return Err(WgpuError::TooLarge {
                 device: self.gpu.name.clone(),
                 what: format!("binding {what}"),
                 bytes: size,
-                limit: self.gpu.max_binding(),
+                limit: max,
             });
         }
         Ok((
@@ -317,7 +329,8 @@ impl Exec<'_> {
     ) -> Result<Vec<(View, u64, usize, usize)>> {
         let rb = row_bytes as u64;
         let align = self.gpu.binding_align();
-        let cap = self.gpu.max_binding().saturating_sub(align + 4);
+        let max = self.gpu.max_weight_binding();
+        let cap = max.saturating_sub(align + 4);
         let per = (cap / rb.max(1)) as usize;
         if per == 0 {
             return Err(self.op_err(format!(
@@ -343,7 +356,7 @@ impl Exec<'_> {
                 .ok_or_else(|| self.op_err(format!("row {r0} of {} is in no chunk", w.name)))?;
             let in_chunk = ((c.start + c.len - a) / rb) as usize;
             let nr = per.min(n_rows - r0).min(in_chunk);
-            let (v, off) = self.window(&c.buf, a - c.start, nr as u64 * rb, &w.name)?;
+            let (v, off) = self.window_max(&c.buf, a - c.start, nr as u64 * rb, &w.name, max)?;
             out.push((v, off, r0, nr));
             r0 += nr;
         }

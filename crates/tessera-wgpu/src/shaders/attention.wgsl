@@ -1,7 +1,7 @@
 // Attention of one (query token, head) per workgroup over cells 0..n_kv of
-// an F16 or Q8_0 cache, as ggml-cpu's flash_attn_ext computes it: the
-// query is converted to the K cache's type first (rounded to f16, or
-// quantized to Q8_0 blocks as x86 ggml does), scores s = dot · scale (with
+// an F16 or Q8_0 cache, as ggml's flash_attn_ext defines it: the query in
+// f32 against an F16 cache, or quantized to Q8_0 blocks (as ggml-cpu's x86
+// quantize_row_q8_0 does) for the integer dot with a Q8_0 cache; scores s = dot · scale (with
 // a softcap: softcap · tanh(dot · scale / softcap)), causal and sliding
 // window masks, GQA (head h reads KV head h / (n_head / n_kv_head)), an
 // online softmax over tiles of WG cells with the value accumulator in f32,
@@ -70,7 +70,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     // The query in the K cache's dot type.
     if (p.k_q8 == 0u) {
         for (var i = li; i < p.hd; i = i + WG) {
-            qs[i] = unpack2x16float(pack2x16float(vec2<f32>(Q[qb + i], 0.0))).x;
+            qs[i] = Q[qb + i];
         }
     } else {
         if (li < nb) {
