@@ -46,7 +46,9 @@ pub fn rewrite_args(args: impl Iterator<Item = String>) -> Vec<String> {
 /// Which model, on how many threads, with what context.
 #[derive(Args, Clone, Debug)]
 pub struct ModelArgs {
-    /// GGUF file, or a file name in the model cache (default: SmolLM2-135M-Instruct Q4_1).
+    /// GGUF file, a file name in the model cache, or a catalog id
+    /// (`tessera models`), downloaded on first use; default: the catalog's
+    /// default (smollm2:135m).
     #[arg(short = 'm', long = "model")]
     pub model: Option<String>,
     /// CPU threads (default: all cores).

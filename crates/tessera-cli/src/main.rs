@@ -7,9 +7,12 @@ mod bench;
 mod chat;
 mod common;
 mod inspect;
+mod list;
 mod models;
 mod perplexity;
 mod plan;
+mod pull;
+mod quantize;
 mod run;
 mod tokenize;
 
@@ -44,6 +47,13 @@ enum Command {
     Plan(plan::Args),
     /// The devices tessera can place weights on, with their bandwidth.
     Devices(plan::DevicesArgs),
+    /// The model catalog: ids, quantizations, sizes, and what is downloaded.
+    Models(list::Args),
+    /// Download catalog models (`tessera pull qwen3:0.6b[:q4_k_m]`).
+    Pull(pull::Args),
+    /// Quantize a model (`tessera quantize in.gguf out.gguf Q4_K_M`), as
+    /// llama-quantize does, byte for byte.
+    Quantize(quantize::Args),
 }
 
 fn main() -> ExitCode {
@@ -57,6 +67,9 @@ fn main() -> ExitCode {
         Command::Perplexity(args) => perplexity::run(&args),
         Command::Plan(args) => plan::run(&args),
         Command::Devices(args) => plan::devices(&args),
+        Command::Models(args) => list::run(&args),
+        Command::Pull(args) => pull::run(&args),
+        Command::Quantize(args) => quantize::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -20,6 +20,9 @@ pub struct Args {
     /// The prompt.
     #[arg(short = 'p', long = "prompt", conflicts_with = "file")]
     prompt: Option<String>,
+    /// The prompt, given without -p: `tessera run "The capital of France is"`.
+    #[arg(value_name = "PROMPT", conflicts_with_all = ["prompt", "file"])]
+    prompt_arg: Option<String>,
     /// Read the prompt from a file.
     #[arg(short = 'f', long = "file")]
     file: Option<std::path::PathBuf>,
@@ -39,11 +42,14 @@ pub struct Args {
 
 /// The prompt text from `-p` or `-f`.
 fn prompt_text(args: &Args) -> Result<String> {
-    match (&args.prompt, &args.file) {
+    match (
+        args.prompt.as_ref().or(args.prompt_arg.as_ref()),
+        &args.file,
+    ) {
         (Some(p), _) => Ok(p.clone()),
         (None, Some(f)) => std::fs::read_to_string(f)
             .with_context(|| format!("cannot read prompt file {}", f.display())),
-        (None, None) => bail!("no prompt: give one with -p TEXT or -f FILE"),
+        (None, None) => bail!("no prompt: give one as an argument, with -p TEXT or -f FILE"),
     }
 }
 

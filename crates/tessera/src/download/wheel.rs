@@ -5,7 +5,8 @@
 //! the final rename stays on one file system); the members are decompressed
 //! in order into one file, hashed on the way, checked against the catalog's
 //! size and sha256, and renamed onto the model's name. The temporary folder
-//! is removed whatever happens.
+//! is removed whatever happens (one left by a killed process is removed by a
+//! later pull once a day old).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -41,6 +42,7 @@ pub(crate) fn fetch(
     variant: &Variant,
     on: &mut dyn FnMut(Event<'_>),
 ) -> Result<PathBuf, SourceError> {
+    remove_stale(cache.dir());
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
@@ -150,6 +152,28 @@ pub(crate) fn fetch(
     let dest = cache.dir().join(&variant.file);
     std::fs::rename(&out_path, &dest).map_err(io(&dest))?;
     Ok(dest)
+}
+
+/// Removes temporary folders a killed pull left behind (a day old or more).
+fn remove_stale(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age.as_secs() > 24 * 3600);
+        if old
+            && e.file_name()
+                .to_string_lossy()
+                .starts_with(".tessera-pull-")
+        {
+            std::fs::remove_dir_all(e.path()).ok();
+        }
+    }
 }
 
 fn file_name(p: &Path) -> String {
