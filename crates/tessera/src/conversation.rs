@@ -28,7 +28,7 @@ use crate::error::{Error, Result};
 use crate::model::{Inner, Model};
 
 /// How a conversation generates.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct ConversationOptions {
     /// The system message that opens the conversation.
     pub system: Option<String>,
@@ -39,17 +39,6 @@ pub struct ConversationOptions {
     pub max_tokens: Option<usize>,
     /// Strings that end a reply (not included in it).
     pub stop: Vec<String>,
-}
-
-impl Default for ConversationOptions {
-    fn default() -> Self {
-        ConversationOptions {
-            system: None,
-            sampling: SamplerConfig::default(),
-            max_tokens: None,
-            stop: Vec::new(),
-        }
-    }
 }
 
 impl ConversationOptions {
