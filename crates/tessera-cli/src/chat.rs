@@ -1,14 +1,12 @@
 //! `tessera chat`: an interactive multi-turn conversation through the
-//! model's chat template. Each turn renders the whole conversation, and
-//! only the tokens after the common prefix with what the session already
-//! holds are evaluated (the KV cache is reused across turns).
+//! model's chat template, on the SDK's [`tessera::Conversation`] (the KV
+//! cache is reused across turns: only the new tokens are evaluated).
 
 use std::io::{BufRead, Write};
 
 use anyhow::{bail, Result};
 use clap::Args as ClapArgs;
-use tessera_core::generate::{generate, GenerateParams, StopReason};
-use tessera_tokenizer::{ChatRequest, ChatTemplates, EncodeOptions};
+use tessera::{Conversation, ConversationOptions, FinishReason};
 
 use crate::common::{ModelArgs, SamplingArgs};
 
@@ -32,20 +30,16 @@ pub struct Args {
 
 /// Runs `tessera chat`: reads user turns from stdin until EOF or `/exit`.
 pub fn run(args: &Args) -> Result<()> {
-    let model = args.model.load()?;
-    let tok = model.tokenizer();
-    let templates = ChatTemplates::from_metadata(model.gguf().metadata(), tok)?;
-    let mut session = model.session(&args.model.session()?)?;
-    let mut messages: Vec<(String, String)> = Vec::new();
-    if let Some(s) = &args.system {
-        messages.push(("system".into(), s.clone()));
-    }
-    let params = GenerateParams {
-        n_predict: usize::try_from(args.n_predict).ok(),
-        sampler: args.sampling.config()?,
-        stop: Vec::new(),
-        ignore_eos: false,
-    };
+    let model = tessera::Model::from_core(args.model.load()?, args.model.session()?)?;
+    let mut chat = Conversation::with_options(
+        &model,
+        ConversationOptions {
+            system: args.system.clone(),
+            sampling: args.sampling.config()?,
+            max_tokens: usize::try_from(args.n_predict).ok(),
+            stop: Vec::new(),
+        },
+    );
     let stdin = std::io::stdin();
     let mut out = std::io::stdout();
     eprintln!("tessera chat: type a message, /exit or end of input (Ctrl-D) to quit");
@@ -63,54 +57,26 @@ pub fn run(args: &Args) -> Result<()> {
         if line.trim().is_empty() {
             continue;
         }
-        messages.push(("user".into(), line.to_string()));
-        let req = messages
-            .iter()
-            .fold(ChatRequest::new(), |r, (role, content)| {
-                r.message(role, content)
-            })
-            .generation_prompt(true);
-        let text = templates.apply("default", &req)?;
-        let all = tok.encode(
-            &text,
-            EncodeOptions {
-                add_special: true,
-                parse_special: true,
-            },
-        )?;
-        let common = session
-            .tokens()
-            .iter()
-            .zip(&all)
-            .take_while(|(a, b)| a == b)
-            .count();
-        // Keep at least one token to evaluate so there are logits to sample from.
-        let keep = common.min(all.len() - 1);
-        session.truncate(keep);
-        if all.len() >= session.n_ctx() {
-            bail!(
-                "the conversation ({} tokens) no longer fits the context of {} (raise -c)",
-                all.len(),
-                session.n_ctx()
-            );
+        let mut reply = chat.submit_stream(line);
+        while let Some(piece) = reply.next_blocking() {
+            match piece {
+                Ok(p) => {
+                    print!("{p}");
+                    out.flush()?;
+                }
+                Err(e) => bail!(e),
+            }
         }
-        let mut answer = String::new();
-        let (_, stats) = generate(&mut session, &all[keep..], &params, |piece| {
-            answer.push_str(piece);
-            print!("{piece}");
-            out.flush().is_ok()
-        })?;
         println!();
-        if stats.stop == StopReason::ContextFull {
+        if reply.finish() == Some(FinishReason::ContextFull) {
             eprintln!(
                 "tessera: the context of {} tokens is full (raise -c); the answer was cut",
-                session.n_ctx()
+                model.context_size()
             );
         }
-        if args.timings {
+        if let (true, Some(stats)) = (args.timings, reply.stats()) {
             crate::run::print_timings(&stats);
         }
-        messages.push(("assistant".into(), answer.trim().to_string()));
     }
     Ok(())
 }

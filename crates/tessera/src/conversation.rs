@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures_core::Stream;
-use tessera_core::generate::{generate, GenerateParams, StopReason};
+use tessera_core::generate::{generate, GenerateParams, GenerateStats, StopReason};
 use tessera_core::sample::SamplerConfig;
 use tessera_tokenizer::{ChatRequest, EncodeOptions};
 
@@ -98,6 +98,8 @@ pub struct Reply {
     pub usage: Usage,
     /// Why it ended.
     pub finish: FinishReason,
+    /// Counts and timings of the prompt evaluation and the generation.
+    pub stats: GenerateStats,
 }
 
 /// Stops the reply being generated (from any thread).
@@ -111,10 +113,33 @@ impl CancelHandle {
     }
 }
 
+/// How a reply ended.
+#[derive(Clone, Copy, Debug)]
+struct End {
+    usage: Usage,
+    stats: GenerateStats,
+}
+
+impl End {
+    /// The end of a reply that never started.
+    fn failed() -> End {
+        End {
+            usage: Usage::default(),
+            stats: GenerateStats {
+                n_prompt: 0,
+                prompt_time: Default::default(),
+                n_gen: 0,
+                gen_time: Default::default(),
+                stop: StopReason::Cancelled,
+            },
+        }
+    }
+}
+
 /// What the worker sends back for one request.
 enum Chunk {
     Text(String),
-    Done(Result<(Usage, FinishReason)>),
+    Done(Result<End>),
 }
 
 struct Job {
@@ -161,6 +186,17 @@ impl Conversation {
         }
     }
 
+    /// [`Conversation::submit`] on the calling thread, for programs without
+    /// an async runtime.
+    pub fn submit_blocking(&mut self, message: impl Into<String>) -> Result<Reply> {
+        let mut stream = self.submit_stream(message);
+        let mut text = String::new();
+        while let Some(piece) = stream.next_blocking() {
+            text.push_str(&piece?);
+        }
+        self.reply(text, &stream)
+    }
+
     /// Sends a user message and waits for the whole reply.
     pub async fn submit(&mut self, message: impl Into<String>) -> Result<Reply> {
         let mut stream = self.submit_stream(message);
@@ -169,13 +205,7 @@ impl Conversation {
         {
             text.push_str(&piece?);
         }
-        let (usage, finish) = stream.end.take().ok_or(Error::Worker("conversation"))?;
-        self.add(usage);
-        Ok(Reply {
-            text,
-            usage,
-            finish,
-        })
+        self.reply(text, &stream)
     }
 
     /// Sends a user message; the reply comes as a stream of text pieces
@@ -193,6 +223,18 @@ impl Conversation {
             rx: sent.is_ok().then_some(rx),
             end: None,
         }
+    }
+
+    /// The whole reply of an ended stream, its counts added to the total.
+    fn reply(&mut self, text: String, stream: &ReplyStream) -> Result<Reply> {
+        let end = stream.end.ok_or(Error::Worker("conversation"))?;
+        self.add(end.usage);
+        Ok(Reply {
+            text,
+            usage: end.usage,
+            finish: end.stats.stop,
+            stats: end.stats,
+        })
     }
 
     /// A handle that cancels the reply being generated.
@@ -223,18 +265,59 @@ impl Conversation {
 /// The text of one reply as it is generated.
 pub struct ReplyStream {
     rx: Option<tokio::sync::mpsc::UnboundedReceiver<Chunk>>,
-    end: Option<(Usage, FinishReason)>,
+    end: Option<End>,
 }
 
 impl ReplyStream {
     /// The reply's token counts, once the stream has ended.
     pub fn usage(&self) -> Option<Usage> {
-        self.end.map(|e| e.0)
+        self.end.map(|e| e.usage)
     }
 
     /// Why the reply ended, once the stream has ended.
     pub fn finish(&self) -> Option<FinishReason> {
-        self.end.map(|e| e.1)
+        self.end.map(|e| e.stats.stop)
+    }
+
+    /// Counts and timings, once the stream has ended.
+    pub fn stats(&self) -> Option<GenerateStats> {
+        self.end.map(|e| e.stats)
+    }
+
+    /// The next piece, waiting on this thread: for programs without an
+    /// async runtime (must not be called from inside one).
+    pub fn next_blocking(&mut self) -> Option<Result<String>> {
+        let Some(rx) = self.rx.as_mut() else {
+            return self.close(None);
+        };
+        let chunk = rx.blocking_recv();
+        self.take(chunk)
+    }
+
+    /// What a received chunk (or the channel's end) means.
+    fn take(&mut self, chunk: Option<Chunk>) -> Option<Result<String>> {
+        match chunk {
+            Some(Chunk::Text(t)) => Some(Ok(t)),
+            Some(Chunk::Done(Ok(end))) => {
+                self.rx = None;
+                self.end = Some(end);
+                None
+            }
+            Some(Chunk::Done(Err(e))) => self.close(Some(e)),
+            // The worker went away without a word.
+            None => self.close(Some(Error::Worker("conversation"))),
+        }
+    }
+
+    /// Ends the stream, with `error` as its last item if there is one (and
+    /// none before the stream has ever ended).
+    fn close(&mut self, error: Option<Error>) -> Option<Result<String>> {
+        self.rx = None;
+        if self.end.is_some() {
+            return None;
+        }
+        self.end = Some(End::failed());
+        Some(Err(error.unwrap_or(Error::Worker("conversation"))))
     }
 }
 
@@ -243,35 +326,11 @@ impl Stream for ReplyStream {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let Some(rx) = self.rx.as_mut() else {
-            return Poll::Ready(if self.end.is_some() {
-                None
-            } else {
-                self.end = Some((Usage::default(), StopReason::Cancelled));
-                Some(Err(Error::Worker("conversation")))
-            });
+            return Poll::Ready(self.close(None));
         };
         match rx.poll_recv(cx) {
             Poll::Pending => Poll::Pending,
-            Poll::Ready(Some(Chunk::Text(t))) => Poll::Ready(Some(Ok(t))),
-            Poll::Ready(Some(Chunk::Done(r))) => {
-                self.rx = None;
-                match r {
-                    Ok(end) => {
-                        self.end = Some(end);
-                        Poll::Ready(None)
-                    }
-                    Err(e) => {
-                        self.end = Some((Usage::default(), StopReason::Cancelled));
-                        Poll::Ready(Some(Err(e)))
-                    }
-                }
-            }
-            // The worker went away without a word.
-            Poll::Ready(None) => {
-                self.rx = None;
-                self.end = Some((Usage::default(), StopReason::Cancelled));
-                Poll::Ready(Some(Err(Error::Worker("conversation"))))
-            }
+            Poll::Ready(chunk) => Poll::Ready(self.take(chunk)),
         }
     }
 }
@@ -332,7 +391,7 @@ fn turn(
     params: &GenerateParams,
     cancel: &AtomicBool,
     mut on_text: impl FnMut(&str) -> bool,
-) -> Result<(Usage, FinishReason)> {
+) -> Result<End> {
     let tok = inner.core.tokenizer();
     let req = messages
         .iter()
@@ -366,12 +425,12 @@ fn turn(
     let (_, stats) = generate(session, &all[keep..], params, |piece| {
         !cancel.load(Ordering::Relaxed) && on_text(piece)
     })?;
-    Ok((
-        Usage {
+    Ok(End {
+        usage: Usage {
             prompt_tokens: all.len(),
             evaluated_tokens: all.len() - keep,
             completion_tokens: stats.n_gen,
         },
-        stats.stop,
-    ))
+        stats,
+    })
 }

@@ -223,6 +223,22 @@ impl Model {
         })
     }
 
+    /// A model the engine has already loaded (the CLI loads with its own
+    /// flags and progress display), with the session settings every
+    /// conversation on it uses.
+    pub fn from_core(core: tessera_core::Model, session: SessionParams) -> Result<Model> {
+        let templates = ChatTemplates::from_metadata(core.gguf().metadata(), core.tokenizer())?;
+        let path = core.gguf().shards()[0].path().to_path_buf();
+        Ok(Model {
+            inner: Arc::new(Inner {
+                core,
+                templates,
+                session,
+                path,
+            }),
+        })
+    }
+
     /// The file the model was loaded from.
     pub fn path(&self) -> &Path {
         &self.inner.path
