@@ -11,6 +11,7 @@
 //!   --quick               fewer repetitions (a smoke run, not for figures)
 //!   --no-gemm             GEMV and experts only
 //!   --no-repack           Q4_K in `vec_dot`'s order, not the repacked one (A/B)
+//!   --rounds 3            paired (read, GEMV cold) rounds per row
 //! ```
 //!
 //! What it measures (median of several runs, after a warm-up run):
@@ -27,7 +28,10 @@
 //!   speed limit at that moment), and the GEMV is given as a % of it: on a
 //!   machine shared with other work the two are measured under the same
 //!   conditions, where the 1 GiB figure at the start may be from a quieter
-//!   or busier moment.
+//!   or busier moment. This pair is measured `--rounds` times (default 3)
+//!   and the table gives the medians: of the read, of the GEMV, and of the
+//!   per-round ratios (on a host shared with other VMs the bandwidth moves
+//!   by ±15 % from one second to the next).
 //! - **GEMV hot**: the same matrix again and again (it stays in cache if it
 //!   fits): the kernels' compute speed.
 //! - **GEMM** (`--tokens`, default 64): 2·rows·cols·tokens / time, one matrix.
@@ -58,6 +62,7 @@ struct Opts {
     quick: bool,
     gemm: bool,
     repack: bool,
+    rounds: usize,
 }
 
 fn parse_list<T>(s: &str, f: impl Fn(&str) -> Option<T>) -> Result<Vec<T>, String> {
@@ -81,6 +86,7 @@ fn parse_args() -> Result<Opts, String> {
         quick: false,
         gemm: true,
         repack: true,
+        rounds: 3,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -117,6 +123,12 @@ fn parse_args() -> Result<Opts, String> {
             "--quick" => o.quick = true,
             "--no-gemm" => o.gemm = false,
             "--no-repack" => o.repack = false,
+            "--rounds" => {
+                o.rounds = val()?
+                    .parse::<usize>()
+                    .map_err(|e| format!("--rounds: {e}"))?
+                    .max(1)
+            }
             "-h" | "--help" => {
                 println!("{}", HELP);
                 std::process::exit(0);
@@ -128,7 +140,7 @@ fn parse_args() -> Result<Opts, String> {
 }
 
 const HELP: &str = "tessera-quant-bench [--types q4_0,…] [--threads 1,2] [--tokens 64] \
-[--shapes 576x1536,…] [--cold-mib 256] [--bw-mib 1024] [--quick] [--no-gemm] [--no-repack]";
+[--shapes 576x1536,…] [--cold-mib 256] [--bw-mib 1024] [--quick] [--no-gemm] [--no-repack] [--rounds 3]";
 
 /// Median seconds of `f`, after one warm-up run: at least `min` runs, more
 /// while under `budget`, at most `max`.
@@ -234,6 +246,30 @@ fn bandwidth(pool: &ThreadPool, buf: &[u64], streams: usize, quick: bool) -> f64
     );
     std::hint::black_box(sink.into_inner());
     (buf.len() * 8) as f64 / secs / 1e9
+}
+
+/// `rounds` pairs of (read GB/s of `buf`, then `cold()` GB/s): the median
+/// read, the median GEMV and the median of the per-round ratios (%).
+fn paired(
+    rounds: usize,
+    pool: &ThreadPool,
+    buf: &[u64],
+    quick: bool,
+    mut cold: impl FnMut() -> f64,
+) -> (f64, f64, f64) {
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (mut reads, mut colds, mut pcts) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let read = bandwidth(pool, buf, STREAMS, quick);
+        let c = cold();
+        reads.push(read);
+        colds.push(c);
+        pcts.push(100.0 * c / read);
+    }
+    (median(reads), median(colds), median(pcts))
 }
 
 /// Streams per task of the read test the GEMVs are compared with.
@@ -371,7 +407,7 @@ fn main() {
         o.tokens
     );
     println!(
-        "| type | SIMD | shape | MiB | threads | read GB/s | GEMV cold GB/s | % of read | GEMV hot GB/s | GEMM GFLOP/s |"
+        "| type | SIMD | shape | MiB | threads | read GB/s | GEMV cold GB/s | % of read (median of rounds) | GEMV hot GB/s | GEMM GFLOP/s |"
     );
     println!("|---|---|---|---:|---:|---:|---:|---:|---:|---:|");
     for &t in &o.types {
@@ -391,19 +427,20 @@ fn main() {
             let x: Vec<f32> = (0..cols * o.tokens.max(1)).map(|_| rng.unit()).collect();
             let mut y = vec![0f32; rows * o.tokens.max(1)];
             for pool in &pools {
-                let read = bandwidth(pool, &cold_words, STREAMS, o.quick);
                 let m = |data| Matrix {
                     ggml_type: t,
                     data,
                     rows,
                     cols,
                 };
-                let cold = measure(min_reps, max_reps, budget, || {
-                    for c in cold_set.chunks_exact(w.len()) {
-                        ctx.matmul(pool, &m(c), &x[..cols], &mut y[..rows]).unwrap();
-                    }
+                let (read, cold_gbs, pct) = paired(o.rounds, pool, &cold_words, o.quick, || {
+                    let cold = measure(min_reps, max_reps, budget, || {
+                        for c in cold_set.chunks_exact(w.len()) {
+                            ctx.matmul(pool, &m(c), &x[..cols], &mut y[..rows]).unwrap();
+                        }
+                    });
+                    cold_set.len() as f64 / cold / 1e9
                 });
-                let cold_gbs = cold_set.len() as f64 / cold / 1e9;
                 let reps = (cold_set.len() / w.len()).clamp(1, 64);
                 let hot = measure(min_reps, max_reps, budget, || {
                     for _ in 0..reps {
@@ -425,7 +462,7 @@ fn main() {
                     threads: pool.n_threads(),
                     cold: cold_gbs,
                     read,
-                    pct: 100.0 * cold_gbs / read,
+                    pct,
                     hot: hot_gbs,
                     gflops,
                 };
@@ -444,7 +481,6 @@ fn main() {
             let x: Vec<f32> = (0..cols * n_tokens).map(|_| rng.unit()).collect();
             let mut y = vec![0f32; n_tokens * n_used * rows];
             for pool in &pools {
-                let read = bandwidth(pool, &cold_words, STREAMS, o.quick);
                 let ex = |data| Experts {
                     ggml_type: t,
                     data,
@@ -452,13 +488,15 @@ fn main() {
                     rows,
                     cols,
                 };
-                let cold = measure(min_reps, max_reps, budget, || {
-                    for c in cold_set.chunks_exact(w.len()) {
-                        ctx.mul_mat_id(pool, &ex(c), &x, &ids, n_used, &mut y)
-                            .unwrap();
-                    }
+                let (read, cold_gbs, pct) = paired(o.rounds, pool, &cold_words, o.quick, || {
+                    let cold = measure(min_reps, max_reps, budget, || {
+                        for c in cold_set.chunks_exact(w.len()) {
+                            ctx.mul_mat_id(pool, &ex(c), &x, &ids, n_used, &mut y)
+                                .unwrap();
+                        }
+                    });
+                    cold_set.len() as f64 / cold / 1e9
                 });
-                let cold_gbs = cold_set.len() as f64 / cold / 1e9;
                 let reps = copies.clamp(1, 64);
                 let hot = measure(min_reps, max_reps, budget, || {
                     for _ in 0..reps {
@@ -475,7 +513,7 @@ fn main() {
                     threads: pool.n_threads(),
                     cold: cold_gbs,
                     read,
-                    pct: 100.0 * cold_gbs / read,
+                    pct,
                     hot: hot_gbs,
                     gflops: Some(flops / (hot / reps as f64) / 1e9),
                 };
