@@ -1,9 +1,10 @@
 //! A loaded model: the GGUF file (mapped), its hyperparameters, tokenizer,
 //! the backends it runs on and its weights placed on them.
 //!
-//! Placement: the CPU devices of [`Placement::device_names`], each weight
-//! on the device its rules give ([`crate::placement`]), each layer's KV
-//! cache with its attention's weights.
+//! Placement: the devices of [`Placement::device_names`] (the CPU devices,
+//! then those of the registered backend providers), each weight on the
+//! device its rules give ([`crate::placement`]), each layer's KV cache with
+//! its attention's weights.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -87,6 +88,36 @@ pub fn cpu_backends(
         })
         .collect();
     (backends, warnings)
+}
+
+/// Backends, one per device, and warnings about them.
+pub type BackendsAndWarnings = (Vec<Arc<dyn Backend>>, Vec<String>);
+
+/// The devices named `names`: the CPU ones as [`cpu_backends`] makes them
+/// (the threads shared out over them), the others opened by their
+/// registered provider ([`crate::backend::register_provider`]).
+pub fn create_backends(
+    names: &[String],
+    layout: CpuLayout,
+    n_threads: usize,
+) -> Result<BackendsAndWarnings> {
+    let is_cpu = |n: &str| n == "cpu" || n.starts_with("cpu:");
+    let cpu_names: Vec<String> = names.iter().filter(|n| is_cpu(n)).cloned().collect();
+    let (cpus, warnings) = cpu_backends(&cpu_names, layout, n_threads);
+    let mut cpus = cpus.into_iter();
+    let mut out = Vec::with_capacity(names.len());
+    for name in names {
+        if is_cpu(name) {
+            out.extend(cpus.next());
+            continue;
+        }
+        let kind = name.split(':').next().unwrap_or("");
+        let p = crate::backend::provider_of(kind).ok_or_else(|| {
+            CoreError::Config(format!("device `{name}` is not available in this build"))
+        })?;
+        out.push(p.open(name)?);
+    }
+    Ok((out, warnings))
 }
 
 /// Binds the pages of each weight to the NUMA node of its device (device
@@ -410,8 +441,13 @@ impl Model {
             .collect();
         let device_of: HashMap<&str, usize> =
             names.iter().zip(&placed).map(|(&n, p)| (n, p.0)).collect();
-        let (backends, pin_warnings) =
-            cpu_backends(&resolved.devices, params.placement.cpu_layout, n_threads);
+        let (backends, pin_warnings) = if params.placement.declared.is_empty() {
+            create_backends(&resolved.devices, params.placement.cpu_layout, n_threads)?
+        } else {
+            // Devices declared for planning are planned, not run: CPU
+            // stand-ins compute them.
+            cpu_backends(&resolved.devices, params.placement.cpu_layout, n_threads)
+        };
         resolved.warnings.extend(pin_warnings);
         let weights = Weights::load(
             &gguf,

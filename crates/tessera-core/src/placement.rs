@@ -6,9 +6,12 @@
 //! `cpu` (`CPU`), or with several CPU devices (`--cpu-devices N`: the
 //! threads split into N disjoint pools; `N:shared`: N devices on one pool;
 //! `numa`: one per NUMA node) `cpu:0` … `cpu:N-1` (`CPU0` …; plain `cpu`
-//! is `cpu:0`). GPU names (`cuda:0`/`CUDA0`, `vulkan:0`/`Vulkan0`,
-//! `metal`) are recognised and rejected with the list of the devices this
-//! build has.
+//! is `cpu:0`). The devices of the registered backend providers
+//! ([`crate::backend::register_provider`]: `vulkan:0`/`Vulkan0`,
+//! `metal:0` … when the wgpu backend is built in) follow the CPU devices;
+//! the CPU stays device 0, where unsupported ops fall back. Other GPU names
+//! (`cuda:0`/`CUDA0` …) are recognised and rejected with the list of the
+//! devices this build has.
 //!
 //! Rules are llama.cpp's `-ot/--override-tensor "<regex>=<device>,…"`: the
 //! regex is *searched* in the GGUF tensor name, the first rule that matches
@@ -256,15 +259,18 @@ impl Placement {
 }
 
 impl Placement {
-    /// The names of the CPU devices this placement creates.
+    /// The names of the devices this placement creates: the CPU devices,
+    /// then those of the registered backend providers.
     pub fn device_names(&self) -> Vec<String> {
         if !self.declared.is_empty() {
             return self.declared.iter().map(|d| d.name.clone()).collect();
         }
-        match self.cpu_devices {
+        let mut names: Vec<String> = match self.cpu_devices {
             0 | 1 => vec!["cpu".into()],
             n => (0..n).map(|i| format!("cpu:{i}")).collect(),
-        }
+        };
+        names.extend(crate::backend::provided_devices());
+        names
     }
 
     /// Every rule in the order tried: explicit, then `--cpu-moe`, then
@@ -517,6 +523,9 @@ pub fn device_index(name: &str, devices: &[String]) -> std::result::Result<usize
         return Ok(i);
     }
     let kind = canon.split(':').next().unwrap_or("");
+    if crate::backend::provider_of(kind).is_some() {
+        return Err(format!("no device `{name}` here (devices: {})", listed()));
+    }
     if matches!(
         kind,
         "cuda" | "vulkan" | "metal" | "rocm" | "sycl" | "dx12" | "wgpu"

@@ -13,14 +13,42 @@
 use tessera_gguf::GgmlType;
 
 /// `(BS, BB, source of dq4)` for `t`, or `None` when no shader reads it.
+///
+/// The source also defines `dq4_d(b, k)`, `blk_min(b)` and `MIN_S`: for
+/// Q4_1 and Q5_1 (`MIN_S = true`) the values without the block minimum and
+/// the minimum, so that a product adds `m · s` per block with the sum `s`
+/// of the block's activations as the CPU computes it (its Q8_1 `s`); for
+/// the other types `dq4` itself, 0 and `false`.
 pub fn dq4(t: GgmlType) -> Option<(u32, u32, String)> {
     let (bs, bb, src) = dq4_parts(t)?;
     let pre = match t {
         GgmlType::Q4_K | GgmlType::Q5_K => K4_SCALES,
         _ => "",
     };
-    Some((bs, bb, format!("{pre}{src}")))
+    let post = if has_min_s(t) {
+        MIN_S_PARTS
+    } else {
+        "const MIN_S: bool = false;\nfn dq4_d(b: u32, k: u32) -> vec4<f32> { return dq4(b, k); }\nfn blk_min(b: u32) -> f32 { return 0.0; }\n"
+    };
+    Some((bs, bb, format!("{pre}{src}{post}")))
 }
+
+/// Whether products with `t` weights add the block minimum times the
+/// activations' block sum (Q4_1, Q5_1: the CPU's Q8_1 `s` term).
+pub fn has_min_s(t: GgmlType) -> bool {
+    matches!(t, GgmlType::Q4_1 | GgmlType::Q5_1)
+}
+
+// Q4_1 and Q5_1: `d · q` and `m` apart (the minimum is at byte 2).
+const MIN_S_PARTS: &str = r#"
+const MIN_S: bool = true;
+fn blk_min(b: u32) -> f32 {
+    return wf16(b + 2u);
+}
+fn dq4_d(b: u32, k: u32) -> vec4<f32> {
+    return dq4(b, k) - blk_min(b);
+}
+"#;
 
 fn dq4_parts(t: GgmlType) -> Option<(u32, u32, &'static str)> {
     Some(match t {

@@ -248,12 +248,14 @@ pub struct Gpu {
     pub subgroups: bool,
     /// Whether shaders may use f16 arithmetic.
     pub shader_f16: bool,
+    /// The largest subgroup the device may run (0: unknown).
+    pub subgroup_max: u32,
     /// Validation and out-of-memory errors wgpu reported, not yet returned.
     errors: Arc<Mutex<Vec<String>>>,
     /// The buffer reads are copied through (grown on demand).
     staging: Mutex<Option<wgpu::Buffer>>,
     /// The options the device was opened with.
-    opts: GpuOptions,
+    pub opts: GpuOptions,
 }
 
 /// How to open a device.
@@ -270,6 +272,16 @@ pub struct GpuOptions {
     /// Store weights in buffers of at most this many bytes (below the
     /// device's limit; for tests of the chunked path).
     pub max_weight_buffer: Option<u64>,
+    /// Round the activations of a product as the CPU backend does before
+    /// its dot products (f16, bf16, Q8_0/Q8_1 or Q8_K by weight type), so
+    /// that one product gives the CPU's numbers up to f32 summation order
+    /// (the op harness checks the shaders so); off by default
+    /// (`TESSERA_WGPU_CPU_ACTIVATIONS=1` turns it on): products in f32,
+    /// more exact and one dispatch fewer. Through a whole model it does not
+    /// bring the logits closer to the CPU's: any other difference (the last
+    /// bit of an `exp`, a norm summed in f32 instead of f64) flips some
+    /// roundings and the differences are as large again.
+    pub cpu_activations: bool,
 }
 
 impl Default for GpuOptions {
@@ -279,6 +291,8 @@ impl Default for GpuOptions {
             shader_f16: true,
             max_weight_binding: None,
             max_weight_buffer: None,
+            cpu_activations: std::env::var_os("TESSERA_WGPU_CPU_ACTIVATIONS")
+                .is_some_and(|v| v != "0"),
         }
     }
 }
@@ -293,6 +307,7 @@ impl Gpu {
             return Err(WgpuError::NoDevice { name, available });
         };
         let desc = describe(name.clone(), &adapter);
+        let subgroup_max = adapter.get_info().subgroup_max_size;
         let offered = adapter.features();
         let mut features = wgpu::Features::empty();
         if opts.subgroups && offered.contains(wgpu::Features::SUBGROUP) {
@@ -328,6 +343,7 @@ impl Gpu {
             limits: device.limits(),
             subgroups: device.features().contains(wgpu::Features::SUBGROUP),
             shader_f16: device.features().contains(wgpu::Features::SHADER_F16),
+            subgroup_max,
             device,
             queue,
             errors,
@@ -373,6 +389,16 @@ impl Gpu {
             .max_buffer_size
             .min(self.opts.max_weight_buffer.unwrap_or(u64::MAX))
             & !255
+    }
+
+    /// Rows a matmul workgroup computes at least: one per subgroup with
+    /// subgroups (64 lanes over the largest subgroup), else 1.
+    pub fn matmul_rows_per_wg(&self) -> usize {
+        if self.subgroups && self.subgroup_max > 0 {
+            (64 / self.subgroup_max as usize).max(1)
+        } else {
+            1
+        }
     }
 
     /// Alignment of a storage binding's offset.

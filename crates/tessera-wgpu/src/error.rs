@@ -89,10 +89,13 @@ impl WgpuError {
 
 impl From<WgpuError> for CoreError {
     fn from(e: WgpuError) -> CoreError {
-        CoreError::Backend {
-            device: e.device().to_string(),
-            reason: e.to_string(),
-        }
+        let device = e.device().to_string();
+        let msg = e.to_string();
+        // `CoreError::Backend` names the device itself.
+        let reason = msg
+            .strip_prefix(&format!("{device}: "))
+            .map_or(msg.clone(), str::to_string);
+        CoreError::Backend { device, reason }
     }
 }
 

@@ -46,6 +46,7 @@ pub(crate) struct View {
 struct Dispatch {
     pipe: Arc<Pipe>,
     params: u64,
+    params_len: u64,
     views: Vec<View>,
     groups: [u32; 3],
 }
@@ -55,6 +56,8 @@ pub(crate) struct Scratch {
     params: Option<wgpu::Buffer>,
     step: Option<wgpu::Buffer>,
     dummy: wgpu::Buffer,
+    /// Rounded activations of the product being computed.
+    act: Option<wgpu::Buffer>,
 }
 
 impl Scratch {
@@ -63,6 +66,7 @@ impl Scratch {
             params: None,
             step: None,
             dummy: gpu.storage_buffer("tessera dummy", 256)?,
+            act: None,
         })
     }
 }
@@ -124,6 +128,9 @@ pub(crate) struct Exec<'a> {
     params: Vec<u8>,
     param_align: usize,
     node: usize,
+    /// The scratch buffer of rounded activations (grown on demand; the
+    /// dispatches recorded before a growth keep the old one alive).
+    act: Option<wgpu::Buffer>,
 }
 
 /// The step's ids as one u32 array: tokens, then positions, then output rows.
@@ -147,6 +154,7 @@ pub(crate) fn compute(
     run: &SegmentRun<'_>,
     work: &WgpuBuffer,
     kv: &mut KvCache,
+    profile: Option<&Profile>,
 ) -> Result<()> {
     let (words, tok_off, pos_off, rows_off) = step_words(run);
     let step_bytes = (words.len() * 4) as u64;
@@ -180,12 +188,101 @@ pub(crate) fn compute(
         params: Vec::new(),
         param_align: (gpu.limits.min_uniform_buffer_offset_alignment as usize).max(16),
         node: 0,
+        act: scratch.act.take(),
     };
+    let sync = sync_per_node();
     for &n in run.nodes {
         ex.node = n;
+        let t0 = sync.then(std::time::Instant::now);
         ex.record(n, kv)?;
+        if let Some(t0) = t0 {
+            ex.submit(scratch)?;
+            gpu.wait()?;
+            if let Some(p) = profile {
+                // The node's name without its layer: `ffn_up-7` → `ffn_up`.
+                let name = run.graph.node_name(n);
+                let base = name
+                    .rsplit_once('-')
+                    .filter(|(_, l)| l.chars().all(|c| c.is_ascii_digit()))
+                    .map_or(name, |(b, _)| b);
+                p.add(run.graph.nodes[n].op.name(), base, t0.elapsed());
+            }
+        }
     }
-    ex.submit(scratch)
+    let r = ex.submit(scratch);
+    scratch.act = ex.act.take();
+    r
+}
+
+/// How the CPU rounds the activations of a product with weights of type
+/// `t` (its dot kernel's activation type): the `act_round.wgsl` mode and
+/// block size, `None` when it keeps them in f32.
+fn act_mode(t: GgmlType) -> Option<(u32, u32)> {
+    let act = tessera_quant::kernels::dot_entry(t)?.act;
+    match act {
+        GgmlType::F16 => Some((1, 32)),
+        GgmlType::BF16 => Some((2, 32)),
+        GgmlType::Q8_0 | GgmlType::Q8_1 => Some((3, 32)),
+        GgmlType::Q8_K => Some((4, 256)),
+        _ => None,
+    }
+}
+
+/// `TESSERA_WGPU_SYNC=1` (or `TESSERA_WGPU_PROFILE=1`): submit and wait
+/// after every node instead of once per segment (to time ops, or to rule
+/// out a missing barrier).
+fn sync_per_node() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| {
+        ["TESSERA_WGPU_SYNC", "TESSERA_WGPU_PROFILE"]
+            .iter()
+            .any(|k| std::env::var_os(k).is_some_and(|v| v != "0"))
+    })
+}
+
+/// Time per op name, printed when the backend is dropped
+/// (`TESSERA_WGPU_PROFILE=1`).
+#[derive(Default)]
+pub(crate) struct Profile {
+    by_op: std::sync::Mutex<Vec<(String, std::time::Duration, usize)>>,
+}
+
+impl Profile {
+    /// Whether `TESSERA_WGPU_PROFILE` is set.
+    pub(crate) fn enabled() -> bool {
+        std::env::var_os("TESSERA_WGPU_PROFILE").is_some_and(|v| v != "0")
+    }
+
+    fn add(&self, op: &'static str, node: &str, t: std::time::Duration) {
+        let key = format!("{op} {node}");
+        let mut v = self.by_op.lock().unwrap_or_else(|e| e.into_inner());
+        match v.iter_mut().find(|(o, _, _)| *o == key) {
+            Some(e) => {
+                e.1 += t;
+                e.2 += 1;
+            }
+            None => v.push((key, t, 1)),
+        }
+    }
+
+    /// The table, slowest op first.
+    pub(crate) fn report(&self, device: &str) -> Option<String> {
+        let mut v = self.by_op.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_by_key(|e| std::cmp::Reverse(e.1));
+        let total: std::time::Duration = v.iter().map(|e| e.1).sum();
+        let mut out = format!("tessera-wgpu profile of {device} (submit and wait per node):\n");
+        for (op, t, n) in v {
+            out.push_str(&format!(
+                "  {op:<28} {:>10.1?} {:>5.1}% {n:>7} calls\n",
+                t,
+                100.0 * t.as_secs_f64() / total.as_secs_f64().max(1e-12)
+            ));
+        }
+        Some(out)
+    }
 }
 
 impl Exec<'_> {
@@ -393,6 +490,7 @@ impl Exec<'_> {
         self.dispatches.push(Dispatch {
             pipe,
             params: at as u64,
+            params_len: (words.len() * 4) as u64,
             views,
             groups,
         });
@@ -405,7 +503,8 @@ impl Exec<'_> {
         ([x, y, 1], x as usize * WG as usize)
     }
 
-    fn submit(self, scratch: &mut Scratch) -> Result<()> {
+    /// Submits the dispatches recorded so far in one encoder.
+    fn submit(&mut self, scratch: &mut Scratch) -> Result<()> {
         if self.dispatches.is_empty() {
             return Ok(());
         }
@@ -433,7 +532,7 @@ impl Exec<'_> {
                     resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
                         buffer: pbuf,
                         offset: d.params,
-                        size: None,
+                        size: std::num::NonZeroU64::new(d.params_len),
                     }),
                 }];
                 for (i, v) in d.views.iter().enumerate() {
@@ -470,6 +569,8 @@ impl Exec<'_> {
             }
         }
         gpu.queue.submit([enc.finish()]);
+        self.dispatches.clear();
+        self.params.clear();
         gpu.check("running a segment")
     }
 
@@ -826,6 +927,61 @@ impl Exec<'_> {
         self.dispatch(kernel, None, prm, vec![xv, yv], g)
     }
 
+    /// The activations `x` of a product with `t` weights, as the product
+    /// reads them, and where the block sums are (element offset in the
+    /// same binding; 0 when the type has none): rounded like the CPU's
+    /// into the scratch buffer (rows of `cols` values, then for Q4_1/Q5_1
+    /// one sum per block of 32), or `x` itself.
+    fn product_input(
+        &mut self,
+        x: TensorId,
+        t: GgmlType,
+        cols: usize,
+    ) -> Result<(View, usize, usize)> {
+        let with_s = crate::dequant::has_min_s(t);
+        let mode = match act_mode(t) {
+            Some(m) if self.gpu.opts.cpu_activations => m,
+            _ if with_s => (0, 32),
+            _ => {
+                let (xv, xo) = self.tensor(x)?;
+                return Ok((xv, xo, 0));
+            }
+        };
+        let (xv, xo) = self.tensor(x)?;
+        let n = self.len(x);
+        let bs = mode.1 as usize;
+        if cols == 0 || !n.is_multiple_of(cols) || (bs > 32 && !cols.is_multiple_of(bs)) {
+            return Err(self.op_err(format!("{n} activations in rows of {cols}")));
+        }
+        let rows = n / cols;
+        let blocks = rows * cols.div_ceil(bs);
+        let bytes = ((n + if with_s { blocks } else { 0 }) * 4) as u64;
+        if self.act.as_ref().is_none_or(|b| b.size() < bytes) {
+            self.act = Some(self.gpu.storage_buffer(
+                "tessera activations",
+                bytes.next_power_of_two().max(1 << 16),
+            )?);
+        }
+        let act = self
+            .act
+            .clone()
+            .ok_or_else(|| self.op_err("no scratch".into()))?;
+        let (av, _) = self.window(&act, 0, bytes, "rounded activations")?;
+        let (g, sx) = Self::elementwise(blocks);
+        let prm = p()
+            .u(rows)
+            .u(cols)
+            .u(xo)
+            .u(0)
+            .u(mode.0 as usize)
+            .u(bs)
+            .u(blocks)
+            .u(sx)
+            .u(with_s as usize);
+        self.dispatch(&k::ACT_ROUND, None, prm, vec![xv, av.clone()], g)?;
+        Ok((av, 0, if with_s { n } else { 0 }))
+    }
+
     fn embed(&mut self, table: TensorId, out: TensorId) -> Result<()> {
         let (w, [_, rows, cols]) = self.weight(table)?;
         let t = w.ggml_type;
@@ -889,11 +1045,11 @@ impl Exec<'_> {
             )));
         }
         let windows = self.row_windows(w, rb, rows * n_mat)?;
-        let (xv, xo) = self.tensor(x)?;
+        let (xv, xo, so) = self.product_input(x, t, cols)?;
         let (yv, yo) = self.tensor(out)?;
         let z = n.div_ceil(MATMUL_TN as usize) as u32;
         for (wv, off, r0, nr) in windows {
-            let (gx, gy) = grid(nr);
+            let (gx, gy) = grid(nr.div_ceil(self.gpu.matmul_rows_per_wg()));
             let prm = p()
                 .u(nr)
                 .u(r0)
@@ -911,7 +1067,8 @@ impl Exec<'_> {
                 .u(0)
                 .u(1)
                 .u(0)
-                .u(0);
+                .u(0)
+                .u(so);
             let views = vec![wv, xv.clone(), yv.clone()];
             self.dispatch(&k::MATMUL, Some(t), prm, views, [gx, gy, z])?;
         }
@@ -937,11 +1094,11 @@ impl Exec<'_> {
             )));
         }
         let windows = self.row_windows(w, rb, rows * n_expert)?;
-        let (xv, xo) = self.tensor(x)?;
+        let (xv, xo, so) = self.product_input(x, t, cols)?;
         let (iv, io) = self.tensor(ids)?;
         let (yv, yo) = self.tensor(out)?;
         let z = slots.div_ceil(MATMUL_TN as usize) as u32;
-        let (gx, gy) = grid(rows);
+        let (gx, gy) = grid(rows.div_ceil(self.gpu.matmul_rows_per_wg()));
         for (wv, off, r0, nr) in windows {
             let prm = p()
                 .u(rows)
@@ -960,7 +1117,8 @@ impl Exec<'_> {
                 .u(io)
                 .u(kk)
                 .u(x_per_slot as usize)
-                .u(nr);
+                .u(nr)
+                .u(so);
             let views = vec![wv, xv.clone(), yv.clone(), iv.clone()];
             self.dispatch(&k::MATMUL_ID, Some(t), prm, views, [gx, gy, z])?;
         }

@@ -13,6 +13,9 @@
 //! - [`Backend::compute`] records the whole segment into one command
 //!   encoder and submits it once ([`exec`]); pipelines are compiled on first
 //!   use and cached ([`pipelines`]).
+//! - [`register`] makes the devices placement targets: after it, a model's
+//!   devices are the CPU's then `vulkan:0` …, and `-ot "exps=cpu,.=vulkan:0"`
+//!   or `--main-device 1` put weights there.
 //! - [`Backend::supports`] says which ops and weight types the shaders
 //!   cover ([`SUPPORTED`]); everything else falls back to the CPU through
 //!   the scheduler. A shape a shader cannot handle is an error at run time,
@@ -30,6 +33,7 @@ pub mod device;
 pub mod error;
 mod exec;
 pub mod pipelines;
+pub mod provider;
 
 use std::sync::{Arc, Mutex};
 
@@ -44,6 +48,7 @@ pub use buffer::{DeviceWeight, WgpuBuffer};
 pub use device::{canonical_name, devices, DeviceDesc, Gpu, GpuOptions};
 pub use error::{Result, WgpuError};
 pub use exec::{MAX_HEAD_DIM, MAX_TOP_K};
+pub use provider::{register, WgpuProvider};
 
 /// The ops the shaders implement (by [`Op::name`]); weight types as
 /// [`WgpuBackend::supports`] says.
@@ -81,6 +86,15 @@ pub struct WgpuBackend {
     gpu: Arc<Gpu>,
     cache: pipelines::Cache,
     scratch: Mutex<exec::Scratch>,
+    profile: Option<exec::Profile>,
+}
+
+impl Drop for WgpuBackend {
+    fn drop(&mut self) {
+        if let Some(t) = self.profile.as_ref().and_then(|p| p.report(&self.gpu.name)) {
+            eprint!("{t}");
+        }
+    }
 }
 
 impl WgpuBackend {
@@ -99,6 +113,7 @@ impl WgpuBackend {
             gpu,
             cache: pipelines::Cache::default(),
             scratch,
+            profile: exec::Profile::enabled().then(exec::Profile::default),
         })
     }
 
@@ -136,6 +151,7 @@ impl WgpuBackend {
             TOP_K,
             NORM_SUM,
             GROUP_MASK,
+            ACT_ROUND,
         ] {
             self.cache.get(&self.gpu, &k, None)?;
         }
@@ -221,6 +237,7 @@ impl Backend for WgpuBackend {
             run,
             work,
             kv,
+            self.profile.as_ref(),
         )?)
     }
 }

@@ -84,6 +84,7 @@ kernel!(SELECT_ROWS, "select_rows", "main", [RW, R, RW], false);
 kernel!(TOP_K, "routing", "top_k", [RW, RW], false);
 kernel!(NORM_SUM, "routing", "norm_sum", [RW, RW], false);
 kernel!(GROUP_MASK, "routing", "group_mask", [RW, RW], false);
+kernel!(ACT_ROUND, "act_round", "main", [RW, RW], false);
 
 fn file_source(file: &str) -> &'static str {
     match file {
@@ -97,6 +98,7 @@ fn file_source(file: &str) -> &'static str {
         "attention" => include_str!("shaders/attention.wgsl"),
         "select_rows" => include_str!("shaders/select_rows.wgsl"),
         "routing" => include_str!("shaders/routing.wgsl"),
+        "act_round" => include_str!("shaders/act_round.wgsl"),
         _ => "",
     }
 }
@@ -133,8 +135,8 @@ pub fn source(k: &Kernel, t: Option<GgmlType>, subgroups: bool) -> Option<String
     }
     let (args, init) = if sg {
         (
-            ", @builtin(subgroup_invocation_id) sl: u32, @builtin(subgroup_id) sid: u32, @builtin(num_subgroups) nsg: u32",
-            "g_li = li; g_sl = sl; g_sid = sid; g_nsg = nsg;",
+            ", @builtin(subgroup_invocation_id) sl: u32, @builtin(subgroup_id) sid: u32, @builtin(num_subgroups) nsg: u32, @builtin(subgroup_size) ssz: u32",
+            "g_li = li; g_sl = sl; g_sid = sid; g_nsg = nsg; g_ssz = ssz;",
         )
     } else if k.reduces {
         ("", "g_li = li;")

@@ -7,11 +7,18 @@
 //! computes a segment of a graph ([`Backend::compute`]). The scheduler
 //! decides which nodes go to which backend; the session moves activations
 //! between devices through [`DeviceBuffer::read`] / [`DeviceBuffer::write`].
+//!
+//! Backends built outside this crate (wgpu, CUDA: crates that depend on
+//! this one) join through the provider registry: a [`BackendProvider`]
+//! registered with [`register_provider`] lists its devices, which
+//! [`crate::placement`] then accepts by name after the CPU devices, and
+//! opens them when a model is loaded.
 
 pub mod cpu;
 pub mod host;
 
 use std::any::Any;
+use std::sync::{Arc, RwLock};
 
 use tessera_gguf::GgmlType;
 
@@ -117,4 +124,46 @@ pub trait Backend: Send + Sync {
         work: &mut dyn DeviceBuffer,
         kv: &mut KvCache,
     ) -> Result<()>;
+}
+
+/// Makes devices of kinds this crate does not build (`vulkan`, `metal`,
+/// `cuda` …), for the crates that implement them.
+pub trait BackendProvider: Send + Sync {
+    /// The device kinds it answers to (the part of a name before `:`).
+    fn kinds(&self) -> Vec<&'static str>;
+
+    /// The names of its devices present on this machine (`vulkan:0` …), in
+    /// order; empty when there are none. Called often: keep it cheap.
+    fn devices(&self) -> Vec<String>;
+
+    /// Opens device `name` (one of [`BackendProvider::devices`]).
+    fn open(&self, name: &str) -> Result<Arc<dyn Backend>>;
+}
+
+static PROVIDERS: RwLock<Vec<Arc<dyn BackendProvider>>> = RwLock::new(Vec::new());
+
+/// Adds `p` to the providers consulted for device names (once per kind:
+/// a provider whose kinds are all registered already is not added again).
+pub fn register_provider(p: Arc<dyn BackendProvider>) {
+    let mut all = PROVIDERS.write().unwrap_or_else(|e| e.into_inner());
+    let known: Vec<&str> = all.iter().flat_map(|q| q.kinds()).collect();
+    if p.kinds().iter().all(|k| known.contains(k)) {
+        return;
+    }
+    all.push(p);
+}
+
+/// The registered providers, in registration order.
+pub fn providers() -> Vec<Arc<dyn BackendProvider>> {
+    PROVIDERS.read().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+/// The provider of device kind `kind` (`vulkan`), if one is registered.
+pub fn provider_of(kind: &str) -> Option<Arc<dyn BackendProvider>> {
+    providers().into_iter().find(|p| p.kinds().contains(&kind))
+}
+
+/// The names of every registered provider's devices, in order.
+pub fn provided_devices() -> Vec<String> {
+    providers().iter().flat_map(|p| p.devices()).collect()
 }

@@ -7,6 +7,7 @@ var<private> g_li: u32;
 var<private> g_sl: u32;
 var<private> g_sid: u32;
 var<private> g_nsg: u32;
+var<private> g_ssz: u32;
 
 fn wg_sum(v: f32) -> f32 {
     let s = subgroupAdd(v);
@@ -34,4 +35,22 @@ fn wg_max(v: f32) -> f32 {
     }
     workgroupBarrier();
     return r;
+}
+
+// A row of a matmul is one subgroup's: as many rows per workgroup as
+// subgroups, summed in registers.
+fn rows_per_wg() -> u32 {
+    return g_nsg;
+}
+fn row_in_wg() -> u32 {
+    return g_sid;
+}
+fn lane() -> u32 {
+    return g_sl;
+}
+fn lanes() -> u32 {
+    return g_ssz;
+}
+fn row_sum(v: f32) -> f32 {
+    return subgroupAdd(v);
 }

@@ -32,3 +32,20 @@ fn wg_max(v: f32) -> f32 {
     workgroupBarrier();
     return r;
 }
+
+// A row of a matmul is the whole workgroup's.
+fn rows_per_wg() -> u32 {
+    return 1u;
+}
+fn row_in_wg() -> u32 {
+    return 0u;
+}
+fn lane() -> u32 {
+    return g_li;
+}
+fn lanes() -> u32 {
+    return WG;
+}
+fn row_sum(v: f32) -> f32 {
+    return wg_sum(v);
+}
