@@ -583,6 +583,12 @@ pub struct Graph {
     pub n_tokens: usize,
     /// Output rows per step.
     pub n_out: usize,
+    /// Compute every row as a one-token step computes it, so that the
+    /// step's outputs equal, bit for bit, those of evaluating its tokens
+    /// one at a time (see [`crate::Session::set_decode_exact`]): the
+    /// backend takes its one-token kernels' float order for each row, not
+    /// its batched order. Off for graphs the builder makes.
+    pub decode_exact: bool,
 }
 
 impl Graph {

@@ -5,6 +5,13 @@
 //! per shape, so decode builds and plans its graph once), and the logits of
 //! the requested rows come back. Activation arenas grow only when a new,
 //! larger shape first appears; a decode step allocates nothing.
+//!
+//! Batches are computed in the batched kernels' float order (llama.cpp's),
+//! which may round differently from one token at a time. With
+//! [`Session::set_decode_exact`] on, every row of a step is computed as a
+//! one-token step would compute it, so `eval(&[a, b, c], Logits::All)`
+//! returns the bits of three one-token evals: what verifying a speculative
+//! draft needs ([`crate::speculative`]).
 
 use std::collections::HashMap;
 
@@ -31,7 +38,9 @@ pub struct Session<'m> {
     model: &'m Model,
     params: SessionParams,
     kv: KvCache,
-    schedules: HashMap<(usize, usize), Schedule>,
+    /// Per (tokens, output rows, decode-exact).
+    schedules: HashMap<(usize, usize, bool), Schedule>,
+    decode_exact: bool,
     work: Vec<Box<dyn DeviceBuffer>>,
     staging: Vec<u8>,
     pos: Vec<i32>,
@@ -75,6 +84,7 @@ impl<'m> Session<'m> {
             params,
             kv,
             schedules: HashMap::new(),
+            decode_exact: false,
             work,
             staging: Vec::new(),
             pos: Vec::new(),
@@ -113,6 +123,24 @@ impl<'m> Session<'m> {
     pub fn last_logits(&self) -> &[f32] {
         let n = self.model.hparams().n_vocab;
         &self.logits[self.logits.len().saturating_sub(n)..]
+    }
+
+    /// Whether steps of several tokens compute each row as a one-token
+    /// step does (bit for bit the logits of evaluating the tokens one at a
+    /// time), rather than in the batched kernels' order. Off by default:
+    /// a prompt is computed as llama.cpp computes it. On CPU devices the
+    /// matrix products keep reading each weight once per step (one-token
+    /// float chains, several tokens per weight row) and attention takes,
+    /// per row, the path a one-token step takes; a step is then about as
+    /// fast as a batched one for the few tokens of a speculative draft.
+    /// A backend that ignores it (not the CPU's) computes the batched order.
+    pub fn set_decode_exact(&mut self, on: bool) {
+        self.decode_exact = on;
+    }
+
+    /// Whether [`Session::set_decode_exact`] is on.
+    pub fn decode_exact(&self) -> bool {
+        self.decode_exact
     }
 
     /// Forgets everything after the first `n` tokens.
@@ -157,7 +185,8 @@ impl<'m> Session<'m> {
             let wanted = end.saturating_sub(first_out).min(chunk.len());
             self.step(chunk, wanted.max(1))?;
             if wanted > 0 {
-                self.read_logits(chunk.len(), wanted)?;
+                let exact = self.decode_exact && chunk.len() > 1;
+                self.read_logits((chunk.len(), wanted, exact))?;
             }
         }
         Ok(&self.logits)
@@ -166,9 +195,11 @@ impl<'m> Session<'m> {
     /// Runs one micro-batch; leaves its logits in its output buffer.
     fn step(&mut self, chunk: &[u32], n_out: usize) -> Result<()> {
         let n = chunk.len();
-        let key = (n, n_out);
+        // One token is always computed in the one-token order.
+        let key = (n, n_out, self.decode_exact && n > 1);
         if !self.schedules.contains_key(&key) {
-            let s = self.model.schedule(n, n_out)?;
+            let mut s = self.model.schedule(n, n_out)?;
+            s.graph.decode_exact = key.2;
             for (dev, &bytes) in s.plan.arena_bytes.iter().enumerate() {
                 if self.work[dev].len() < bytes {
                     self.work[dev] = self.model.backends()[dev].alloc(bytes)?;
@@ -210,8 +241,8 @@ impl<'m> Session<'m> {
     }
 
     /// Appends the logits of the last step (`n_out` rows) to `self.logits`.
-    fn read_logits(&mut self, n: usize, n_out: usize) -> Result<()> {
-        let sched = &self.schedules[&(n, n_out)];
+    fn read_logits(&mut self, key: (usize, usize, bool)) -> Result<()> {
+        let sched = &self.schedules[&key];
         let out = sched
             .graph
             .output

@@ -253,6 +253,8 @@ pub struct MatmulCtx {
     repack: bool,
     /// Batches of >= 8 tokens of K-quants/IQ4_XS in ggml's tiled order.
     tiled: bool,
+    /// Every token of a batch in the float chain of a one-token product.
+    decode_exact: bool,
     /// 8-aligned, so every block type's rows are aligned for it.
     buf: Vec<u64>,
     /// Scratch for `mul_mat_id`'s grouping.
@@ -279,6 +281,7 @@ impl MatmulCtx {
             level: level.min(SimdLevel::detect()),
             repack: true,
             tiled: true,
+            decode_exact: false,
             buf: Vec::new(),
             counts: Vec::new(),
             pairs: Vec::new(),
@@ -306,6 +309,26 @@ impl MatmulCtx {
     /// rather than `vec_dot`'s (`GGML_CPU_TILED_MM=0`). On by default.
     pub fn set_tiled(&mut self, on: bool) {
         self.tiled = on;
+    }
+
+    /// Whether every token of a batch is computed in the float order a
+    /// one-token product (the GEMV, decode) gives it, so that a batch's
+    /// outputs equal, bit for bit, those of one product per token: no
+    /// tinyBLAS order for F32/F16/BF16, no pair chain for repacked Q4_K,
+    /// no tiled K-quant order; what stays is what already gives the GEMV's
+    /// bits (the tile kernels, 8-row groups, several tokens per weight
+    /// unpacking), so the weights are still read once per batch. For
+    /// verifying a speculative draft, where a batch's logits must be those
+    /// of decoding its tokens one at a time. Off by default (batches in
+    /// ggml-cpu's batched order, as llama.cpp computes a prompt).
+    pub fn set_decode_exact(&mut self, on: bool) {
+        self.decode_exact = on;
+    }
+
+    /// Whether batches are computed in the one-token order (see
+    /// [`MatmulCtx::set_decode_exact`]).
+    pub fn decode_exact(&self) -> bool {
+        self.decode_exact
     }
 
     /// The level the kernels run at (per type, the best variant at or below it).
@@ -359,22 +382,25 @@ impl MatmulCtx {
         if n_tokens == 0 || w.rows == 0 {
             return Ok(());
         }
+        let exact = self.decode_exact;
+        // Decode-exact: the kernels chosen for one token.
         let k = k.as_ggml(
             t,
             self.level,
             w.rows,
-            n_tokens,
+            if exact { 1 } else { n_tokens },
             w.cols,
             self.repack,
-            self.tiled,
+            self.tiled && !exact,
         );
         let act = self.convert(pool, &k, x, w.cols)?;
         let out = Out::new(y);
         let tiles = Tiling::new(&k, w.rows, n_tokens, pool.n_threads());
         let rows = w.rows;
         // ggml's repacked Q4_K takes the tokens by fours through its gemm
-        // (the pair chain), the last n % 4 through its gemv.
-        let n_pair = n_tokens - n_tokens % 4;
+        // (the pair chain), the last n % 4 through its gemv; decode-exact,
+        // every token through the gemv's chain.
+        let n_pair = if exact { 0 } else { n_tokens - n_tokens % 4 };
         pool.run(tiles.n_blocks, |b| {
             // SAFETY: row blocks are disjoint, so each output t * rows + r
             // is written by one task only.

@@ -14,6 +14,7 @@
 //!   error of activation `i` ([`act_error_bound`], per activation type).
 //! - `mul_mat_id` against one `matmul` per (token, slot): bit-identical,
 //!   since both run the same kernel on the same converted rows.
+//! - Decode-exact batches against one product per token: bit-identical.
 //! - Every bad shape is an error, never a panic.
 
 use tessera_quant::kernels::{self, DotEntry, SimdLevel};
@@ -233,6 +234,69 @@ fn matmul_matches_the_f64_reference_for_every_type_level_and_thread_count() {
         eprintln!("skipped: {s}");
     }
     eprintln!("{checked} matmuls checked");
+    assert!(
+        fails.is_empty(),
+        "{} failures:\n{}",
+        fails.len(),
+        fails.join("\n")
+    );
+}
+
+/// Decode-exact batches ([`MatmulCtx::set_decode_exact`]) give, bit for
+/// bit, the outputs of one product per token, for every type at every
+/// level and thread count, with 1 to 17 tokens (past the pair chain's 4
+/// and the tiled and widened paths' 8) on 64 rows (repacked Q4_K, 8-row
+/// groups) and 13. With it off, the batched orders are allowed to differ.
+#[test]
+fn decode_exact_batches_equal_one_product_per_token() {
+    let pools = pools();
+    let mut fails = Vec::new();
+    let mut checked = 0;
+    for e in entries() {
+        let mut rng = Rng::new(0x5eed ^ e.weight as u64);
+        let bs = e.weight.block_size() as usize;
+        let cols = if bs == 1 { 96 } else { 2 * bs.max(128) };
+        for rows in [64, 13] {
+            let w = weights(&mut rng, e.weight, rows, cols);
+            let m = Matrix {
+                ggml_type: e.weight,
+                data: &w,
+                rows,
+                cols,
+            };
+            let x = random_values(&mut rng, 17 * cols);
+            for level in SimdLevel::available() {
+                for pool in &pools {
+                    let mut ctx = MatmulCtx::with_level(level);
+                    let mut one = vec![f32::NAN; 17 * rows];
+                    for (t, y) in one.chunks_mut(rows).enumerate() {
+                        ctx.matmul(pool, &m, &x[t * cols..(t + 1) * cols], y)
+                            .unwrap();
+                    }
+                    ctx.set_decode_exact(true);
+                    for n in 1..=17 {
+                        let mut y = vec![f32::NAN; n * rows];
+                        ctx.matmul(pool, &m, &x[..n * cols], &mut y).unwrap();
+                        checked += 1;
+                        if let Some(i) = (0..n * rows).find(|&i| y[i].to_bits() != one[i].to_bits())
+                        {
+                            fails.push(format!(
+                                "{} {rows}×{cols} × {n} tokens, {}, {} threads: token {} row {}: {} vs one-token {}",
+                                e.weight,
+                                level.name(),
+                                pool.n_threads(),
+                                i / rows,
+                                i % rows,
+                                y[i],
+                                one[i]
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    eprintln!("{checked} decode-exact batches checked");
     assert!(
         fails.is_empty(),
         "{} failures:\n{}",

@@ -7,6 +7,11 @@
 //! `TESSERA_DUMP_DIR=dir` also writes each node's output to
 //! `dir/<node name>.f32`, to diff with `scripts/llama-dump-tensors.c` and
 //! `scripts/diff-tensors.py`.
+//!
+//! A decode-exact graph ([`crate::graph::Graph::decode_exact`]) computes
+//! each row as a one-token step: the matrix products in the one-token
+//! float chains ([`MatmulCtx::set_decode_exact`]) and attention one query
+//! row at a time over the cells that row's own step would have seen.
 
 pub mod ops;
 mod profile;
@@ -148,6 +153,7 @@ impl Backend for CpuBackend {
             .downcast_mut::<HostBuffer>()
             .ok_or_else(|| self.err("work buffer is not host memory"))?;
         let mut mm = self.matmul.lock().unwrap_or_else(|e| e.into_inner());
+        mm.set_decode_exact(run.graph.decode_exact);
         let mut ex = Exec {
             run,
             base: work.as_mut_ptr(),
@@ -450,7 +456,25 @@ impl Exec<'_> {
                 };
                 let kview = kv_view(kh, l.k_type, l.k_row_bytes, cfg.n_head_kv, cfg.head_dim);
                 let vview = kv_view(vh, l.v_type, l.v_row_bytes, cfg.n_head_kv, cfg.head_dim_v);
-                ops::attention(pool, self.input(q)?, kview, vview, out, &p).map_err(op_err)?;
+                let q = self.input(q)?;
+                if self.run.graph.decode_exact && n_tokens > 1 {
+                    // Row by row, each over the cells its own one-token
+                    // step sees (the split-KV decode path and its chunks
+                    // depend on that count).
+                    let (q_w, o_w) = (q.len() / n_tokens, out.len() / n_tokens);
+                    for (t, o) in out.chunks_exact_mut(o_w).enumerate() {
+                        let row = AttnParams {
+                            n_tokens: 1,
+                            n_kv: first + t + 1,
+                            q_pos: &step.pos[t..t + 1],
+                            ..p
+                        };
+                        ops::attention(pool, &q[t * q_w..(t + 1) * q_w], kview, vview, o, &row)
+                            .map_err(op_err)?;
+                    }
+                } else {
+                    ops::attention(pool, q, kview, vview, out, &p).map_err(op_err)?;
+                }
             }
             Op::Unary { x, f } => {
                 let cols = self.run.graph.tensor(x).cols();
