@@ -1,0 +1,345 @@
+//! The server's counters and their Prometheus text (`GET /metrics`):
+//! requests by endpoint and status, prompt / cached / generated tokens and
+//! the time spent on them, aggregate tokens per second over the last ten
+//! seconds, queue depth, busy slots, resident sessions and KV cache use per
+//! device.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::job::Outcome;
+use crate::slots::Snapshot;
+
+/// The window of the tokens-per-second gauges.
+const WINDOW_SECS: u64 = 10;
+
+/// Where the KV cache of one session lives: per device, bytes per token.
+#[derive(Clone, Debug, Default)]
+pub struct KvLayout {
+    /// Device name and the bytes one token takes there (keys and values of
+    /// the layers whose attention runs on it).
+    pub devices: Vec<(String, usize)>,
+    /// Tokens per session.
+    pub n_ctx: usize,
+}
+
+impl KvLayout {
+    /// The layout of `model`'s sessions under `params`.
+    pub fn of(
+        model: &tessera_core::Model,
+        params: &tessera_core::SessionParams,
+        n_ctx: usize,
+    ) -> KvLayout {
+        let hp = model.hparams();
+        let row = |t, n| tessera_core::kv::kv_row_bytes(t, n).unwrap_or(0);
+        let per_layer =
+            row(params.type_k, hp.n_embd_k_gqa()) + row(params.type_v, hp.n_embd_v_gqa());
+        let devices = model
+            .backends()
+            .iter()
+            .enumerate()
+            .map(|(d, b)| {
+                let layers = model.layer_devices().iter().filter(|&&x| x == d).count();
+                (b.info().name, layers * per_layer)
+            })
+            .filter(|(_, bytes)| *bytes > 0)
+            .collect();
+        KvLayout { devices, n_ctx }
+    }
+}
+
+/// The counters, shared by the handlers and the slots.
+#[derive(Debug)]
+pub struct Metrics {
+    started: Instant,
+    requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
+    prompt_tokens: AtomicU64,
+    cached_tokens: AtomicU64,
+    completion_tokens: AtomicU64,
+    prompt_micros: AtomicU64,
+    gen_micros: AtomicU64,
+    /// Per second since start: (prompt tokens evaluated, tokens generated).
+    recent: Mutex<VecDeque<(u64, u64, u64)>>,
+    /// Tokens each slot's session holds now.
+    slot_tokens: Vec<AtomicUsize>,
+    kv: KvLayout,
+}
+
+impl Metrics {
+    /// Counters for `n_slots` slots whose sessions have `kv`'s layout.
+    pub fn new(n_slots: usize, kv: KvLayout) -> Metrics {
+        Metrics {
+            started: Instant::now(),
+            requests: Mutex::default(),
+            prompt_tokens: AtomicU64::new(0),
+            cached_tokens: AtomicU64::new(0),
+            completion_tokens: AtomicU64::new(0),
+            prompt_micros: AtomicU64::new(0),
+            gen_micros: AtomicU64::new(0),
+            recent: Mutex::default(),
+            slot_tokens: (0..n_slots).map(|_| AtomicUsize::new(0)).collect(),
+            kv,
+        }
+    }
+
+    /// One answered request.
+    pub fn request(&self, endpoint: &'static str, status: u16) {
+        let mut r = self.requests.lock().unwrap_or_else(|e| e.into_inner());
+        *r.entry((endpoint, status)).or_default() += 1;
+    }
+
+    /// `n` prompt tokens evaluated, or `n` tokens generated, now.
+    fn add_recent(&self, prompt: u64, gen: u64) {
+        let sec = self.started.elapsed().as_secs();
+        let mut r = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        match r.back_mut() {
+            Some(last) if last.0 == sec => {
+                last.1 += prompt;
+                last.2 += gen;
+            }
+            _ => r.push_back((sec, prompt, gen)),
+        }
+        while r.front().is_some_and(|f| f.0 + WINDOW_SECS < sec) {
+            r.pop_front();
+        }
+    }
+
+    /// A slot evaluated `n` prompt tokens.
+    pub fn prompt_evaluated(&self, n: usize) {
+        self.add_recent(n as u64, 0);
+    }
+
+    /// A slot generated a token.
+    pub fn token_generated(&self) {
+        self.add_recent(0, 1);
+    }
+
+    /// A slot's session now holds `n` tokens.
+    pub fn set_slot_tokens(&self, slot: usize, n: usize) {
+        if let Some(s) = self.slot_tokens.get(slot) {
+            s.store(n, Ordering::Relaxed);
+        }
+    }
+
+    /// A generation ended.
+    pub fn finished(&self, o: &Outcome) {
+        let add = |c: &AtomicU64, v: u64| c.fetch_add(v, Ordering::Relaxed);
+        add(&self.prompt_tokens, o.prompt_tokens as u64);
+        add(&self.cached_tokens, o.cached_tokens as u64);
+        add(&self.completion_tokens, o.completion_tokens as u64);
+        add(&self.prompt_micros, o.prompt_time.as_micros() as u64);
+        add(&self.gen_micros, o.gen_time.as_micros() as u64);
+    }
+
+    /// (prompt, generated) tokens per second over the last ten seconds
+    /// (or since start, when that is shorter).
+    pub fn rates(&self) -> (f64, f64) {
+        let now = self.started.elapsed();
+        let sec = now.as_secs();
+        let r = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        let (p, g) = r
+            .iter()
+            .filter(|b| b.0 + WINDOW_SECS > sec)
+            .fold((0, 0), |acc, b| (acc.0 + b.1, acc.1 + b.2));
+        let span = now
+            .min(Duration::from_secs(WINDOW_SECS))
+            .as_secs_f64()
+            .max(1e-3);
+        (p as f64 / span, g as f64 / span)
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self, snap: &Snapshot) -> String {
+        let mut out = String::new();
+        let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, f64)]| {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            for (labels, v) in samples {
+                let _ = writeln!(out, "{name}{labels} {v}");
+            }
+        };
+        let one = |v: f64| vec![(String::new(), v)];
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed) as f64;
+
+        let requests: Vec<_> = self
+            .requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|((ep, status), n)| {
+                (
+                    format!("{{endpoint=\"{ep}\",status=\"{status}\"}}"),
+                    *n as f64,
+                )
+            })
+            .collect();
+        metric(
+            "tessera_requests_total",
+            "counter",
+            "Requests answered, by endpoint and HTTP status.",
+            &requests,
+        );
+        metric(
+            "tessera_prompt_tokens_total",
+            "counter",
+            "Prompt tokens of finished requests (cached ones included).",
+            &one(get(&self.prompt_tokens)),
+        );
+        metric(
+            "tessera_prompt_tokens_cached_total",
+            "counter",
+            "Prompt tokens reused from a slot's KV cache.",
+            &one(get(&self.cached_tokens)),
+        );
+        metric(
+            "tessera_completion_tokens_total",
+            "counter",
+            "Tokens generated by finished requests.",
+            &one(get(&self.completion_tokens)),
+        );
+        metric(
+            "tessera_prompt_seconds_total",
+            "counter",
+            "Time slots spent evaluating prompts.",
+            &one(get(&self.prompt_micros) / 1e6),
+        );
+        metric(
+            "tessera_generation_seconds_total",
+            "counter",
+            "Time slots spent generating.",
+            &one(get(&self.gen_micros) / 1e6),
+        );
+        let (prompt_rate, gen_rate) = self.rates();
+        metric(
+            "tessera_tokens_per_second",
+            "gauge",
+            "Tokens generated per second, all slots together, over the last 10 s.",
+            &one(gen_rate),
+        );
+        metric(
+            "tessera_prompt_tokens_per_second",
+            "gauge",
+            "Prompt tokens evaluated per second, all slots together, over the last 10 s.",
+            &one(prompt_rate),
+        );
+        metric(
+            "tessera_queue_depth",
+            "gauge",
+            "Requests waiting for a slot.",
+            &one(snap.queue_depth as f64),
+        );
+        metric(
+            "tessera_slots_total",
+            "gauge",
+            "Slots (sessions that serve requests at once).",
+            &one(snap.busy.len() as f64),
+        );
+        metric(
+            "tessera_slots_busy",
+            "gauge",
+            "Slots serving a request.",
+            &one(snap.busy.iter().filter(|&&b| b).count() as f64),
+        );
+
+        let held: Vec<usize> = self
+            .slot_tokens
+            .iter()
+            .map(|t| t.load(Ordering::Relaxed))
+            .collect();
+        let resident = held.iter().filter(|&&n| n > 0).count();
+        metric(
+            "tessera_sessions_resident",
+            "gauge",
+            "Slots whose KV cache holds tokens (reusable by a request with the same prefix).",
+            &one(resident as f64),
+        );
+        let per_slot: Vec<_> = held
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| (format!("{{slot=\"{i}\"}}"), n as f64))
+            .collect();
+        metric(
+            "tessera_slot_tokens",
+            "gauge",
+            "Tokens held by each slot's KV cache.",
+            &per_slot,
+        );
+        let total_held: usize = held.iter().sum();
+        let n_slots = held.len();
+        let kv = &self.kv;
+        let sized = |f: &dyn Fn(usize) -> f64| -> Vec<(String, f64)> {
+            kv.devices
+                .iter()
+                .map(|(d, per_tok)| (format!("{{device=\"{d}\"}}"), f(*per_tok)))
+                .collect()
+        };
+        metric(
+            "tessera_kv_cache_bytes",
+            "gauge",
+            "KV cache allocated on each device, all slots.",
+            &sized(&|b| (b * kv.n_ctx * n_slots) as f64),
+        );
+        metric(
+            "tessera_kv_cache_used_bytes",
+            "gauge",
+            "KV cache holding tokens on each device, all slots.",
+            &sized(&|b| (b * total_held) as f64),
+        );
+        let cap = (kv.n_ctx * n_slots).max(1) as f64;
+        metric(
+            "tessera_kv_cache_usage_ratio",
+            "gauge",
+            "Share of the KV cells in use on each device.",
+            &sized(&|_| total_held as f64 / cap),
+        );
+        metric(
+            "tessera_uptime_seconds",
+            "gauge",
+            "Seconds since the server started.",
+            &one(self.started.elapsed().as_secs_f64()),
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_prometheus_text() {
+        let m = Metrics::new(
+            2,
+            KvLayout {
+                devices: vec![("cpu".into(), 100)],
+                n_ctx: 10,
+            },
+        );
+        m.request("chat", 200);
+        m.request("chat", 200);
+        m.request("chat", 400);
+        m.set_slot_tokens(1, 4);
+        m.token_generated();
+        let text = m.render(&Snapshot {
+            queue_depth: 3,
+            busy: vec![true, false],
+        });
+        for line in [
+            "tessera_requests_total{endpoint=\"chat\",status=\"200\"} 2",
+            "tessera_requests_total{endpoint=\"chat\",status=\"400\"} 1",
+            "tessera_queue_depth 3",
+            "tessera_slots_busy 1",
+            "tessera_sessions_resident 1",
+            "tessera_slot_tokens{slot=\"1\"} 4",
+            "tessera_kv_cache_bytes{device=\"cpu\"} 2000",
+            "tessera_kv_cache_used_bytes{device=\"cpu\"} 400",
+            "tessera_kv_cache_usage_ratio{device=\"cpu\"} 0.2",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
+        }
+        assert!(m.rates().1 > 0.0);
+    }
+}

@@ -1,0 +1,317 @@
+//! The slot layer: `N` slots, each a session (a KV cache) that serves one
+//! request at a time, and a first-come-first-served queue of the requests
+//! waiting for one.
+//!
+//! A request goes to the idle slot whose cache shares the longest token
+//! prefix with its prompt, as llama.cpp's server does: the next turn of a
+//! conversation, or requests that open with the same system prompt,
+//! evaluate only what is new. Among idle slots with equal prefixes the
+//! least recently used is taken, so the caches most likely to be wanted
+//! again stay.
+//!
+//! [`Scheduler`] knows nothing about sessions, only the tokens each slot
+//! holds. Today one thread per slot loops `take` → generate → `release`
+//! (`worker`). A batched decoder can replace those threads with one loop
+//! that, at each step, takes jobs for its idle slots with
+//! [`Scheduler::try_take`] and releases them as they end: the queue, the
+//! slot choice and the metrics stay as they are.
+
+use std::cmp::Reverse;
+use std::collections::VecDeque;
+use std::sync::{Condvar, Mutex, MutexGuard};
+
+use crate::error::ApiError;
+use crate::job::{CancelFlag, Job};
+
+/// The queue and the slots.
+#[derive(Debug)]
+pub struct Scheduler {
+    state: Mutex<State>,
+    wake: Condvar,
+    max_queue: usize,
+}
+
+#[derive(Debug)]
+struct State {
+    queue: VecDeque<Job>,
+    slots: Vec<Slot>,
+    closed: bool,
+    tick: u64,
+}
+
+#[derive(Debug, Default)]
+struct Slot {
+    /// What the slot's session holds, as of its last release.
+    tokens: Vec<u32>,
+    /// A job given to the slot, not yet taken by its engine.
+    assigned: Option<Job>,
+    /// Given a job, or running one.
+    busy: bool,
+    /// The cancel flag of the job it runs.
+    running: Option<CancelFlag>,
+    /// When it was last released (a tick of the scheduler's clock).
+    last_used: u64,
+}
+
+/// The state of the slots and the queue at one moment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Requests waiting for a slot.
+    pub queue_depth: usize,
+    /// Per slot: whether it is busy.
+    pub busy: Vec<bool>,
+}
+
+impl Scheduler {
+    /// `n_slots` idle, empty slots and a queue of at most `max_queue`.
+    pub fn new(n_slots: usize, max_queue: usize) -> Scheduler {
+        Scheduler {
+            state: Mutex::new(State {
+                queue: VecDeque::new(),
+                slots: (0..n_slots).map(|_| Slot::default()).collect(),
+                closed: false,
+                tick: 0,
+            }),
+            wake: Condvar::new(),
+            max_queue,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves consistent data (every
+        // change is a single assignment or a queue push/pop).
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues `job` and gives it to a slot if one is idle. Refused when the
+    /// queue is full or the server is shutting down.
+    pub fn submit(&self, job: Job) -> Result<(), ApiError> {
+        let mut st = self.lock();
+        if st.closed {
+            return Err(ApiError::unavailable("the server is shutting down"));
+        }
+        st.queue.retain(|j| !j.abandoned());
+        if st.queue.len() >= self.max_queue {
+            return Err(ApiError::unavailable(format!(
+                "the server is busy: {} requests are waiting (retry later)",
+                st.queue.len()
+            )));
+        }
+        st.queue.push_back(job);
+        self.dispatch(&mut st);
+        Ok(())
+    }
+
+    /// The next job of `slot`, waiting for one; `None` once the scheduler
+    /// is closed.
+    pub fn take(&self, slot: usize) -> Option<Job> {
+        let mut st = self.lock();
+        loop {
+            if let Some(job) = Self::start(&mut st, slot) {
+                return Some(job);
+            }
+            if st.closed {
+                return None;
+            }
+            st = self.wake.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// The job given to `slot`, if there is one (does not wait).
+    pub fn try_take(&self, slot: usize) -> Option<Job> {
+        Self::start(&mut self.lock(), slot)
+    }
+
+    fn start(st: &mut State, slot: usize) -> Option<Job> {
+        let s = st.slots.get_mut(slot)?;
+        let job = s.assigned.take()?;
+        s.running = Some(job.cancel.clone());
+        Some(job)
+    }
+
+    /// `slot` finished its job; its session now holds `tokens`. The next
+    /// waiting request may go to it.
+    pub fn release(&self, slot: usize, tokens: &[u32]) {
+        let mut st = self.lock();
+        st.tick += 1;
+        let tick = st.tick;
+        if let Some(s) = st.slots.get_mut(slot) {
+            s.tokens.clear();
+            s.tokens.extend_from_slice(tokens);
+            s.busy = false;
+            s.running = None;
+            s.last_used = tick;
+        }
+        self.dispatch(&mut st);
+    }
+
+    /// Gives waiting jobs to idle slots, in queue order.
+    fn dispatch(&self, st: &mut State) {
+        let mut given = false;
+        while let Some(job) = st.queue.front() {
+            if job.abandoned() {
+                st.queue.pop_front();
+                continue;
+            }
+            let Some(slot) = best_slot(&st.slots, &job.req.prompt) else {
+                break;
+            };
+            let s = &mut st.slots[slot];
+            s.assigned = st.queue.pop_front();
+            s.busy = true;
+            given = true;
+        }
+        if given {
+            self.wake.notify_all();
+        }
+    }
+
+    /// The queue depth and which slots are busy.
+    pub fn snapshot(&self) -> Snapshot {
+        let mut st = self.lock();
+        st.queue.retain(|j| !j.abandoned());
+        Snapshot {
+            queue_depth: st.queue.len(),
+            busy: st.slots.iter().map(|s| s.busy).collect(),
+        }
+    }
+
+    /// Cancels every job: those running stop after their current token,
+    /// those waiting are dropped (their clients see the channel close).
+    pub fn cancel_all(&self) {
+        let mut st = self.lock();
+        for job in st.queue.drain(..) {
+            job.cancel.cancel();
+        }
+        for s in &mut st.slots {
+            if let Some(c) = &s.running {
+                c.cancel();
+            }
+            if let Some(job) = s.assigned.take() {
+                job.cancel.cancel();
+                // Nothing runs it now: the slot is idle again.
+                s.busy = false;
+            }
+        }
+    }
+
+    /// Refuses new jobs, cancels the others and lets every engine's
+    /// `take` return `None`.
+    pub fn close(&self) {
+        self.cancel_all();
+        self.lock().closed = true;
+        self.wake.notify_all();
+    }
+}
+
+/// The idle slot sharing the longest prefix with `prompt`, the least
+/// recently used among equals.
+fn best_slot(slots: &[Slot], prompt: &[u32]) -> Option<usize> {
+    slots
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| !s.busy)
+        .max_by_key(|(i, s)| {
+            (
+                common_prefix(&s.tokens, prompt),
+                Reverse(s.last_used),
+                Reverse(*i),
+            )
+        })
+        .map(|(i, _)| i)
+}
+
+/// Length of the common prefix of `a` and `b`.
+pub fn common_prefix(a: &[u32], b: &[u32]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::{Event, GenRequest};
+    use tessera_core::sample::SamplerConfig;
+    use tokio::sync::mpsc;
+
+    fn job(prompt: &[u32]) -> (Job, mpsc::UnboundedReceiver<Event>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let job = Job {
+            req: GenRequest {
+                prompt: prompt.to_vec(),
+                sampler: SamplerConfig::greedy(),
+                max_tokens: Some(1),
+                stop: Vec::new(),
+                logprobs: None,
+            },
+            events: tx,
+            cancel: CancelFlag::default(),
+            queued_at: std::time::Instant::now(),
+        };
+        (job, rx)
+    }
+
+    #[test]
+    fn longest_prefix_wins_then_least_recently_used() {
+        let s = Scheduler::new(3, 8);
+        // Fill the slots with three histories.
+        for (slot, toks) in [[1, 2, 3], [4, 9, 9], [7, 7, 7]].iter().enumerate() {
+            let (j, _rx) = job(toks);
+            s.submit(j).unwrap();
+            let got = s.try_take(slot).expect("the idle slots are taken in order");
+            assert_eq!(got.req.prompt, toks);
+            s.release(slot, toks);
+        }
+        let (j, _rx) = job(&[1, 2, 3, 4]);
+        s.submit(j).unwrap();
+        assert!(s.try_take(0).is_some(), "slot 0 holds [1,2,3]");
+        s.release(0, &[1, 2, 3, 4, 5]);
+        let (j, _rx) = job(&[7, 7, 1]);
+        s.submit(j).unwrap();
+        assert!(s.try_take(2).is_some(), "slot 2 holds [7,7,7]");
+        s.release(2, &[7, 7, 1]);
+        // No common prefix anywhere: the least recently used (slot 1).
+        let (j, _rx) = job(&[5]);
+        s.submit(j).unwrap();
+        assert!(s.try_take(1).is_some());
+    }
+
+    #[test]
+    fn queue_is_fifo_bounded_and_skips_abandoned_jobs() {
+        let s = Scheduler::new(1, 2);
+        let (a, _ra) = job(&[1]);
+        s.submit(a).unwrap();
+        let a = s.try_take(0).unwrap();
+        let (b, rb) = job(&[2]);
+        let (c, _rc) = job(&[3]);
+        s.submit(b).unwrap();
+        s.submit(c).unwrap();
+        assert_eq!(s.snapshot().queue_depth, 2);
+        let (d, _rd) = job(&[4]);
+        let full = s.submit(d).unwrap_err();
+        assert_eq!(full.status, axum::http::StatusCode::SERVICE_UNAVAILABLE);
+        // b's client goes away: c is next.
+        drop(rb);
+        assert_eq!(s.snapshot().queue_depth, 1);
+        drop(a);
+        s.release(0, &[1]);
+        assert_eq!(s.try_take(0).unwrap().req.prompt, [3]);
+    }
+
+    #[test]
+    fn close_cancels_and_wakes() {
+        let s = std::sync::Arc::new(Scheduler::new(2, 4));
+        let waiter = {
+            let s = s.clone();
+            std::thread::spawn(move || s.take(1).is_none())
+        };
+        let (a, _ra) = job(&[1]);
+        s.submit(a).unwrap();
+        let a = s.take(0).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        s.close();
+        assert!(a.cancel.is_cancelled());
+        assert!(waiter.join().unwrap());
+        let (b, _rb) = job(&[2]);
+        assert!(s.submit(b).is_err());
+    }
+}
