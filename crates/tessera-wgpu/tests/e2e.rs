@@ -183,14 +183,16 @@ fn gemma3_all_on_gpu() {
         &path,
         "The capital of France is",
         placement,
-        16,
+        8,
         "Gemma 3 270M Q4_K_M on the GPU",
     );
 }
 
 /// llama.cpp's `-ot "exps=CPU"` with the rest on the GPU: the expert stacks
 /// in host memory, everything else (attention, router, shared parts) on
-/// `vulkan:0`; activations cross at every MoE layer.
+/// `vulkan:0`; activations cross at every MoE layer. The synthetic model's
+/// random weights give flat logits (every step is a near tie), so the
+/// logits' NMSE is what this one checks.
 #[test]
 fn moe_experts_on_cpu_rest_on_gpu() {
     let Some(dev) = gpu() else { return };

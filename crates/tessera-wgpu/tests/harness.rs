@@ -1208,6 +1208,8 @@ struct AttnCase {
     n_head: usize,
     n_head_kv: usize,
     head_dim: usize,
+    /// Value head dimension (0: `head_dim`; DeepSeek's MLA: K 576, V 512).
+    head_dim_v: usize,
     window: Option<usize>,
     softcap: f32,
     sinks: bool,
@@ -1222,6 +1224,7 @@ fn attention_steps(
     decode: usize,
 ) -> (Vec<(Case, Vec<i32>)>, KvSetup) {
     let hd = a.head_dim;
+    let hdv = if a.head_dim_v == 0 { hd } else { a.head_dim_v };
     let mut steps = Vec::new();
     let mut p = 0usize;
     let sinks: Vec<f32> = rng.vec(a.n_head, 2.0);
@@ -1229,7 +1232,12 @@ fn attention_steps(
         let mut c = Case::default();
         let q = c.input("q", n, a.n_head * hd, rng.vec(n * a.n_head * hd, 2.0));
         let k = c.input("k", n, a.n_head_kv * hd, rng.vec(n * a.n_head_kv * hd, 2.0));
-        let v = c.input("v", n, a.n_head_kv * hd, rng.vec(n * a.n_head_kv * hd, 2.0));
+        let v = c.input(
+            "v",
+            n,
+            a.n_head_kv * hdv,
+            rng.vec(n * a.n_head_kv * hdv, 2.0),
+        );
         let sinks = a
             .sinks
             .then(|| c.weight("attn_sinks", GgmlType::F32, [1, 1, a.n_head], &sinks));
@@ -1237,7 +1245,7 @@ fn attention_steps(
             n_head: a.n_head,
             n_head_kv: a.n_head_kv,
             head_dim: hd,
-            head_dim_v: hd,
+            head_dim_v: hdv,
             scale: 1.0 / (hd as f32).sqrt(),
             softcap: a.softcap,
             window: a.window,
@@ -1253,7 +1261,7 @@ fn attention_steps(
                 cfg,
             },
             n,
-            a.n_head * hd,
+            a.n_head * hdv,
         );
         steps.push((c, (p..p + n).map(|x| x as i32).collect()));
         p += n;
@@ -1262,7 +1270,7 @@ fn attention_steps(
         shape: KvShape {
             n_ctx: p.next_multiple_of(32).max(64),
             k_width: a.n_head_kv * hd,
-            v_width: a.n_head_kv * hd,
+            v_width: a.n_head_kv * hdv,
             k_type: a.kv,
             v_type: a.kv,
         },
@@ -1281,6 +1289,7 @@ fn attention() {
         n_head: 4,
         n_head_kv: 4,
         head_dim: 64,
+        head_dim_v: 0,
         window: None,
         softcap: 0.0,
         sinks: false,
@@ -1336,6 +1345,23 @@ fn attention() {
         },
         AttnCase {
             label: "q8_0 cache",
+            kv: KvType::Q8_0,
+            ..base
+        },
+        AttnCase {
+            label: "mla-like k 576 v 512",
+            n_head: 4,
+            n_head_kv: 1,
+            head_dim: 576,
+            head_dim_v: 512,
+            ..base
+        },
+        AttnCase {
+            label: "mla-like q8_0 k 192 v 128",
+            n_head: 2,
+            n_head_kv: 1,
+            head_dim: 192,
+            head_dim_v: 128,
             kv: KvType::Q8_0,
             ..base
         },
