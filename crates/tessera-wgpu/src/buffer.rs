@@ -20,7 +20,7 @@ use std::sync::Arc;
 use tessera_core::backend::DeviceBuffer;
 use tessera_gguf::GgmlType;
 
-use crate::device::Gpu;
+use crate::device::{Counted, Gpu};
 use crate::error::{Result, WgpuError};
 
 /// Bytes shared by consecutive chunks of a weight larger than a buffer
@@ -33,13 +33,20 @@ pub struct WgpuBuffer {
     pub(crate) gpu: Arc<Gpu>,
     pub(crate) buf: wgpu::Buffer,
     pub(crate) len: usize,
+    _counted: Counted,
 }
 
 impl WgpuBuffer {
     /// A zeroed buffer of `len` bytes.
     pub(crate) fn new(gpu: Arc<Gpu>, label: &str, len: usize) -> Result<WgpuBuffer> {
         let buf = gpu.storage_buffer(label, len as u64)?;
-        Ok(WgpuBuffer { gpu, buf, len })
+        let _counted = gpu.count(buf.size());
+        Ok(WgpuBuffer {
+            gpu,
+            buf,
+            len,
+            _counted,
+        })
     }
 
     /// The wgpu buffer.
@@ -112,6 +119,8 @@ pub struct Chunk {
     pub buf: wgpu::Buffer,
     /// Bytes of the weight in it.
     pub len: u64,
+    /// Its bytes in the device's count.
+    pub counted: Counted,
 }
 
 /// A weight in device memory: [`tessera_core::backend::WeightData::Device`]
@@ -139,9 +148,11 @@ impl DeviceWeight {
         let total = bytes.len() as u64;
         let mut chunks = Vec::new();
         if total <= max {
+            let buf = gpu.upload(name, bytes)?;
             chunks.push(Chunk {
                 start: 0,
-                buf: gpu.upload(name, bytes)?,
+                counted: gpu.count(buf.size()),
+                buf,
                 len: total,
             });
         } else {
@@ -159,9 +170,11 @@ impl DeviceWeight {
             while start < total {
                 let end = (start + max).min(total);
                 let label = format!("{name}[{start}..{end}]");
+                let buf = gpu.upload(&label, &bytes[start as usize..end as usize])?;
                 chunks.push(Chunk {
                     start,
-                    buf: gpu.upload(&label, &bytes[start as usize..end as usize])?,
+                    counted: gpu.count(buf.size()),
+                    buf,
                     len: end - start,
                 });
                 if end == total {

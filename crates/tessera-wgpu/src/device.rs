@@ -14,6 +14,7 @@
 //! (`SHADER_F16`, `SUBGROUP`), the validation errors wgpu reported (they are
 //! collected, not panicked on) and the staging buffer reads go through.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::error::{Result, WgpuError};
@@ -256,6 +257,21 @@ pub struct Gpu {
     staging: Mutex<Option<wgpu::Buffer>>,
     /// The options the device was opened with.
     pub opts: GpuOptions,
+    /// Bytes of the weights and buffers allocated here and not yet freed.
+    allocated: Arc<AtomicU64>,
+}
+
+/// Bytes counted in a device's allocations while this lives.
+#[derive(Debug)]
+pub struct Counted {
+    counter: Arc<AtomicU64>,
+    bytes: u64,
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.counter.fetch_sub(self.bytes, Ordering::Relaxed);
+    }
 }
 
 /// How to open a device.
@@ -349,6 +365,7 @@ impl Gpu {
             errors,
             staging: Mutex::new(None),
             opts,
+            allocated: Arc::default(),
         })
     }
 
@@ -360,6 +377,20 @@ impl Gpu {
         }
         let all = std::mem::take(&mut *v).join("; ");
         Err(self.err(format!("{doing}: {all}")))
+    }
+
+    /// Counts `bytes` as allocated until the returned value is dropped.
+    pub fn count(&self, bytes: u64) -> Counted {
+        self.allocated.fetch_add(bytes, Ordering::Relaxed);
+        Counted {
+            counter: self.allocated.clone(),
+            bytes,
+        }
+    }
+
+    /// Bytes of weights and buffers allocated through this device now.
+    pub fn allocated(&self) -> u64 {
+        self.allocated.load(Ordering::Relaxed)
     }
 
     /// A device error.

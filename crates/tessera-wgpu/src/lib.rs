@@ -180,7 +180,12 @@ impl Backend for WgpuBackend {
             name: self.gpu.name.clone(),
             kind: DeviceKind::Gpu,
             total_memory: self.gpu.desc.total_memory,
-            free_memory: self.gpu.desc.free_memory,
+            // Free when the device was opened, less what tessera holds now.
+            free_memory: self
+                .gpu
+                .desc
+                .free_memory
+                .saturating_sub(self.gpu.allocated()),
             bandwidth_gbs: self.bandwidth(),
         }
     }

@@ -1667,3 +1667,21 @@ fn unsupported_report() {
         lines.join("\n")
     ));
 }
+
+/// `info()` reports the memory tessera holds on the device as used.
+#[test]
+fn memory_is_counted() {
+    let Some(d) = devices() else { return };
+    let gpu = &d.gpus[0].1;
+    let before = gpu.info().free_memory;
+    if before == 0 {
+        stderr("memory_is_counted: the device does not report its memory; skipping");
+        return;
+    }
+    let buf = gpu.alloc(8 << 20).expect("alloc");
+    let during = gpu.info().free_memory;
+    drop(buf);
+    let after = gpu.info().free_memory;
+    assert_eq!(before - during, 8 << 20, "{before} → {during}");
+    assert_eq!(after, before);
+}
