@@ -29,6 +29,7 @@ pub mod rules;
 pub mod sample;
 pub mod sched;
 pub mod session;
+pub mod speculative;
 pub mod split;
 pub mod weights;
 

@@ -1,0 +1,490 @@
+//! Speculative decoding: a small *draft* model guesses the next tokens, the
+//! *target* model checks every guess in one batched pass, and the output is
+//! the target's own.
+//!
+//! # The algorithm (llama.cpp's `speculative-simple`)
+//!
+//! Each round starts from the last token `t` the target sampled (not yet
+//! evaluated by it):
+//!
+//! 1. **Draft.** The draft session catches up with the committed tokens and
+//!    `t`, then proposes up to `n_max` tokens `d1 … dk` greedily (its
+//!    argmax, one one-token step each). It stops early when its own
+//!    probability of the pick falls below `p_min`; a draft shorter than
+//!    `n_min` is dropped. `k` never exceeds what the token budget and the
+//!    context can still take.
+//! 2. **Verify.** The target evaluates `[t, d1 … dk]` in one pass and
+//!    returns `k + 1` rows of logits: row `i` is its prediction after
+//!    `d1 … di`.
+//! 3. **Accept.** The target's sampler samples row 0; if that token equals
+//!    `d1`, it samples row 1, and so on. The first token that differs from
+//!    the draft's guess (or the token after the last guess, when all `k`
+//!    were right) is sampled from the target's logits all the same and
+//!    starts the next round. A round therefore yields between 1 and `k + 1`
+//!    tokens for one target pass. The KV entries of rejected guesses are
+//!    dropped with [`Session::truncate`], in both sessions.
+//!
+//! # Greedy: token-identical
+//!
+//! With `temp <= 0` the accepted tokens are the target's argmax at each
+//! position, which is what [`generate`](crate::generate::generate)
+//! produces — provided the verification pass computes each row exactly as
+//! a one-token step would. Batched kernels round differently (ggml's GEMM
+//! chains, the split-KV decode attention past 256 cells …) and can flip a
+//! near-tie, so verification runs with [`Session::set_decode_exact`] on:
+//! the target's rows come out bit for bit as one-token steps, and the
+//! greedy output is the same token for token.
+//!
+//! # Sampling with a temperature
+//!
+//! This is llama.cpp's scheme, not the rejection sampling of Leviathan et
+//! al.: every emitted token is drawn by the target's sampler (the same
+//! chain, penalties and random stream as plain decoding), one draw per
+//! emitted token in the same order; the draft only decides how many
+//! positions one target pass covers. So the output follows the target's
+//! distribution exactly, and with a fixed seed it is the same tokens as
+//! plain decoding. The price: a guess survives with the target's
+//! probability of it, where rejection sampling would keep it with
+//! `min(1, p/q)` and resample from the residual, so acceptance is lower at
+//! high temperatures.
+//!
+//! # Counters
+//!
+//! [`SpecStats`] counts one generation (drafted, accepted, target passes,
+//! draft steps, time in each model); [`SpecCounters`] sums them across
+//! generations and threads for a server's metrics.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::error::{CoreError, Result};
+use crate::generate::{GenerateParams, GenerateStats, StopReason};
+use crate::model::Model;
+use crate::sample::{Sampler, StopStrings};
+use crate::session::{Logits, Session};
+
+/// How much to draft.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SpecParams {
+    /// Most draft tokens per round (`--draft-max`).
+    pub n_max: usize,
+    /// Fewest draft tokens worth a verification pass (`--draft-min`): a
+    /// shorter draft is dropped and the target decodes one token.
+    pub n_min: usize,
+    /// Stop drafting when the draft's probability of its pick is below this
+    /// (`--draft-p-min`; 0 drafts `n_max` every round).
+    pub p_min: f32,
+}
+
+impl Default for SpecParams {
+    /// 8 tokens, no minimum, no probability floor.
+    fn default() -> Self {
+        SpecParams {
+            n_max: 8,
+            n_min: 0,
+            p_min: 0.0,
+        }
+    }
+}
+
+/// What speculation did in one generation.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct SpecStats {
+    /// Draft tokens the target verified.
+    pub n_drafted: u64,
+    /// Of those, the ones the target's sampler agreed with.
+    pub n_accepted: u64,
+    /// Target evaluations after the prompt (verification passes and plain
+    /// one-token steps).
+    pub n_target_passes: u64,
+    /// Draft model evaluations (catching up, then one per guess).
+    pub n_draft_steps: u64,
+    /// Time in the draft model (its prompt included).
+    pub draft_time: Duration,
+    /// Time in the target's evaluations after the prompt.
+    pub target_time: Duration,
+}
+
+impl SpecStats {
+    /// Accepted / drafted (0 when nothing was drafted).
+    pub fn acceptance_rate(&self) -> f64 {
+        if self.n_drafted == 0 {
+            0.0
+        } else {
+            self.n_accepted as f64 / self.n_drafted as f64
+        }
+    }
+
+    /// Adds `other`'s counts and times to these.
+    pub fn add(&mut self, other: &SpecStats) {
+        self.n_drafted += other.n_drafted;
+        self.n_accepted += other.n_accepted;
+        self.n_target_passes += other.n_target_passes;
+        self.n_draft_steps += other.n_draft_steps;
+        self.draft_time += other.draft_time;
+        self.target_time += other.target_time;
+    }
+}
+
+/// [`SpecStats`] summed over generations, shareable between threads (a
+/// server keeps one and reads it for its metrics).
+#[derive(Debug, Default)]
+pub struct SpecCounters {
+    generations: AtomicU64,
+    drafted: AtomicU64,
+    accepted: AtomicU64,
+    target_passes: AtomicU64,
+    draft_steps: AtomicU64,
+    draft_ns: AtomicU64,
+    target_ns: AtomicU64,
+}
+
+impl SpecCounters {
+    /// All zero.
+    pub fn new() -> SpecCounters {
+        SpecCounters::default()
+    }
+
+    /// Adds one generation's stats.
+    pub fn record(&self, s: &SpecStats) {
+        let add = |c: &AtomicU64, v: u64| c.fetch_add(v, Ordering::Relaxed);
+        add(&self.generations, 1);
+        add(&self.drafted, s.n_drafted);
+        add(&self.accepted, s.n_accepted);
+        add(&self.target_passes, s.n_target_passes);
+        add(&self.draft_steps, s.n_draft_steps);
+        add(&self.draft_ns, s.draft_time.as_nanos() as u64);
+        add(&self.target_ns, s.target_time.as_nanos() as u64);
+    }
+
+    /// Generations recorded.
+    pub fn generations(&self) -> u64 {
+        self.generations.load(Ordering::Relaxed)
+    }
+
+    /// The sums so far.
+    pub fn snapshot(&self) -> SpecStats {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        SpecStats {
+            n_drafted: get(&self.drafted),
+            n_accepted: get(&self.accepted),
+            n_target_passes: get(&self.target_passes),
+            n_draft_steps: get(&self.draft_steps),
+            draft_time: Duration::from_nanos(get(&self.draft_ns)),
+            target_time: Duration::from_nanos(get(&self.target_ns)),
+        }
+    }
+}
+
+/// Checks that `draft` can draft for `target`: the same number of logits
+/// and the same token for every id (a smaller model of the family, or
+/// another quantization of the same model).
+pub fn check_draft(target: &Model, draft: &Model) -> Result<()> {
+    let (nt, nd) = (target.hparams().n_vocab, draft.hparams().n_vocab);
+    if nt != nd {
+        return Err(CoreError::Config(format!(
+            "the draft model has {nd} logits per token, the target {nt}: a draft needs the target's vocabulary"
+        )));
+    }
+    let (tt, td) = (target.tokenizer(), draft.tokenizer());
+    if tt.n_vocab() != td.n_vocab() {
+        return Err(CoreError::Config(format!(
+            "the draft's vocabulary has {} tokens, the target's {}",
+            td.n_vocab(),
+            tt.n_vocab()
+        )));
+    }
+    if let Some(id) = (0..tt.n_vocab() as u32).find(|&id| tt.token_text(id) != td.token_text(id)) {
+        return Err(CoreError::Config(format!(
+            "the draft's vocabulary differs from the target's at token {id} ({:?} vs {:?})",
+            td.token_text(id).unwrap_or(""),
+            tt.token_text(id).unwrap_or("")
+        )));
+    }
+    Ok(())
+}
+
+/// [`generate`](crate::generate::generate) with a draft model: evaluates
+/// `prompt` (after what `target` holds) and generates with the same
+/// callback contract (`on_text` gets each final piece of text and returns
+/// `false` to stop), the same stop rules and the same tokens, `spec.n_max`
+/// guesses verified per target pass. `draft` is a session of a model that
+/// passes [`check_draft`]; whatever it holds is reused as far as it agrees
+/// with the target's tokens. On return `target` holds what
+/// `generate` would leave (the prompt and every generated token but the
+/// last); [`Session::decode_exact`] is as it was.
+pub fn generate_speculative(
+    target: &mut Session<'_>,
+    draft: &mut Session<'_>,
+    prompt: &[u32],
+    params: &GenerateParams,
+    spec: &SpecParams,
+    on_text: impl FnMut(&str) -> bool,
+) -> Result<(Vec<u32>, GenerateStats, SpecStats)> {
+    check_draft(target.model(), draft.model())?;
+    let exact = target.decode_exact();
+    let r = run(target, draft, prompt, params, spec, on_text);
+    target.set_decode_exact(exact);
+    r
+}
+
+/// How one emitted token ended (or did not end) the generation.
+enum Emit {
+    Go,
+    Stop(StopReason),
+}
+
+fn run(
+    target: &mut Session<'_>,
+    draft: &mut Session<'_>,
+    prompt: &[u32],
+    params: &GenerateParams,
+    spec: &SpecParams,
+    mut on_text: impl FnMut(&str) -> bool,
+) -> Result<(Vec<u32>, GenerateStats, SpecStats)> {
+    let model = target.model();
+    let tok = model.tokenizer();
+    let n_vocab = model.hparams().n_vocab;
+    let mut sampler = Sampler::new(params.sampler.clone(), n_vocab)?;
+    for &t in target.tokens().iter().chain(prompt) {
+        sampler.accept(t);
+    }
+    let mut stop_strings = StopStrings::new(params.stop.clone())?;
+    let mut stream = tok.stream();
+    let mut st = SpecStats::default();
+    let n_start = target.n_past();
+
+    let t0 = Instant::now();
+    target.eval(prompt, Logits::Last)?;
+    // The draft catches up with the prompt here, so its prompt time is
+    // prompt time (and reported in `draft_time` too).
+    let mut drafting = spec.n_max > 0;
+    if drafting {
+        let td = Instant::now();
+        drafting = catch_up(draft, target.tokens(), &mut st)?;
+        st.draft_time += td.elapsed();
+    }
+    let prompt_time = t0.elapsed();
+
+    let t1 = Instant::now();
+    let mut out: Vec<u32> = Vec::new();
+    let mut stop = StopReason::Length;
+    // The target's logits rows to sample from, and the guesses they check:
+    // row i follows guesses[..i].
+    let mut rows: Vec<f32> = target.last_logits().to_vec();
+    let mut guesses: Vec<u32> = Vec::new();
+    let mut guess_buf: Vec<u32> = Vec::new();
+    let mut verify: Vec<u32> = Vec::new();
+    let budget_left = |out: &[u32]| params.n_predict.map(|n| n.saturating_sub(out.len()));
+    'gen: loop {
+        if budget_left(&out) == Some(0) {
+            break;
+        }
+        // Accept: sample row after row while the target agrees with the draft.
+        let mut last = None;
+        for (i, row) in rows.chunks_exact(n_vocab).enumerate() {
+            let t = sampler.sample(row)?;
+            sampler.accept(t);
+            out.push(t);
+            if let Emit::Stop(r) =
+                emit(t, tok, params, &mut stream, &mut stop_strings, &mut on_text)?
+            {
+                stop = r;
+                break 'gen;
+            }
+            if budget_left(&out) == Some(0) {
+                break 'gen;
+            }
+            match guesses.get(i) {
+                Some(&g) if g == t => st.n_accepted += 1,
+                _ => {
+                    last = Some(t);
+                    break;
+                }
+            }
+        }
+        let Some(last) = last else {
+            // Unreachable: the last row has no guess, so it always ends the loop.
+            return Err(CoreError::Config(
+                "speculative decoding: a round ended without a token".into(),
+            ));
+        };
+        // Drop the KV of the rejected guesses: keep the prompt and every
+        // emitted token but `last`.
+        target.truncate(n_start + prompt.len() + out.len() - 1);
+
+        // Draft: as many guesses as the budget and the context can take.
+        let room = target.n_ctx() - target.n_past();
+        if room == 0 {
+            stop = StopReason::ContextFull;
+            break;
+        }
+        let mut k = spec.n_max.min(room - 1);
+        if let Some(left) = budget_left(&out) {
+            k = k.min(left.saturating_sub(1));
+        }
+        guesses.clear();
+        if drafting && k > 0 {
+            let td = Instant::now();
+            guess_buf.clear();
+            drafting = propose(
+                draft,
+                target.tokens(),
+                last,
+                k,
+                spec,
+                &mut guess_buf,
+                &mut st,
+            )?;
+            st.draft_time += td.elapsed();
+            if guess_buf.len() >= spec.n_min.max(1) {
+                guesses.extend_from_slice(&guess_buf);
+            }
+        }
+
+        // Verify: one target pass over `last` and the guesses, each row as a
+        // one-token step computes it.
+        verify.clear();
+        verify.push(last);
+        verify.extend_from_slice(&guesses);
+        let tt = Instant::now();
+        target.set_decode_exact(true);
+        let which = if guesses.is_empty() {
+            Logits::Last
+        } else {
+            Logits::All
+        };
+        match target.eval(&verify, which) {
+            Ok(l) => {
+                rows.clear();
+                rows.extend_from_slice(l);
+            }
+            Err(CoreError::ContextFull { .. }) => {
+                stop = StopReason::ContextFull;
+                break;
+            }
+            Err(e) => return Err(e),
+        }
+        st.target_time += tt.elapsed();
+        st.n_target_passes += 1;
+        st.n_drafted += guesses.len() as u64;
+    }
+    if stop != StopReason::StopString && stop != StopReason::Cancelled {
+        let mut tail = stream.finish();
+        tail.insert_str(0, &stop_strings.finish());
+        if !tail.is_empty() {
+            on_text(&tail);
+        }
+    }
+    // What `generate` leaves: the prompt and every token but the last.
+    target.truncate(n_start + prompt.len() + out.len().saturating_sub(1));
+    let stats = GenerateStats {
+        n_prompt: prompt.len(),
+        prompt_time,
+        n_gen: out.len(),
+        gen_time: t1.elapsed(),
+        stop,
+    };
+    Ok((out, stats, st))
+}
+
+/// Streams token `t` (end of generation, stop strings, the callback) as
+/// `generate` does.
+fn emit(
+    t: u32,
+    tok: &tessera_tokenizer::Tokenizer,
+    params: &GenerateParams,
+    stream: &mut tessera_tokenizer::StreamDecoder<'_>,
+    stop_strings: &mut StopStrings,
+    on_text: &mut impl FnMut(&str) -> bool,
+) -> Result<Emit> {
+    if tok.is_eog(t) && !params.ignore_eos {
+        return Ok(Emit::Stop(StopReason::EndOfGeneration));
+    }
+    let piece = stream.push(t)?;
+    let s = stop_strings.push(&piece);
+    if !s.text.is_empty() && !on_text(&s.text) {
+        return Ok(Emit::Stop(StopReason::Cancelled));
+    }
+    if s.stopped {
+        return Ok(Emit::Stop(StopReason::StopString));
+    }
+    Ok(Emit::Go)
+}
+
+/// Brings `draft` to `committed`: keeps the longest prefix it shares
+/// with them and evaluates the rest. Returns false when the draft's
+/// context is full (drafting stops; generation goes on).
+fn catch_up(draft: &mut Session<'_>, committed: &[u32], st: &mut SpecStats) -> Result<bool> {
+    let p = shared_prefix(draft.tokens(), committed);
+    draft.truncate(p);
+    if p == committed.len() {
+        return Ok(true);
+    }
+    st.n_draft_steps += 1;
+    match draft.eval(&committed[p..], Logits::Last) {
+        Ok(_) => Ok(true),
+        Err(CoreError::ContextFull { .. }) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+fn shared_prefix(a: &[u32], b: &[u32]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+/// Up to `k` greedy guesses of the draft after `committed` and `next`,
+/// into `out`. Returns whether drafting can go on (false once the draft's
+/// context is full).
+fn propose(
+    draft: &mut Session<'_>,
+    committed: &[u32],
+    next: u32,
+    k: usize,
+    spec: &SpecParams,
+    out: &mut Vec<u32>,
+    st: &mut SpecStats,
+) -> Result<bool> {
+    // What the draft lacks of `committed` (usually nothing), then `next`.
+    let p = shared_prefix(draft.tokens(), committed);
+    draft.truncate(p);
+    let mut todo = committed[p..].to_vec();
+    todo.push(next);
+    let mut step = |draft: &mut Session<'_>, tokens: &[u32]| -> Result<Option<(u32, f32)>> {
+        st.n_draft_steps += 1;
+        match draft.eval(tokens, Logits::Last) {
+            Ok(l) => Ok(Some(argmax(l, spec.p_min > 0.0))),
+            Err(CoreError::ContextFull { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    };
+    let mut pick = step(draft, &todo)?;
+    while let Some((g, p)) = pick {
+        if p < spec.p_min {
+            return Ok(true);
+        }
+        out.push(g);
+        if out.len() >= k {
+            return Ok(true);
+        }
+        pick = step(draft, &[g])?;
+    }
+    Ok(false)
+}
+
+/// The highest logit (lowest id on ties) and, when `want_p`, its softmax
+/// probability (else 1).
+fn argmax(logits: &[f32], want_p: bool) -> (u32, f32) {
+    let mut best = 0usize;
+    for (i, &l) in logits.iter().enumerate() {
+        if l > logits[best] {
+            best = i;
+        }
+    }
+    if !want_p {
+        return (best as u32, 1.0);
+    }
+    let m = logits[best];
+    let sum: f64 = logits.iter().map(|&l| f64::from((l - m).exp())).sum();
+    (best as u32, (1.0 / sum) as f32)
+}
