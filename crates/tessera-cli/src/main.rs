@@ -14,6 +14,7 @@ mod plan;
 mod pull;
 mod quantize;
 mod run;
+mod serve;
 mod tokenize;
 
 use std::process::ExitCode;
@@ -54,6 +55,9 @@ enum Command {
     /// Quantize a model (`tessera quantize in.gguf out.gguf Q4_K_M`), as
     /// llama-quantize does, byte for byte.
     Quantize(quantize::Args),
+    /// Serve the model over HTTP with OpenAI's API (chat and text
+    /// completions, streamed or whole; models, health, metrics).
+    Serve(serve::Args),
 }
 
 fn main() -> ExitCode {
@@ -70,6 +74,7 @@ fn main() -> ExitCode {
         Command::Models(args) => list::run(&args),
         Command::Pull(args) => pull::run(&args),
         Command::Quantize(args) => quantize::run(&args),
+        Command::Serve(args) => serve::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
