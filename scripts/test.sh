@@ -3,7 +3,8 @@
 #   - the real test models (scripts/fetch-models.sh, ~350 MB, cached),
 #   - gguf-py for the cross-checks (scripts/py-env.sh, a venv, cached),
 #   - the reference llama.cpp (../shared/tools/llama-ref.sh; the first build
-#     takes ~20 min on 2 cores, then it is cached).
+#     takes ~20 min on 2 cores, then it is cached),
+#   - a Vulkan device for the wgpu backend (lavapipe on machines without a GPU).
 # With TESSERA_STRICT=1 a test whose prerequisite is missing fails instead of
 # skipping, so a green run means every check ran.
 #
@@ -13,6 +14,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export TESSERA_STRICT=1
+# The wgpu backend's tests need a Vulkan device (lavapipe: `apt-get install
+# mesa-vulkan-drivers libvulkan1`); without one they fail here instead of
+# skipping.
+export TESSERA_REQUIRE_WGPU=${TESSERA_REQUIRE_WGPU:-1}
 export TESSERA_MODELS=${TESSERA_MODELS:-$HOME/.cache/tessera/models}
 scripts/fetch-models.sh >/dev/null
 TESSERA_PYTHON=$(scripts/py-env.sh)
