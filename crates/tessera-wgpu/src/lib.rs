@@ -24,8 +24,11 @@
 //! Numerics: weights are dequantized in the shader exactly as
 //! `tessera-quant` does (bit-exact values), products accumulate in f32; the
 //! CPU backend quantizes activations for its integer dot products (Q8_0,
-//! Q8_1, Q8_K, f16 for F16 weights), so the two agree to the tolerances the
-//! op harness names (`tests/harness.rs`), not bit for bit.
+//! Q8_1, Q8_K, f16 for F16 weights), which the shaders can do too
+//! ([`GpuOptions::cpu_activations`]: each product is then the CPU's up to
+//! summation order), so the two agree to the tolerances the op harness
+//! names (`tests/harness.rs`), not bit for bit. The crate's `README.md`
+//! lists what is supported, what falls back and how to run the tests.
 
 pub mod buffer;
 pub mod dequant;
