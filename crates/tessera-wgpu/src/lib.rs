@@ -11,8 +11,8 @@
 //!   scheduler; the KV cache layers of attention placed here are buffers of
 //!   this device too. Reads and writes go through a staging buffer.
 //! - [`Backend::compute`] records the whole segment into one command
-//!   encoder and submits it once ([`exec`]); pipelines are compiled on first
-//!   use and cached ([`pipelines`]).
+//!   encoder and submits it once (module `exec`); pipelines are compiled
+//!   on first use and cached ([`pipelines`]).
 //! - [`register`] makes the devices placement targets: after it, a model's
 //!   devices are the CPU's then `vulkan:0` …, and `-ot "exps=cpu,.=vulkan:0"`
 //!   or `--main-device 1` put weights there.
