@@ -70,7 +70,10 @@ pub fn chat(cx: &Context<'_>, req: &ChatCompletionRequest) -> Result<Prepared, A
                         (kind, _) => {
                             return Err(ApiError::invalid_param(
                                 &format!("messages[{i}].content"),
-                                format!("content part of type `{kind}` is not supported (only `text` with a `text` field)"),
+                                format!(
+                                    "content part of type `{kind}` is not supported \
+                                     (only `text` with a `text` field)"
+                                ),
                             ))
                         }
                     }
@@ -100,7 +103,7 @@ pub fn chat(cx: &Context<'_>, req: &ChatCompletionRequest) -> Result<Prepared, A
     } else {
         None
     };
-    finish(cx, &req.common, prompt, max, logprobs)
+    finish(cx, &req.common, ("messages", prompt), max, logprobs)
 }
 
 /// A text completion request.
@@ -138,25 +141,33 @@ pub fn completion(cx: &Context<'_>, req: &CompletionRequest) -> Result<Prepared,
         Some(n) => Some(count("logprobs", n, MAX_TOP)?),
         None => None,
     };
-    finish(cx, &req.common, prompt, req.common.max_tokens, logprobs)
+    finish(
+        cx,
+        &req.common,
+        ("prompt", prompt),
+        req.common.max_tokens,
+        logprobs,
+    )
 }
 
-/// The checks both endpoints share.
+/// The checks both endpoints share; `source` names the field the prompt
+/// came from.
 fn finish(
     cx: &Context<'_>,
     c: &CommonParams,
-    prompt: Vec<u32>,
+    (source, prompt): (&str, Vec<u32>),
     max_tokens: Option<i64>,
     logprobs: Option<usize>,
 ) -> Result<Prepared, ApiError> {
     if prompt.is_empty() {
-        return Err(ApiError::invalid_param("prompt", "the prompt is empty"));
+        return Err(ApiError::invalid_param(source, "the prompt is empty"));
     }
     if prompt.len() >= cx.n_ctx {
         return Err(ApiError::invalid_param(
-            "messages",
+            source,
             format!(
-                "the prompt has {} tokens; the context holds {} (the prompt and at least one generated token)",
+                "the prompt has {} tokens; the context holds {} \
+                 (the prompt and at least one generated token)",
                 prompt.len(),
                 cx.n_ctx
             ),

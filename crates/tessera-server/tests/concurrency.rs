@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 const CLIENTS: usize = 32;
-const MAX_TOKENS: usize = 12;
+const MAX_TOKENS: usize = 8;
 
 const TOPICS: [&str; 8] = [
     "the sun",
