@@ -738,7 +738,7 @@ fn windows_and_chunks() {
         "mul_mat_id F16 8 × [40, 16] (10.2 KB)",
         c,
         vec![0; 5],
-        1e-6,
+        NMSE_PRODUCT,
     );
     rep.finish("windows_and_chunks");
 }
