@@ -1,6 +1,6 @@
 //! Flags shared by `run`, `chat`, `bench` and `perplexity`, spelled as
 //! llama.cpp spells them so habits carry over (`-m`, `-t`, `-c`, `-b`,
-//! `-ub`, `-ctk`, `--temp` …), and the model loading they share.
+//! `-ub`, `-ctk`, `--temp`, `-md` …), and the model loading they share.
 
 use std::path::PathBuf;
 
@@ -9,6 +9,7 @@ use clap::Args;
 use tessera_core::kv::parse_kv_type;
 use tessera_core::placement::parse_cpu_devices;
 use tessera_core::sample::SamplerConfig;
+use tessera_core::speculative::SpecParams;
 use tessera_core::{Model, ModelParams, Placement, SessionParams, TensorOverride};
 
 use crate::models;
@@ -29,6 +30,9 @@ const LLAMA_SHORT: &[(&str, &str)] = &[
     ("-mg", "--main-device"),
     ("-fitt", "--fit-target"),
     ("-fit", "--fit"),
+    ("-md", "--draft-model"),
+    ("-otd", "--override-tensor-draft"),
+    ("-td", "--threads-draft"),
 ];
 
 /// `argv` with llama.cpp's multi-letter short flags made long.
@@ -208,6 +212,111 @@ impl ModelArgs {
             type_k: parse_kv_type(&self.cache_type_k)?,
             type_v: parse_kv_type(&self.cache_type_v)?,
         })
+    }
+}
+
+/// A draft model for speculative decoding (`run`, `bench`), with llama.cpp's
+/// flag names (and their newer `--spec-draft-*` spellings as aliases).
+#[derive(Args, Clone, Debug)]
+pub struct DraftArgs {
+    /// Draft model for speculative decoding (`-md`): a smaller model with
+    /// the target's vocabulary, or a lower-bit quantization of the target.
+    /// A path, a file in the model cache or a catalog id, as `-m`.
+    #[arg(long = "draft-model", aliases = ["model-draft", "spec-draft-model"])]
+    pub draft_model: Option<String>,
+    /// Placement rules for the draft (`-otd`), as `-ot`: `<regex>=<device>`
+    /// (e.g. `-otd ".*=cpu"` keeps the draft on the CPU); repeatable. The
+    /// draft is placed on its own: the target's rules, split and budgets
+    /// do not apply to it (the devices of `--cpu-devices` do).
+    #[arg(
+        long = "override-tensor-draft",
+        aliases = ["spec-draft-override-tensor"]
+    )]
+    pub override_tensor_draft: Vec<String>,
+    /// A placement file for the draft (TOML rules, as `--placement`).
+    #[arg(long = "draft-placement")]
+    pub draft_placement: Option<PathBuf>,
+    /// Most draft tokens verified per target pass.
+    #[arg(
+        long = "draft-max",
+        aliases = ["draft", "draft-n", "spec-draft-n-max"],
+        default_value_t = SpecParams::default().n_max
+    )]
+    pub draft_max: usize,
+    /// Fewest draft tokens worth a verification pass (a shorter draft is
+    /// dropped and the target decodes one token).
+    #[arg(
+        long = "draft-min",
+        aliases = ["draft-n-min", "spec-draft-n-min"],
+        default_value_t = SpecParams::default().n_min
+    )]
+    pub draft_min: usize,
+    /// Stop drafting when the draft's probability of its guess is below this.
+    #[arg(
+        long = "draft-p-min",
+        aliases = ["spec-draft-p-min"],
+        default_value_t = SpecParams::default().p_min
+    )]
+    pub draft_p_min: f32,
+    /// CPU threads of the draft (`-td`; default: `-t`).
+    #[arg(long = "threads-draft", aliases = ["spec-draft-threads"])]
+    pub threads_draft: Option<usize>,
+}
+
+impl DraftArgs {
+    /// How much to draft.
+    pub fn spec(&self) -> Result<SpecParams> {
+        if !(0.0..=1.0).contains(&self.draft_p_min) {
+            bail!("--draft-p-min must be between 0 and 1");
+        }
+        Ok(SpecParams {
+            n_max: self.draft_max,
+            n_min: self.draft_min,
+            p_min: self.draft_p_min,
+        })
+    }
+
+    /// Loads the draft model, if one is given, with its own placement on
+    /// the target's devices, and checks it can draft for `target`.
+    pub fn load(&self, target_args: &ModelArgs, target: &Model) -> Result<Option<Model>> {
+        let Some(name) = &self.draft_model else {
+            return Ok(None);
+        };
+        let path = models::resolve(Some(name))?;
+        let base = target_args.placement()?;
+        let mut overrides = Vec::new();
+        for ot in &self.override_tensor_draft {
+            overrides.extend(TensorOverride::parse_list(ot)?);
+        }
+        let placement = Placement {
+            cpu_devices: base.cpu_devices,
+            cpu_layout: base.cpu_layout,
+            overrides,
+            file_rules: match &self.draft_placement {
+                Some(path) => tessera_core::rules::load_placement_file(path)?,
+                None => Vec::new(),
+            },
+            fit_ctx: base.fit_ctx,
+            fit_ubatch: base.fit_ubatch,
+            fit_ctx_floor: base.fit_ctx_floor,
+            fit_target: base.fit_target,
+            no_fit: base.no_fit,
+            ..Placement::default()
+        };
+        let model = Model::load(
+            &path,
+            &ModelParams {
+                n_threads: self.threads_draft.unwrap_or(target_args.threads),
+                placement,
+            },
+        )
+        .with_context(|| format!("cannot load the draft model {}", path.display()))?;
+        for w in &model.placement().warnings {
+            eprintln!("warning: draft: {w}");
+        }
+        tessera_core::speculative::check_draft(target, &model)
+            .with_context(|| format!("{} cannot draft for this model", path.display()))?;
+        Ok(Some(model))
     }
 }
 

@@ -1,14 +1,17 @@
 //! `tessera run`: complete a prompt and stream the text to stdout, timings
-//! to stderr (as `llama-completion -no-cnv` does).
+//! to stderr (as `llama-completion -no-cnv` does). With `-md` a draft
+//! model speculates (`tessera_core::speculative`): the same text, and the
+//! draft's acceptance on stderr.
 
 use std::io::Write;
 
 use anyhow::{bail, Context, Result};
 use clap::Args as ClapArgs;
 use tessera_core::generate::{generate, GenerateParams, GenerateStats, StopReason};
+use tessera_core::speculative::{generate_speculative, SpecStats};
 use tessera_tokenizer::EncodeOptions;
 
-use crate::common::{ModelArgs, SamplingArgs};
+use crate::common::{DraftArgs, ModelArgs, SamplingArgs};
 
 /// Arguments of `tessera run`.
 #[derive(ClapArgs, Debug)]
@@ -17,6 +20,8 @@ pub struct Args {
     model: ModelArgs,
     #[command(flatten)]
     sampling: SamplingArgs,
+    #[command(flatten)]
+    draft: DraftArgs,
     /// The prompt.
     #[arg(short = 'p', long = "prompt", conflicts_with = "file")]
     prompt: Option<String>,
@@ -67,6 +72,20 @@ pub fn print_timings(s: &GenerateStats) {
     line("eval time", s.n_gen, s.gen_time.as_secs_f64());
 }
 
+/// Prints what the draft did to stderr.
+pub fn print_spec(s: &GenerateStats, d: &SpecStats) {
+    eprintln!(
+        "tessera: draft: {} drafted, {} accepted ({:.1} %), {} target passes ({:.2} tokens per pass), {:.2} s in the draft, {:.2} s in the target",
+        d.n_drafted,
+        d.n_accepted,
+        100.0 * d.acceptance_rate(),
+        d.n_target_passes,
+        s.n_gen as f64 / d.n_target_passes.max(1) as f64,
+        d.draft_time.as_secs_f64(),
+        d.target_time.as_secs_f64()
+    );
+}
+
 /// Runs `tessera run`.
 pub fn run(args: &Args) -> Result<()> {
     let text = prompt_text(args)?;
@@ -74,6 +93,8 @@ pub fn run(args: &Args) -> Result<()> {
         bail!("the prompt is empty: give some text with -p or -f");
     }
     let model = args.model.load()?;
+    let draft = args.draft.load(&args.model, &model)?;
+    let spec = args.draft.spec()?;
     let tok = model.tokenizer();
     let prompt = tok.encode(
         &text,
@@ -104,15 +125,22 @@ pub fn run(args: &Args) -> Result<()> {
         out.flush()?;
     }
     let mut write_err = None;
-    let (_, stats) = generate(&mut session, &prompt, &params, |piece| {
-        match write!(out, "{piece}").and_then(|_| out.flush()) {
-            Ok(()) => true,
-            Err(e) => {
-                write_err = Some(e);
-                false
-            }
+    let on_text = |piece: &str| match write!(out, "{piece}").and_then(|_| out.flush()) {
+        Ok(()) => true,
+        Err(e) => {
+            write_err = Some(e);
+            false
         }
-    })?;
+    };
+    let (stats, spec_stats) = match &draft {
+        Some(d) => {
+            let mut ds = d.session(&sp)?;
+            let (_, s, st) =
+                generate_speculative(&mut session, &mut ds, &prompt, &params, &spec, on_text)?;
+            (s, Some(st))
+        }
+        None => (generate(&mut session, &prompt, &params, on_text)?.1, None),
+    };
     if let Some(e) = write_err {
         if e.kind() != std::io::ErrorKind::BrokenPipe {
             return Err(e.into());
@@ -126,5 +154,8 @@ pub fn run(args: &Args) -> Result<()> {
         );
     }
     print_timings(&stats);
+    if let Some(d) = &spec_stats {
+        print_spec(&stats, d);
+    }
     Ok(())
 }
