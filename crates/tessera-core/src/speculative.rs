@@ -90,7 +90,9 @@ impl Default for SpecParams {
 /// What speculation did in one generation.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct SpecStats {
-    /// Draft tokens the target verified.
+    /// Draft tokens sent to the target for verification (when the
+    /// generation ends inside a round, that round's unexamined guesses
+    /// count here and not as accepted).
     pub n_drafted: u64,
     /// Of those, the ones the target's sampler agreed with.
     pub n_accepted: u64,
@@ -487,4 +489,38 @@ fn argmax(logits: &[f32], want_p: bool) -> (u32, f32) {
     let m = logits[best];
     let sum: f64 = logits.iter().map(|&l| f64::from((l - m).exp())).sum();
     (best as u32, (1.0 / sum) as f32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_sum_generations() {
+        let c = SpecCounters::new();
+        let a = SpecStats {
+            n_drafted: 10,
+            n_accepted: 7,
+            n_target_passes: 4,
+            n_draft_steps: 12,
+            draft_time: Duration::from_millis(30),
+            target_time: Duration::from_millis(50),
+        };
+        c.record(&a);
+        c.record(&a);
+        let mut want = a;
+        want.add(&a);
+        assert_eq!(c.snapshot(), want);
+        assert_eq!(c.generations(), 2);
+        assert!((want.acceptance_rate() - 0.7).abs() < 1e-12);
+        assert_eq!(SpecStats::default().acceptance_rate(), 0.0);
+    }
+
+    #[test]
+    fn argmax_takes_the_lowest_id_on_ties_and_its_probability() {
+        assert_eq!(argmax(&[1.0, 3.0, 3.0, 2.0], false), (1, 1.0));
+        let (id, p) = argmax(&[0.0, 0.0], true);
+        assert_eq!(id, 0);
+        assert!((p - 0.5).abs() < 1e-6);
+    }
 }
