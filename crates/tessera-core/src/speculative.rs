@@ -10,9 +10,9 @@
 //! 1. **Draft.** The draft session catches up with the committed tokens and
 //!    `t`, then proposes up to `n_max` tokens `d1 … dk` greedily (its
 //!    argmax, one one-token step each). It stops early when its own
-//!    probability of the pick falls below `p_min`; a draft shorter than
-//!    `n_min` is dropped. `k` never exceeds what the token budget and the
-//!    context can still take.
+//!    probability of the pick (among its 10 most likely) falls below
+//!    `p_min`; a draft shorter than `n_min` is dropped. `k` never exceeds
+//!    what the token budget and the context can still take.
 //! 2. **Verify.** The target evaluates `[t, d1 … dk]` in one pass and
 //!    returns `k + 1` rows of logits: row `i` is its prediction after
 //!    `d1 … di`.
@@ -71,8 +71,9 @@ pub struct SpecParams {
     /// Fewest draft tokens worth a verification pass (`--draft-min`): a
     /// shorter draft is dropped and the target decodes one token.
     pub n_min: usize,
-    /// Stop drafting when the draft's probability of its pick is below this
-    /// (`--draft-p-min`; 0 drafts `n_max` every round).
+    /// Stop drafting when the draft's probability of its pick, among its
+    /// 10 most likely tokens (llama.cpp's draft sampler, top-k 10), is below
+    /// this (`--draft-p-min`; 0 drafts `n_max` every round).
     pub p_min: f32,
 }
 
@@ -474,8 +475,9 @@ fn propose(
     Ok(false)
 }
 
-/// The highest logit (lowest id on ties) and, when `want_p`, its softmax
-/// probability (else 1).
+/// The highest logit (lowest id on ties) and, when `want_p`, its
+/// probability among the [`P_TOP_K`] highest (llama.cpp's draft sampler is
+/// top-k 10), else 1.
 fn argmax(logits: &[f32], want_p: bool) -> (u32, f32) {
     let mut best = 0usize;
     for (i, &l) in logits.iter().enumerate() {
@@ -486,10 +488,25 @@ fn argmax(logits: &[f32], want_p: bool) -> (u32, f32) {
     if !want_p {
         return (best as u32, 1.0);
     }
-    let m = logits[best];
-    let sum: f64 = logits.iter().map(|&l| f64::from((l - m).exp())).sum();
-    (best as u32, (1.0 / sum) as f32)
+    // The P_TOP_K highest logits, largest first.
+    let mut top = [f32::NEG_INFINITY; P_TOP_K];
+    for &l in logits {
+        if l > top[P_TOP_K - 1] {
+            let mut j = P_TOP_K - 1;
+            while j > 0 && top[j - 1] < l {
+                top[j] = top[j - 1];
+                j -= 1;
+            }
+            top[j] = l;
+        }
+    }
+    let m = top[0];
+    let sum: f32 = top.iter().map(|&l| (l - m).exp()).sum();
+    (best as u32, 1.0 / sum)
 }
+
+/// Logits the draft's probability is taken over (see [`SpecParams::p_min`]).
+const P_TOP_K: usize = 10;
 
 #[cfg(test)]
 mod tests {
@@ -522,5 +539,9 @@ mod tests {
         let (id, p) = argmax(&[0.0, 0.0], true);
         assert_eq!(id, 0);
         assert!((p - 0.5).abs() < 1e-6);
+        // Only the 10 highest count: 11 equal logits give 1/10.
+        let (id, p) = argmax(&[2.0; 11], true);
+        assert_eq!(id, 0);
+        assert!((p - 0.1).abs() < 1e-6);
     }
 }
