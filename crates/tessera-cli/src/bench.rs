@@ -11,9 +11,9 @@
 //!
 //! With a draft model (`-md`), each `tgN` also runs on text: greedy
 //! generation of N tokens from `--spec-prompt` (end of generation
-//! ignored), once without the draft (`tgN text`) and once speculating
-//! (`tgN text+md`, `--draft-max` guesses per target pass); tokens/s = N /
-//! generation time (the prompt not included). A summary line per N gives
+//! ignored), without the draft (`tgN text`) and speculating (`tgN
+//! text+md`, `--draft-max` guesses per target pass), the two in turn;
+//! tokens/s = N / generation time (the prompt not included). A summary line per N gives
 //! the speed-up, the draft's acceptance rate, tokens per target pass and
 //! whether both produced the same tokens; the draft's own `tgN` row shows
 //! what a draft step costs.
@@ -321,28 +321,23 @@ fn bench_draft(args: &Args, target: &Model, draft: &Model, n_threads: usize) -> 
             .collect::<Result<Vec<_>>>()?;
         rows.push(row(draft, format!("tg{n}"), n, samples));
 
+        // Without and with the draft in turn (a warm-up of each first), so
+        // a change in the machine's load falls on both alike.
         sp.n_ctx = prompt.len() + n + spec.n_max + 1;
-        let mut plain = Vec::new();
-        let mut want = Vec::new();
-        for i in 0..=args.repetitions {
-            let (ts, toks, _) = time_text(target, None, &sp, &prompt, n, &spec)?;
-            if i > 0 {
-                plain.push(ts);
-            }
-            want = toks;
-        }
-        rows.push(row(target, format!("tg{n} text"), n, plain));
-        let mut fast = Vec::new();
+        let (mut plain, mut fast) = (Vec::new(), Vec::new());
         let mut total = SpecStats::default();
         let mut identical = true;
         for i in 0..=args.repetitions {
-            let (ts, toks, st) = time_text(target, Some(draft), &sp, &prompt, n, &spec)?;
+            let (ts, want, _) = time_text(target, None, &sp, &prompt, n, &spec)?;
+            let (ts_md, toks, st) = time_text(target, Some(draft), &sp, &prompt, n, &spec)?;
             identical &= toks == want;
             if i > 0 {
-                fast.push(ts);
+                plain.push(ts);
+                fast.push(ts_md);
                 total.add(&st);
             }
         }
+        rows.push(row(target, format!("tg{n} text"), n, plain));
         let mut r = row(target, format!("tg{n} text+md"), n, fast);
         let speedup = r.avg_ts / rows.last().map_or(f64::NAN, |p: &Row| p.avg_ts);
         r.draft_model = Some(file_name(draft));
