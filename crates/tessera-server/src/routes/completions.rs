@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -13,11 +12,8 @@ use axum::Json;
 
 use crate::app::{unix_now, App};
 use crate::error::ApiError;
-use crate::generation::Step;
 use crate::job::Outcome;
-use crate::openai::completion::{
-    Completion, CompletionChoice, CompletionLogprobs, CompletionRequest,
-};
+use crate::openai::completion::{Completion, CompletionChoice, CompletionLogprobs};
 use crate::openai::{TokenLogprob, Usage};
 use crate::prepare;
 use crate::routes::sse::{self, Chunks};
@@ -28,20 +24,13 @@ pub async fn handle(
     State(app): State<Arc<App>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let arrived = Instant::now();
-    app.check_open()?;
-    let req: CompletionRequest = super::parse(body, app.config.body_limit)?;
-    let prepared = super::prepare_off_thread(&app, move |cx| prepare::completion(cx, &req)).await?;
-    let (stream, include_usage, logprobs) = (
-        prepared.stream,
-        prepared.include_usage,
-        prepared.gen.logprobs.is_some(),
-    );
-    let mut gen = app.submit(prepared.gen, arrived)?;
-    let first = gen.next().await;
-    if let Step::Error(e) = first {
-        return Err(e);
-    }
+    let super::Started {
+        gen,
+        first,
+        stream,
+        include_usage,
+        logprobs,
+    } = super::start(&app, body, prepare::completion).await?;
     let mut out = CompletionStream {
         id: app.new_id("cmpl"),
         created: unix_now(),

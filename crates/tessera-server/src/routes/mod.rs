@@ -137,6 +137,56 @@ where
         .map_err(|_| ApiError::internal("preparing the request failed"))?
 }
 
+/// A request under way: its options and its first step. An error before
+/// the first token is returned as the HTTP status.
+pub struct Started {
+    /// The generation's events.
+    pub gen: crate::generation::Generation,
+    /// Its first step (not an error).
+    pub first: crate::generation::Step,
+    /// Answer as server-sent events.
+    pub stream: bool,
+    /// In a stream, end with a usage chunk.
+    pub include_usage: bool,
+    /// Log-probabilities were asked for.
+    pub logprobs: bool,
+}
+
+/// What both generation routes do first: refuse when closing, parse the
+/// body, check and tokenize it off the async threads with `prep`, queue the
+/// work and wait for its first step.
+pub async fn start<T, F>(
+    app: &Arc<App>,
+    body: Result<Bytes, BytesRejection>,
+    prep: F,
+) -> Result<Started, ApiError>
+where
+    T: DeserializeOwned + Send + 'static,
+    F: FnOnce(&prepare::Context<'_>, &T) -> Result<Prepared, ApiError> + Send + 'static,
+{
+    let arrived = std::time::Instant::now();
+    app.check_open()?;
+    let req: T = parse(body, app.config.body_limit)?;
+    let prepared = prepare_off_thread(app, move |cx| prep(cx, &req)).await?;
+    let (stream, include_usage, logprobs) = (
+        prepared.stream,
+        prepared.include_usage,
+        prepared.gen.logprobs.is_some(),
+    );
+    let mut gen = app.submit(prepared.gen, arrived)?;
+    let first = gen.next().await;
+    if let crate::generation::Step::Error(e) = first {
+        return Err(e);
+    }
+    Ok(Started {
+        gen,
+        first,
+        stream,
+        include_usage,
+        logprobs,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
