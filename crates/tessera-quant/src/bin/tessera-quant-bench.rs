@@ -19,13 +19,14 @@
 //!   with AVX2), split in 8 MiB tasks over the same [`ThreadPool`] the
 //!   matmuls use: the decode speed limit of this machine. Each task is read
 //!   as one sequential stream (STREAM-like) and as 4 interleaved streams
-//!   (how the GEMV tiles read 4 rows); the second is faster on this machine
-//!   and is the limit the GEMVs are compared with.
+//!   (the GEMV kernels read several rows at once); the second is faster on
+//!   this machine. The GEMVs are given as a % of both.
 //! - **GEMV cold** (one token): the matrix is copied enough times to make
 //!   `--cold-mib` (default 256 MiB, far beyond any L3), and one run
 //!   multiplies every copy in turn, like the layers of a model: weight bytes
 //!   / time. Just before, the same pool sums those same bytes ("read", the
-//!   speed limit at that moment), and the GEMV is given as a % of it: on a
+//!   speed limit at that moment; 1 and 4 streams), and the GEMV is given as
+//!   a % of each: on a
 //!   machine shared with other work the two are measured under the same
 //!   conditions, where the 1 GiB figure at the start may be from a quieter
 //!   or busier moment. This pair is measured `--rounds` times (default 3)
@@ -248,28 +249,46 @@ fn bandwidth(pool: &ThreadPool, buf: &[u64], streams: usize, quick: bool) -> f64
     (buf.len() * 8) as f64 / secs / 1e9
 }
 
-/// `rounds` pairs of (read GB/s of `buf`, then `cold()` GB/s): the median
-/// read, the median GEMV and the median of the per-round ratios (%).
+/// `rounds` rounds of (read GB/s of `buf` as 1 and as [`STREAMS`] streams,
+/// then `cold()` GB/s): the medians of each and of the per-round ratios (%).
 fn paired(
     rounds: usize,
     pool: &ThreadPool,
     buf: &[u64],
     quick: bool,
     mut cold: impl FnMut() -> f64,
-) -> (f64, f64, f64) {
+) -> Paired {
     let median = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    let (mut reads, mut colds, mut pcts) = (Vec::new(), Vec::new(), Vec::new());
+    let mut v: [Vec<f64>; 5] = Default::default();
     for _ in 0..rounds {
+        let read1 = bandwidth(pool, buf, 1, quick);
         let read = bandwidth(pool, buf, STREAMS, quick);
         let c = cold();
-        reads.push(read);
-        colds.push(c);
-        pcts.push(100.0 * c / read);
+        for (v, x) in v.iter_mut().zip([read1, read, c, 100.0 * c / read1, 100.0 * c / read]) {
+            v.push(x);
+        }
     }
-    (median(reads), median(colds), median(pcts))
+    let [read1, read, cold, pct1, pct] = v.map(median);
+    Paired {
+        read1,
+        read,
+        cold,
+        pct1,
+        pct,
+    }
+}
+
+/// Medians of the paired rounds: the STREAM-like read (1 stream per task),
+/// the 4-stream read, the cold GEMV, and the GEMV's % of each read.
+struct Paired {
+    read1: f64,
+    read: f64,
+    cold: f64,
+    pct1: f64,
+    pct: f64,
 }
 
 /// Streams per task of the read test the GEMVs are compared with.
@@ -346,9 +365,7 @@ struct Row {
     mib: f64,
     threads: usize,
     /// Read bandwidth of the cold set, measured just before the GEMV.
-    read: f64,
-    cold: f64,
-    pct: f64,
+    bw: Paired,
     hot: f64,
     gflops: Option<f64>,
 }
@@ -407,9 +424,9 @@ fn main() {
         o.tokens
     );
     println!(
-        "| type | SIMD | shape | MiB | threads | read GB/s | GEMV cold GB/s | % of read (median of rounds) | GEMV hot GB/s | GEMM GFLOP/s |"
+        "| type | SIMD | shape | MiB | threads | read 1-stream GB/s | read {STREAMS}-stream GB/s | GEMV cold GB/s | % of 1-stream | % of {STREAMS}-stream | GEMV hot GB/s | GEMM GFLOP/s |"
     );
-    println!("|---|---|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for &t in &o.types {
         if kernels::dot_entry(t).is_none() {
             eprintln!("{t}: no dot kernel, skipped");
@@ -433,7 +450,7 @@ fn main() {
                     rows,
                     cols,
                 };
-                let (read, cold_gbs, pct) = paired(o.rounds, pool, &cold_words, o.quick, || {
+                let bw = paired(o.rounds, pool, &cold_words, o.quick, || {
                     let cold = measure(min_reps, max_reps, budget, || {
                         for c in cold_set.chunks_exact(w.len()) {
                             ctx.matmul(pool, &m(c), &x[..cols], &mut y[..rows]).unwrap();
@@ -460,9 +477,7 @@ fn main() {
                     shape: format!("{rows}×{cols}"),
                     mib: w.len() as f64 / (1 << 20) as f64,
                     threads: pool.n_threads(),
-                    cold: cold_gbs,
-                    read,
-                    pct,
+                    bw,
                     hot: hot_gbs,
                     gflops,
                 };
@@ -488,7 +503,7 @@ fn main() {
                     rows,
                     cols,
                 };
-                let (read, cold_gbs, pct) = paired(o.rounds, pool, &cold_words, o.quick, || {
+                let bw = paired(o.rounds, pool, &cold_words, o.quick, || {
                     let cold = measure(min_reps, max_reps, budget, || {
                         for c in cold_set.chunks_exact(w.len()) {
                             ctx.mul_mat_id(pool, &ex(c), &x, &ids, n_used, &mut y)
@@ -511,9 +526,7 @@ fn main() {
                     shape: format!("{n_expert}×{rows}×{cols} experts, {n_tokens} tok × {n_used}"),
                     mib: w.len() as f64 / (1 << 20) as f64,
                     threads: pool.n_threads(),
-                    cold: cold_gbs,
-                    read,
-                    pct,
+                    bw,
                     hot: hot_gbs,
                     gflops: Some(flops / (hot / reps as f64) / 1e9),
                 };
@@ -526,14 +539,14 @@ fn main() {
         let worst = rows_out
             .iter()
             .filter(|r| r.threads == 2 && !r.shape.starts_with("576"))
-            .map(|r| (r.pct, r.t))
-            .fold(None, |m: Option<(f64, GgmlType)>, v| match m {
+            .map(|r| (r.bw.pct1, r.bw.pct, r.t))
+            .fold(None, |m: Option<(f64, f64, GgmlType)>, v| match m {
                 Some(m) if m.0 <= v.0 => Some(m),
                 _ => Some(v),
             });
-        if let Some((pct, t)) = worst {
+        if let Some((pct1, pct, t)) = worst {
             println!(
-                "\nlowest GEMV cold % of bandwidth at 2 threads (large shapes): {pct:.0} % ({t})"
+                "\nlowest GEMV cold % of the STREAM-like read at 2 threads (large shapes): {pct1:.0} % ({t}; {pct:.0} % of the {STREAMS}-stream read)"
             );
         }
     }
@@ -541,15 +554,17 @@ fn main() {
 
 fn print_row(r: &Row) {
     println!(
-        "| {} | {} | {} | {:.1} | {} | {:.1} | {:.1} | {:.0} | {:.1} | {} |",
+        "| {} | {} | {} | {:.1} | {} | {:.1} | {:.1} | {:.1} | {:.0} | {:.0} | {:.1} | {} |",
         r.t,
         level_of(r.t),
         r.shape,
         r.mib,
         r.threads,
-        r.read,
-        r.cold,
-        r.pct,
+        r.bw.read1,
+        r.bw.read,
+        r.bw.cold,
+        r.bw.pct1,
+        r.bw.pct,
         r.hot,
         r.gflops.map_or("—".into(), |g| format!("{g:.1}"))
     );

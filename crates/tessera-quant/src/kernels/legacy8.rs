@@ -149,10 +149,11 @@ mod x86 {
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn f16_scales8(xb: &[*const u8; 8]) -> __m256 {
         // SAFETY: the caller's: each block starts with its f16 scale.
-        let bits: [u16; 8] =
-            std::array::from_fn(|j| unsafe { xb[ORDER[j]].cast::<u16>().read_unaligned() });
-        // SAFETY: 8 u16.
-        _mm256_cvtph_ps(unsafe { _mm_loadu_si128(bits.as_ptr().cast()) })
+        let h = |j: usize| u64::from(unsafe { xb[ORDER[j]].cast::<u16>().read_unaligned() });
+        // Packed in general registers, as in `f16x8`.
+        let lo = h(0) | h(1) << 16 | h(2) << 32 | h(3) << 48;
+        let hi = h(4) | h(5) << 16 | h(6) << 32 | h(7) << 48;
+        _mm256_cvtph_ps(_mm_set_epi64x(hi as i64, lo as i64))
     }
 
     struct NQ4_0;
@@ -325,10 +326,12 @@ mod x86 {
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn f16x8(xb: &[*const u8; 8], off: usize) -> __m256 {
         // SAFETY: the caller's.
-        let bits: [u16; 8] =
-            std::array::from_fn(|r| unsafe { xb[r].add(off).cast::<u16>().read_unaligned() });
-        // SAFETY: 8 u16.
-        _mm256_cvtph_ps(unsafe { _mm_loadu_si128(bits.as_ptr().cast()) })
+        let h = |r: usize| u64::from(unsafe { xb[r].add(off).cast::<u16>().read_unaligned() });
+        // Packed in general registers: 8 narrow stores read back by one wide
+        // load would miss store-to-load forwarding (5 % slower).
+        let lo = h(0) | h(1) << 16 | h(2) << 32 | h(3) << 48;
+        let hi = h(4) | h(5) << 16 | h(6) << 32 | h(7) << 48;
+        _mm256_cvtph_ps(_mm_set_epi64x(hi as i64, lo as i64))
     }
 
     /// [`dot8`] for the 4-bit types with plain nibbles (Q4_0, Q4_1), two
