@@ -267,7 +267,10 @@ fn paired(
         let read1 = bandwidth(pool, buf, 1, quick);
         let read = bandwidth(pool, buf, STREAMS, quick);
         let c = cold();
-        for (v, x) in v.iter_mut().zip([read1, read, c, 100.0 * c / read1, 100.0 * c / read]) {
+        for (v, x) in v
+            .iter_mut()
+            .zip([read1, read, c, 100.0 * c / read1, 100.0 * c / read])
+        {
             v.push(x);
         }
     }
