@@ -1,0 +1,92 @@
+// Shared by every kernel source (prepended to each before NVRTC compiles
+// it: NVRTC has no file system, and no standard headers are needed):
+// integer types, half and bfloat conversions through PTX, and warp/block
+// reductions. Kernels take raw device pointers already offset to the
+// tensor's first value, and 32-bit sizes.
+
+typedef unsigned char u8;
+typedef signed char i8;
+typedef unsigned short u16;
+typedef short i16;
+typedef unsigned int u32;
+typedef int i32;
+typedef unsigned long long u64;
+
+#define WARP 32
+#define FLT_MAX_ 3.402823466e+38f
+
+// IEEE half (bits) to float, exact.
+__device__ __forceinline__ float f16_to_f32(u16 h) {
+    float f;
+    asm("{ .reg .b16 t; mov.b16 t, %1; cvt.f32.f16 %0, t; }" : "=f"(f) : "h"(h));
+    return f;
+}
+
+// Float to IEEE half (bits), round to nearest even.
+__device__ __forceinline__ u16 f32_to_f16(float f) {
+    u16 h;
+    asm("{ .reg .b16 t; cvt.rn.f16.f32 t, %1; mov.b16 %0, t; }" : "=h"(h) : "f"(f));
+    return h;
+}
+
+// The float rounded to half and back.
+__device__ __forceinline__ float f16_round(float f) {
+    return f16_to_f32(f32_to_f16(f));
+}
+
+// bfloat16 (bits) to float, exact.
+__device__ __forceinline__ float bf16_to_f32(u16 h) {
+    return __uint_as_float(((u32)h) << 16);
+}
+
+// Little-endian loads of unaligned data.
+__device__ __forceinline__ u16 ld_u16(const u8* p) {
+    return (u16)(p[0] | (p[1] << 8));
+}
+__device__ __forceinline__ u32 ld_u32(const u8* p) {
+    return (u32)p[0] | ((u32)p[1] << 8) | ((u32)p[2] << 16) | ((u32)p[3] << 24);
+}
+__device__ __forceinline__ float ld_f16(const u8* p) {
+    return f16_to_f32(ld_u16(p));
+}
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+    for (int o = WARP / 2; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+    for (int o = WARP / 2; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+// Sum over the block (blockDim.x a multiple of 32, at most 1024); every
+// thread gets the result. `sh` holds 32 floats of shared memory.
+__device__ __forceinline__ float block_sum(float v, float* sh) {
+    const int lane = threadIdx.x % WARP, w = threadIdx.x / WARP;
+    v = warp_sum(v);
+    __syncthreads();
+    if (lane == 0) sh[w] = v;
+    __syncthreads();
+    const int nw = blockDim.x / WARP;
+    v = lane < nw ? sh[lane] : 0.0f;
+    return warp_sum(v);
+}
+
+__device__ __forceinline__ float block_max(float v, float* sh) {
+    const int lane = threadIdx.x % WARP, w = threadIdx.x / WARP;
+    v = warp_max(v);
+    __syncthreads();
+    if (lane == 0) sh[w] = v;
+    __syncthreads();
+    const int nw = blockDim.x / WARP;
+    v = lane < nw ? sh[lane] : -FLT_MAX_;
+    return warp_max(v);
+}
+
+// Linear index of a thread over a 2-D grid of 1-D blocks.
+__device__ __forceinline__ u64 gindex() {
+    return ((u64)blockIdx.y * gridDim.x + blockIdx.x) * blockDim.x + threadIdx.x;
+}

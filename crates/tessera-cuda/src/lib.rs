@@ -1,0 +1,3 @@
+//! tessera's CUDA backend (WIP skeleton).
+pub mod error;
+pub mod kernels;
