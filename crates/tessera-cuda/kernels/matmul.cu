@@ -13,6 +13,9 @@
 // mistaken for a result).
 //
 // get_rows_<t>: y[t, c] = row ids[t] of the table, value c (embedding).
+//
+// blockIdx.y counts tokens (slots) from tok0 (slot0): the host launches
+// grids of at most 65535 in y and moves the start.
 
 #define ROWS 4
 #define TN 4
@@ -21,11 +24,11 @@
     extern "C" __global__ void matmul_##T(const u8* w, u64 row_bytes, u32 rows_total,         \
                                           u32 mat_rows, u32 cols, const float* x,              \
                                           u32 x_stride, u32 x_mat_stride, u32 n, float* y,     \
-                                          u32 y_stride) {                                      \
+                                          u32 y_stride, u32 tok0) {                            \
         const u32 lane = threadIdx.x % WARP;                                                   \
         const u32 g = blockIdx.x * ROWS + threadIdx.x / WARP;                                  \
         if (g >= rows_total) return;                                                           \
-        const u32 t0 = blockIdx.y * TN;                                                        \
+        const u32 t0 = tok0 + blockIdx.y * TN;                                                    \
         const u8* wr = w + (u64)g * row_bytes;                                                 \
         const float* xb = x + (u64)(g / mat_rows) * x_mat_stride;                              \
         float acc[TN];                                                                         \
@@ -45,11 +48,11 @@
     extern "C" __global__ void mul_mat_id_##T(const u8* w, u64 row_bytes, u32 rows,            \
                                               u32 n_expert, u32 cols, const float* x,          \
                                               u32 x_per_slot, const i32* ids, u32 k,           \
-                                              float* y) {                                      \
+                                              float* y, u32 slot0) {                           \
         const u32 lane = threadIdx.x % WARP;                                                   \
         const u32 r = blockIdx.x * ROWS + threadIdx.x / WARP;                                  \
         if (r >= rows) return;                                                                 \
-        const u32 u = blockIdx.y;                                                              \
+        const u32 u = slot0 + blockIdx.y;                                                           \
         const i32 e = ids[u];                                                                  \
         if (e < 0 || (u32)e >= n_expert) {                                                     \
             if (lane == 0) y[(u64)u * rows + r] = __uint_as_float(0x7fc00000u);                \
@@ -64,9 +67,9 @@
     }                                                                                          \
                                                                                                \
     extern "C" __global__ void get_rows_##T(const u8* w, u64 row_bytes, u32 cols,              \
-                                            const u32* ids, float* y) {                        \
+                                            const u32* ids, float* y, u32 tok0) {              \
         const u32 c = blockIdx.x * blockDim.x + threadIdx.x;                                   \
-        const u32 t = blockIdx.y;                                                              \
+        const u32 t = tok0 + blockIdx.y;                                                           \
         if (c >= cols) return;                                                                 \
         y[(u64)t * cols + c] = dq_##T(w + (u64)ids[t] * row_bytes, c);                         \
     }
