@@ -4,7 +4,9 @@
 #   - gguf-py for the cross-checks (scripts/py-env.sh, a venv, cached),
 #   - the reference llama.cpp (../shared/tools/llama-ref.sh; the first build
 #     takes ~20 min on 2 cores, then it is cached),
-#   - a Vulkan device for the wgpu backend (lavapipe on machines without a GPU).
+#   - a Vulkan device for the wgpu backend (lavapipe on machines without a GPU),
+#   - NVRTC and ptxas from pip wheels (scripts/cuda-env.sh, a venv, cached),
+#     which compile and assemble every CUDA kernel (no GPU needed).
 # With TESSERA_STRICT=1 a test whose prerequisite is missing fails instead of
 # skipping, so a green run means every check ran.
 #
@@ -22,6 +24,7 @@ export TESSERA_MODELS=${TESSERA_MODELS:-$HOME/.cache/tessera/models}
 scripts/fetch-models.sh >/dev/null
 TESSERA_PYTHON=$(scripts/py-env.sh)
 export TESSERA_PYTHON
+eval "$(scripts/cuda-env.sh)"
 if [ -z "${LLAMA_BIN:-}" ]; then
   ref=../shared/tools/llama-ref.sh
   [ -x "$ref" ] || ref=$(dirname "$0")/../../shared/tools/llama-ref.sh

@@ -61,6 +61,10 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // `--features cuda`: cuda:N become placement targets (none without a
+    // driver or GPU).
+    #[cfg(feature = "cuda")]
+    tessera_cuda::register();
     let cli = Cli::parse_from(common::rewrite_args(std::env::args()));
     let result = match cli.command {
         Command::Inspect(args) => inspect::run(&args),

@@ -219,6 +219,22 @@ pub fn devices(args: &DevicesArgs) -> Result<()> {
     for w in warnings {
         println!("warning: {w}");
     }
-    println!("\nGPU backends: none in this build.");
+    let providers = tessera_core::backend::providers();
+    if providers.is_empty() {
+        println!("\nGPU backends: none in this build.");
+    }
+    for p in providers {
+        let devs = p.devices();
+        let list = if devs.is_empty() {
+            "no device".to_string()
+        } else {
+            devs.join(", ")
+        };
+        println!("\nGPU backend {}: {list}", p.kinds().join("/"));
+    }
+    #[cfg(feature = "cuda")]
+    if let Err(e) = tessera_cuda::probe() {
+        println!("{e}");
+    }
     Ok(())
 }

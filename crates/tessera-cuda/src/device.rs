@@ -132,7 +132,11 @@ impl Gpu {
             available: all.iter().map(|d| d.name.clone()).collect(),
         };
         let ordinal = parse_name(name).ok_or_else(bad)?;
-        let desc = all.iter().find(|d| d.ordinal == ordinal).cloned().ok_or_else(bad)?;
+        let desc = all
+            .iter()
+            .find(|d| d.ordinal == ordinal)
+            .cloned()
+            .ok_or_else(bad)?;
         let name = desc.name.clone();
         let ctx = CudaContext::new(ordinal).map_err(|e| drv_err(&name, "creating a context", e))?;
         // One stream orders all of tessera's work on the device, so the

@@ -85,7 +85,11 @@ pub(crate) fn compute(
     words.extend(s.pos.iter().map(|&p| p as u32));
     words.extend_from_slice(s.out_rows);
     let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
-    if scratch.step.as_ref().is_none_or(|b| b.len() < bytes.len().max(4)) {
+    if scratch
+        .step
+        .as_ref()
+        .is_none_or(|b| b.len() < bytes.len().max(4))
+    {
         let n = bytes.len().next_power_of_two().max(4096);
         scratch.step = Some(
             gpu.stream
@@ -265,8 +269,7 @@ impl Exec<'_> {
         // and order, as written beside each call), every address points
         // into a live buffer of this device with the extent the kernel
         // reads (checked by the callers from the graph's shapes).
-        unsafe { b.launch(cfg) }
-            .map_err(|e| self.gpu.err(&format!("launching {func}"), e))?;
+        unsafe { b.launch(cfg) }.map_err(|e| self.gpu.err(&format!("launching {func}"), e))?;
         Ok(())
     }
 
@@ -352,7 +355,12 @@ impl Exec<'_> {
             Op::SelectRows { x } => {
                 let cols = self.cols(x);
                 let n_rows = self.shape(x)[1];
-                if let Some(&bad) = self.run.step.out_rows.iter().find(|&&r| r as usize >= n_rows)
+                if let Some(&bad) = self
+                    .run
+                    .step
+                    .out_rows
+                    .iter()
+                    .find(|&&r| r as usize >= n_rows)
                 {
                     return Err(self.op_err(format!("output row {bad} of {n_rows}")));
                 }
@@ -969,7 +977,13 @@ impl Exec<'_> {
             Arg::F32(cfg.softcap),
             self.u(cfg.window.unwrap_or(0))?,
         ];
-        self.launch(&ATTENTION, "attention", (cfg.n_head, n_tokens, 1), 128, &args)
+        self.launch(
+            &ATTENTION,
+            "attention",
+            (cfg.n_head, n_tokens, 1),
+            128,
+            &args,
+        )
     }
 }
 

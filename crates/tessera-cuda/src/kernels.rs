@@ -157,7 +157,11 @@ fn fnv64(parts: &[&[u8]]) -> u64 {
 /// The cache file of `src` for `arch`.
 fn cache_file(src: &Source, arch: &str) -> Option<PathBuf> {
     let text = full_source(src);
-    let key = fnv64(&[text.as_bytes(), arch.as_bytes(), OPTIONS.join(" ").as_bytes()]);
+    let key = fnv64(&[
+        text.as_bytes(),
+        arch.as_bytes(),
+        OPTIONS.join(" ").as_bytes(),
+    ]);
     let stem = src.name.trim_end_matches(".cu");
     Some(cache_dir()?.join(format!("{stem}-{arch}-{key:016x}.ptx")))
 }

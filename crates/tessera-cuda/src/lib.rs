@@ -185,7 +185,12 @@ mod tests {
     fn supports_the_decode_path_and_refuses_the_rest() {
         let (w, x) = (TensorId(0), TensorId(1));
         let mm = Op::MatMul { w, x };
-        for t in [GgmlType::Q4_0, GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::BF16] {
+        for t in [
+            GgmlType::Q4_0,
+            GgmlType::Q4_K,
+            GgmlType::Q6_K,
+            GgmlType::BF16,
+        ] {
             assert!(supports(&mm, &[t]), "{t:?}");
         }
         assert!(!supports(&mm, &[GgmlType::IQ2_XXS]));

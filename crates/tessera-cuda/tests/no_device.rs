@@ -38,7 +38,10 @@ fn discovery_never_panics() {
             // The provider lists nothing and refuses cuda:0 with the same words.
             let p = CudaProvider::default();
             assert!(p.devices().is_empty());
-            let err = p.open("cuda:0").err().expect("cuda:0 opened without a device");
+            let err = p
+                .open("cuda:0")
+                .err()
+                .expect("cuda:0 opened without a device");
             assert!(err.to_string().contains("no CUDA device"), "{err}");
             register();
             assert!(!provided_devices().iter().any(|d| d.starts_with("cuda")));

@@ -35,14 +35,18 @@ fn ptxas() -> Option<PathBuf> {
 #[test]
 fn every_kernel_compiles_and_assembles() {
     if !nvrtc_present() {
-        let msg = "no NVRTC (run `eval $(scripts/cuda-env.sh)` for the pip wheels): kernels not compiled";
+        let msg =
+            "no NVRTC (run `eval $(scripts/cuda-env.sh)` for the pip wheels): kernels not compiled";
         assert!(!strict(), "{msg} (TESSERA_STRICT=1)");
         eprintln!("skipped: {msg}");
         return;
     }
     let ptxas = ptxas();
     if ptxas.is_none() {
-        assert!(!strict(), "no ptxas (TESSERA_PTXAS or PATH) with TESSERA_STRICT=1");
+        assert!(
+            !strict(),
+            "no ptxas (TESSERA_PTXAS or PATH) with TESSERA_STRICT=1"
+        );
         eprintln!("no ptxas: PTX is compiled but not assembled");
     }
     let dir = std::env::temp_dir().join(format!("tessera-nvrtc-{}", std::process::id()));
