@@ -3,6 +3,11 @@
 // integer types, half and bfloat conversions through PTX, and warp/block
 // reductions. Kernels take raw device pointers already offset to the
 // tensor's first value, and 32-bit sizes.
+//
+// Outside CUDA (__CUDACC__ undefined) the file is plain C with host
+// versions of the conversions, so that dequant.cuh can be compiled by a C
+// compiler and checked against tessera-quant without a GPU
+// (tests/dequant_host.rs).
 
 typedef unsigned char u8;
 typedef signed char i8;
@@ -14,6 +19,29 @@ typedef unsigned long long u64;
 
 #define WARP 32
 #define FLT_MAX_ 3.402823466e+38f
+
+#ifndef __CUDACC__
+#include <string.h>
+#define __device__
+#define __forceinline__ static inline
+#define __constant__ static const
+
+static inline float __uint_as_float(u32 u) {
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+// IEEE half (bits) to float, exact (subnormals, infinities, NaN).
+static inline float f16_to_f32(u16 h) {
+    const u32 sign = (u32)(h & 0x8000) << 16, e = (h >> 10) & 0x1f, m = h & 0x3ff;
+    if (e == 0x1f) return __uint_as_float(sign | 0x7f800000u | (m << 13));
+    if (e != 0) return __uint_as_float(sign | ((e + 112) << 23) | (m << 13));
+    // Subnormal or zero: m * 2^-24, exact in f32.
+    const float v = (float)m * 5.9604644775390625e-8f;
+    return sign ? -v : v;
+}
+#else
 
 // IEEE half (bits) to float, exact.
 __device__ __forceinline__ float f16_to_f32(u16 h) {
@@ -34,6 +62,8 @@ __device__ __forceinline__ float f16_round(float f) {
     return f16_to_f32(f32_to_f16(f));
 }
 
+#endif
+
 // bfloat16 (bits) to float, exact.
 __device__ __forceinline__ float bf16_to_f32(u16 h) {
     return __uint_as_float(((u32)h) << 16);
@@ -50,6 +80,7 @@ __device__ __forceinline__ float ld_f16(const u8* p) {
     return f16_to_f32(ld_u16(p));
 }
 
+#ifdef __CUDACC__
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll
     for (int o = WARP / 2; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
@@ -90,3 +121,4 @@ __device__ __forceinline__ float block_max(float v, float* sh) {
 __device__ __forceinline__ u64 gindex() {
     return ((u64)blockIdx.y * gridDim.x + blockIdx.x) * blockDim.x + threadIdx.x;
 }
+#endif

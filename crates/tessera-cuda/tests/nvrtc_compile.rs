@@ -64,6 +64,15 @@ fn every_kernel_compiles_and_assembles() {
             };
             let entries = ptx.matches(".entry").count();
             assert!(entries > 0, "{} for {virt}: no kernel in the PTX", src.name);
+            // common.cuh took its CUDA branch (PTX half conversions), not
+            // the host C one that tests/dequant_host.rs compiles.
+            if src.dequant {
+                assert!(
+                    ptx.contains("cvt.f32.f16"),
+                    "{}: no PTX f16 conversion",
+                    src.name
+                );
+            }
             let mut line = format!(
                 "{:<14} {virt}: {entries:>3} kernels, {:>7} bytes of PTX in {:>6.0?}",
                 src.name,
