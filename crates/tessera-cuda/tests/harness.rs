@@ -904,8 +904,18 @@ fn attention() {
     let Some(d) = devices() else { return };
     let mut rep = Report::default();
     let mut rng = Rng(0x6a09_e667_f3bc_c908);
-    // (label, heads, kv heads, head dim, value head dim, window, softcap, sinks)
-    let cases: [(&str, usize, usize, usize, usize, Option<usize>, f32, bool); 5] = [
+    /// (label, heads, kv heads, head dim, value head dim, window, softcap, sinks)
+    type AttnCase = (
+        &'static str,
+        usize,
+        usize,
+        usize,
+        usize,
+        Option<usize>,
+        f32,
+        bool,
+    );
+    let cases: [AttnCase; 5] = [
         ("mha", 4, 4, 64, 64, None, 0.0, false),
         ("gqa", 8, 2, 128, 128, None, 0.0, false),
         ("window", 4, 2, 64, 64, Some(5), 0.0, false),
