@@ -75,6 +75,9 @@ pub enum CoreError {
     /// A configuration value is invalid.
     #[error("{0}")]
     Config(String),
+    /// A hibernation file could not be written.
+    #[error(transparent)]
+    Hibernate(#[from] crate::hibernate::HibernateError),
     /// A backend failed.
     #[error("backend {device}: {reason}")]
     Backend {

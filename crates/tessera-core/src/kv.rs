@@ -156,4 +156,30 @@ impl KvCache {
     pub fn bytes(&self) -> usize {
         self.layers.iter().map(|l| l.k.len() + l.v.len()).sum()
     }
+
+    /// Every layer.
+    pub fn layers(&self) -> &[KvLayer] {
+        &self.layers
+    }
+
+    /// Frees every layer's device memory (empty buffers take their place);
+    /// the cells in use are kept as a count. [`KvCache::reallocate`] gives
+    /// the memory back, zeroed.
+    pub fn release(&mut self, backends: &[Arc<dyn Backend>]) -> Result<()> {
+        for l in &mut self.layers {
+            l.k = backends[l.device].alloc(0)?;
+            l.v = backends[l.device].alloc(0)?;
+        }
+        Ok(())
+    }
+
+    /// Allocates `n_ctx` rows per layer again after [`KvCache::release`].
+    pub fn reallocate(&mut self, backends: &[Arc<dyn Backend>]) -> Result<()> {
+        let n_ctx = self.n_ctx;
+        for l in &mut self.layers {
+            l.k = backends[l.device].alloc(l.k_row_bytes * n_ctx)?;
+            l.v = backends[l.device].alloc(l.v_row_bytes * n_ctx)?;
+        }
+        Ok(())
+    }
 }

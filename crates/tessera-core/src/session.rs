@@ -12,8 +12,14 @@
 //! one-token step would compute it, so `eval(&[a, b, c], Logits::All)`
 //! returns the bits of three one-token evals: what verifying a speculative
 //! draft needs ([`crate::speculative`]).
+//!
+//! A session can be hibernated to a file and woken again
+//! ([`residency`]: [`Session::hibernate`], [`Session::wake`]).
+
+mod residency;
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 
 use crate::backend::{DeviceBuffer, SegmentRun};
 use crate::error::{CoreError, Result};
@@ -21,6 +27,8 @@ use crate::graph::{Op, StepInputs};
 use crate::kv::{KvCache, KvShape};
 use crate::model::{Model, SessionParams};
 use crate::sched::Schedule;
+
+pub use residency::{Residency, Saved, Wake};
 
 /// Which logits an [`Session::eval`] call returns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,6 +55,10 @@ pub struct Session<'m> {
     out_rows: Vec<u32>,
     logits: Vec<f32>,
     tokens: Vec<u32>,
+    /// Tokens run through the model so far.
+    n_evaluated: u64,
+    /// The file the state is in while hibernated (device memory released).
+    hibernated: Option<PathBuf>,
 }
 
 impl<'m> Session<'m> {
@@ -91,6 +103,8 @@ impl<'m> Session<'m> {
             out_rows: Vec::new(),
             logits: Vec::new(),
             tokens: Vec::new(),
+            n_evaluated: 0,
+            hibernated: None,
         })
     }
 
@@ -156,7 +170,9 @@ impl<'m> Session<'m> {
 
     /// Evaluates `tokens` after those already in the session and returns
     /// logits `[rows, n_vocab]`: one row (the last token) or one per token.
+    /// A hibernated session is woken first.
     pub fn eval(&mut self, tokens: &[u32], which: Logits) -> Result<&[f32]> {
+        self.wake()?;
         if tokens.is_empty() {
             return Err(CoreError::Input(
                 "nothing to evaluate: the token list is empty".into(),
@@ -237,6 +253,7 @@ impl<'m> Session<'m> {
         }
         self.kv.advance(n);
         self.tokens.extend_from_slice(chunk);
+        self.n_evaluated += n as u64;
         Ok(())
     }
 
