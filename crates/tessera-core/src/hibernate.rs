@@ -71,7 +71,9 @@ pub enum HibernateError {
         reason: String,
     },
     /// The file was written by another version of the format.
-    #[error("hibernation file {path} has format version {found}, this build reads {FORMAT_VERSION}")]
+    #[error(
+        "hibernation file {path} has format version {found}, this build reads {FORMAT_VERSION}"
+    )]
     Version {
         /// The file.
         path: PathBuf,
@@ -289,11 +291,10 @@ pub(crate) fn save(
         for layer in kv.layers() {
             for (buf, row) in [(&layer.k, layer.k_row_bytes), (&layer.v, layer.v_row_bytes)] {
                 rows.resize(row * tokens.len(), 0);
-                buf.read(0, &mut rows)
-                    .map_err(|e| HibernateError::Device {
-                        path: path.to_path_buf(),
-                        reason: e.to_string(),
-                    })?;
+                buf.read(0, &mut rows).map_err(|e| HibernateError::Device {
+                    path: path.to_path_buf(),
+                    reason: e.to_string(),
+                })?;
                 w.put(&rows).map_err(io)?;
             }
         }

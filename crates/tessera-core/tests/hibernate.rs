@@ -163,7 +163,11 @@ fn eval_wakes_and_another_session_restores_the_same_state() {
         .zip(&logits)
         .all(|(a, b)| a.to_bits() == b.to_bits());
     assert!(same && t.last_logits().len() == logits.len(), "last logits");
-    assert_eq!(finish(&mut t, &first), whole, "restored into another session");
+    assert_eq!(
+        finish(&mut t, &first),
+        whole,
+        "restored into another session"
+    );
     // The hibernated one wakes on its next eval.
     assert_eq!(finish(&mut s, &first), whole, "woken by eval");
     assert_eq!(s.residency(), Residency::Resident);
@@ -211,7 +215,11 @@ fn corrupt_byte_is_detected_and_rebuilt() {
     );
     // A byte of the token history.
     refused("token-byte", |p| edit(p, |b| b[61] ^= 0x01), corrupt);
-    refused("cut-short", |p| edit(p, |b| b.truncate(b.len() / 2)), corrupt);
+    refused(
+        "cut-short",
+        |p| edit(p, |b| b.truncate(b.len() / 2)),
+        corrupt,
+    );
 }
 
 #[test]

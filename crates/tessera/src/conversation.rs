@@ -12,10 +12,17 @@
 //! stop string, when [`CancelHandle::cancel`] is called or when its
 //! [`ReplyStream`] is dropped; what was generated until then stays in the
 //! history.
+//!
+//! A conversation can be hibernated ([`Conversation::hibernate`]): its KV
+//! cache goes to a file and its device memory is released; the next turn
+//! restores it. The model's [`crate::HibernateOptions`] hibernate the least
+//! recently used conversations when too many are resident, and idle ones
+//! ([`crate::residency`]). The session is opened at the first turn.
 
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -26,6 +33,7 @@ use tessera_tokenizer::{ChatRequest, EncodeOptions};
 
 use crate::error::{Error, Result};
 use crate::model::{Inner, Model};
+use crate::residency::{HibernateRequest, Residency};
 
 /// How a conversation generates.
 #[derive(Clone, Debug, Default)]
@@ -147,6 +155,12 @@ struct Job {
     out: tokio::sync::mpsc::UnboundedSender<Chunk>,
 }
 
+/// What a conversation's thread is asked to do.
+enum Msg {
+    Turn(Job),
+    Hibernate(HibernateRequest),
+}
+
 /// A multi-turn conversation with a model.
 ///
 /// ```no_run
@@ -157,9 +171,12 @@ struct Job {
 /// # Ok(()) }
 /// ```
 pub struct Conversation {
-    jobs: mpsc::Sender<Job>,
+    jobs: mpsc::Sender<Msg>,
     cancel: Arc<AtomicBool>,
     total: Usage,
+    inner: Arc<Inner>,
+    /// Its id among the model's residents.
+    id: u64,
 }
 
 impl Conversation {
@@ -170,20 +187,55 @@ impl Conversation {
 
     /// A conversation with `options`.
     pub fn with_options(model: &Model, options: ConversationOptions) -> Conversation {
-        let (jobs, rx) = mpsc::channel::<Job>();
+        let (jobs, rx) = mpsc::channel::<Msg>();
         let cancel = Arc::new(AtomicBool::new(false));
         let inner = model.inner().clone();
-        let flag = cancel.clone();
+        let control = jobs.clone();
+        let id = inner.residents.register(Box::new(move |req| {
+            control.send(Msg::Hibernate(req)).is_ok()
+        }));
+        let (worker_inner, flag) = (inner.clone(), cancel.clone());
         // A failed spawn leaves `rx` dropped: every submit then reports the
         // worker as stopped.
         let _ = std::thread::Builder::new()
             .name("tessera-conversation".into())
-            .spawn(move || worker(&inner, &options, &flag, rx));
+            .spawn(move || worker(&worker_inner, id, &options, &flag, rx));
         Conversation {
             jobs,
             cancel,
             total: Usage::default(),
+            inner,
+            id,
         }
+    }
+
+    /// Writes the conversation's KV cache to its hibernation file and
+    /// releases its device memory; the next turn restores it (or rebuilds
+    /// it from the token history if the file was damaged). Nothing to do
+    /// before the first turn or when already hibernated.
+    pub async fn hibernate(&self) -> Result<()> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send(Msg::Hibernate(tx))
+            .map_err(|_| Error::Worker("conversation"))?;
+        rx.await.map_err(|_| Error::Worker("conversation"))?
+    }
+
+    /// [`Conversation::hibernate`] on the calling thread (not from inside
+    /// an async runtime).
+    pub fn hibernate_blocking(&self) -> Result<()> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send(Msg::Hibernate(tx))
+            .map_err(|_| Error::Worker("conversation"))?;
+        rx.blocking_recv()
+            .map_err(|_| Error::Worker("conversation"))?
+    }
+
+    /// Whether the KV cache is in device memory or hibernated (as of the
+    /// last request the conversation's thread finished).
+    pub fn residency(&self) -> Residency {
+        self.inner.residents.residency(self.id)
     }
 
     /// [`Conversation::submit`] on the calling thread, for programs without
@@ -215,10 +267,10 @@ impl Conversation {
     pub fn submit_stream(&mut self, message: impl Into<String>) -> ReplyStream {
         let (out, rx) = tokio::sync::mpsc::unbounded_channel();
         self.cancel.store(false, Ordering::Relaxed);
-        let sent = self.jobs.send(Job {
+        let sent = self.jobs.send(Msg::Turn(Job {
             message: message.into(),
             out,
-        });
+        }));
         ReplyStream {
             rx: sent.is_ok().then_some(rx),
             end: None,
@@ -259,6 +311,13 @@ impl Conversation {
         self.total.prompt_tokens += u.prompt_tokens;
         self.total.evaluated_tokens += u.evaluated_tokens;
         self.total.completion_tokens += u.completion_tokens;
+    }
+}
+
+impl Drop for Conversation {
+    fn drop(&mut self) {
+        // Its thread ends once every sender is gone, this registration's too.
+        self.inner.residents.remove(self.id);
     }
 }
 
@@ -335,26 +394,17 @@ impl Stream for ReplyStream {
     }
 }
 
-/// The conversation's thread: one session, the history, one job at a time.
+/// The conversation's thread: one session (opened at the first turn), the
+/// history, one request at a time.
 fn worker(
     inner: &Inner,
+    id: u64,
     options: &ConversationOptions,
     cancel: &AtomicBool,
-    jobs: mpsc::Receiver<Job>,
+    jobs: mpsc::Receiver<Msg>,
 ) {
-    let mut session = match inner.core.session(&inner.session) {
-        Ok(s) => s,
-        Err(e) => {
-            // Every request gets the reason.
-            let msg = e.to_string();
-            for job in jobs {
-                let _ = job.out.send(Chunk::Done(Err(Error::Config(format!(
-                    "cannot open a session: {msg}"
-                )))));
-            }
-            return;
-        }
-    };
+    let mut session: Option<tessera_core::Session<'_>> = None;
+    let mut file: Option<PathBuf> = None;
     let mut messages: Vec<(&'static str, String)> = Vec::new();
     if let Some(s) = &options.system {
         messages.push(("system", s.clone()));
@@ -365,22 +415,107 @@ fn worker(
         stop: options.stop.clone(),
         ignore_eos: false,
     };
-    for job in jobs {
-        messages.push(("user", job.message));
-        let mut answer = String::new();
-        let result = turn(inner, &mut session, &messages, &params, cancel, |t| {
-            answer.push_str(t);
-            job.out.send(Chunk::Text(t.to_string())).is_ok()
-        });
-        match result {
-            Ok(_) => messages.push(("assistant", answer.trim().to_string())),
-            // The turn did not happen: forget the message.
-            Err(_) => {
-                messages.pop();
+    let idle = inner.residents.options().idle;
+    loop {
+        let resident = session
+            .as_ref()
+            .is_some_and(|s| s.residency() == Residency::Resident);
+        let msg = match idle.filter(|_| resident) {
+            Some(d) => match jobs.recv_timeout(d) {
+                Ok(m) => m,
+                Err(RecvTimeoutError::Timeout) => {
+                    let done = hibernate(inner, id, &mut session, &mut file);
+                    inner.residents.hibernated(id, done.unwrap_or(false));
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            },
+            None => match jobs.recv() {
+                Ok(m) => m,
+                Err(_) => break,
+            },
+        };
+        let job = match msg {
+            Msg::Hibernate(ack) => {
+                let done = hibernate(inner, id, &mut session, &mut file);
+                inner
+                    .residents
+                    .hibernated(id, *done.as_ref().unwrap_or(&false));
+                let _ = ack.send(done.map(|_| ()));
+                continue;
             }
-        }
+            Msg::Turn(job) => job,
+        };
+        inner.residents.begin(id);
+        let woken = open_or_wake(inner, &mut session);
+        let resident = session
+            .as_ref()
+            .is_some_and(|s| s.residency() == Residency::Resident);
+        let wake = woken.as_ref().ok().and_then(|w| w.as_ref());
+        let result = match (&woken, session.as_mut()) {
+            (Ok(_), Some(session)) => {
+                messages.push(("user", job.message));
+                let mut answer = String::new();
+                let result = turn(inner, session, &messages, &params, cancel, |t| {
+                    answer.push_str(t);
+                    job.out.send(Chunk::Text(t.to_string())).is_ok()
+                });
+                match result {
+                    Ok(_) => messages.push(("assistant", answer.trim().to_string())),
+                    // The turn did not happen: forget the message.
+                    Err(_) => {
+                        messages.pop();
+                    }
+                }
+                result
+            }
+            (Err(e), _) => Err(Error::Config(format!("cannot open a session: {e}"))),
+            (Ok(_), None) => Err(Error::Worker("conversation")),
+        };
+        inner.residents.end(id, resident, wake);
         let _ = job.out.send(Chunk::Done(result));
     }
+    if let Some(f) = &file {
+        crate::residency::remove_file(f);
+    }
+}
+
+/// Opens the session at the first turn, or wakes it if it is hibernated
+/// (how, when it was).
+fn open_or_wake<'m>(
+    inner: &'m Inner,
+    session: &mut Option<tessera_core::Session<'m>>,
+) -> tessera_core::Result<Option<tessera_core::Wake>> {
+    match session {
+        Some(s) if s.residency() == Residency::Hibernated => s.wake().map(Some),
+        Some(_) => Ok(None),
+        None => {
+            *session = Some(inner.core.session(&inner.session)?);
+            Ok(None)
+        }
+    }
+}
+
+/// Hibernates the session to the conversation's file; whether there was
+/// anything to hibernate.
+fn hibernate(
+    inner: &Inner,
+    id: u64,
+    session: &mut Option<tessera_core::Session<'_>>,
+    file: &mut Option<PathBuf>,
+) -> Result<bool> {
+    let Some(s) = session
+        .as_mut()
+        .filter(|s| s.residency() == Residency::Resident)
+    else {
+        return Ok(false);
+    };
+    if file.is_none() {
+        *file = Some(inner.residents.file(id)?);
+    }
+    let path = file.as_deref().ok_or(Error::Worker("conversation"))?;
+    s.hibernate(path)?;
+    Ok(true)
 }
 
 /// One turn: render, reuse the cached prefix, generate.

@@ -16,6 +16,9 @@
 //! - [`Conversation`]: a multi-turn chat through the model's template,
 //!   replies whole ([`Conversation::submit`]) or streamed
 //!   ([`Conversation::submit_stream`]), cancellable, with token counts.
+//! - [`residency`]: conversations hibernated to disk (their device memory
+//!   released) when too many are resident or after an idle time, restored
+//!   by their next turn ([`HibernateOptions`], [`set_hibernate_dir`]).
 //! - [`catalog`]: model ids (`smollm2:135m`, `qwen3:30b-a3b` …) → GGUF files
 //!   and their sources, from the embedded `catalog.toml`.
 //! - [`download`]: a catalog variant fetched into the model cache (Hugging
@@ -29,6 +32,7 @@ pub mod conversation;
 pub mod download;
 pub mod error;
 pub mod model;
+pub mod residency;
 
 pub use catalog::{Catalog, CatalogError, ModelEntry, Source, Variant};
 pub use conversation::{
@@ -37,5 +41,8 @@ pub use conversation::{
 pub use download::{Event, ModelCache, PullError, SourceError, SourceFailure};
 pub use error::{Error, Result};
 pub use model::{LoadOptions, LoadProgress, Model};
+pub use residency::{
+    hibernate_dir, set_hibernate_dir, HibernateOptions, Residency, ResidencyStats,
+};
 pub use tessera_core::placement::{CpuLayout, Placement, TensorOverride};
 pub use tessera_core::sample::SamplerConfig;

@@ -15,6 +15,7 @@ use tessera_tokenizer::ChatTemplates;
 use crate::catalog::Catalog;
 use crate::download::{Event, ModelCache};
 use crate::error::{Error, Result};
+use crate::residency::{HibernateOptions, ResidencyStats, Residents};
 
 /// What a load is doing, for a progress display.
 #[derive(Clone, Debug, PartialEq)]
@@ -72,6 +73,8 @@ pub struct LoadOptions {
     pub cache: Option<ModelCache>,
     /// Called as the load goes.
     pub progress: Option<ProgressFn>,
+    /// When conversations hibernate: resident budget, idle time, directory.
+    pub hibernation: HibernateOptions,
 }
 
 impl std::fmt::Debug for LoadOptions {
@@ -81,6 +84,7 @@ impl std::fmt::Debug for LoadOptions {
             .field("threads", &self.threads)
             .field("context", &self.context)
             .field("cache_types", &self.cache_types)
+            .field("hibernation", &self.hibernation)
             .finish_non_exhaustive()
     }
 }
@@ -141,6 +145,12 @@ impl LoadOptions {
         self
     }
 
+    /// When conversations hibernate.
+    pub fn hibernation(mut self, opts: HibernateOptions) -> Self {
+        self.hibernation = opts;
+        self
+    }
+
     /// A progress callback.
     pub fn on_progress(mut self, f: impl Fn(&LoadProgress) + Send + Sync + 'static) -> Self {
         self.progress = Some(Arc::new(f));
@@ -158,6 +168,7 @@ pub(crate) struct Inner {
     pub(crate) core: tessera_core::Model,
     pub(crate) templates: ChatTemplates,
     pub(crate) session: SessionParams,
+    pub(crate) residents: Residents,
     path: PathBuf,
 }
 
@@ -218,6 +229,7 @@ impl Model {
                 core,
                 templates,
                 session,
+                residents: Residents::new(options.hibernation),
                 path,
             }),
         })
@@ -234,6 +246,7 @@ impl Model {
                 core,
                 templates,
                 session,
+                residents: Residents::new(HibernateOptions::default()),
                 path,
             }),
         })
@@ -252,6 +265,12 @@ impl Model {
     /// The context size of each conversation, tokens.
     pub fn context_size(&self) -> usize {
         self.inner.session.n_ctx
+    }
+
+    /// How many of its conversations are resident and hibernated, and how
+    /// many hibernations, restores and rebuilds there were.
+    pub fn residency_stats(&self) -> ResidencyStats {
+        self.inner.residents.stats()
     }
 
     pub(crate) fn inner(&self) -> &Arc<Inner> {
