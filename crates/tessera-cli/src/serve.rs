@@ -58,6 +58,15 @@ pub struct Args {
     /// the end of the turn or the context).
     #[arg(short = 'n', long = "n-predict", default_value_t = -1, allow_negative_numbers = true)]
     n_predict: i64,
+    /// Hibernate the KV cache of a conversation that loses its slot to a
+    /// file in DIR; a later request continuing it restores it into a slot
+    /// with nothing evaluated again (default: the state is dropped).
+    #[arg(long = "hibernate-dir", value_name = "DIR")]
+    hibernate_dir: Option<std::path::PathBuf>,
+    /// Most conversations kept hibernated (the least recently used file is
+    /// removed beyond).
+    #[arg(long = "hibernate-max", default_value_t = 256)]
+    hibernate_max: usize,
 }
 
 /// Runs `tessera serve` until Ctrl-C or SIGTERM.
@@ -115,6 +124,13 @@ pub fn run(args: &Args) -> Result<()> {
         max_queue: args.max_queue,
         shutdown_grace: Duration::from_secs(args.shutdown_grace),
         default_max_tokens: usize::try_from(args.n_predict).ok(),
+        hibernation: args
+            .hibernate_dir
+            .clone()
+            .map(|dir| tessera_server::HibernationConfig {
+                dir,
+                max_files: args.hibernate_max,
+            }),
     };
     let server = Server::new(model, config)?;
     let n_ctx = server.context_size();

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use tessera_core::SessionParams;
 
+use crate::hibernation::HibernationConfig;
+
 /// The server's settings. `Default` gives one slot, a 4 MiB body limit, a
 /// 10-minute request timeout, 256 queued requests and a 10-second grace at
 /// shutdown, with no API key.
@@ -34,6 +36,9 @@ pub struct ServerConfig {
     /// Most tokens per completion when a request does not say (`None`:
     /// until the end of the turn or the context).
     pub default_max_tokens: Option<usize>,
+    /// Where states of conversations that lose their slot are hibernated
+    /// (`None`: they are dropped).
+    pub hibernation: Option<HibernationConfig>,
 }
 
 impl Default for ServerConfig {
@@ -48,6 +53,7 @@ impl Default for ServerConfig {
             max_queue: 256,
             shutdown_grace: Duration::from_secs(10),
             default_max_tokens: None,
+            hibernation: None,
         }
     }
 }

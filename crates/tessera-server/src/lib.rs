@@ -33,6 +33,7 @@ pub mod app;
 pub mod config;
 pub mod error;
 pub mod generation;
+pub mod hibernation;
 pub mod job;
 pub mod logprobs;
 pub mod metrics;
@@ -45,6 +46,7 @@ pub mod worker;
 
 pub use config::ServerConfig;
 pub use error::{ApiError, ServerError};
+pub use hibernation::HibernationConfig;
 pub use server::{run_blocking, shutdown_signal, Server};
 
 /// `system_fingerprint` of every response: the server's version.

@@ -1,8 +1,8 @@
 //! The server's counters and their Prometheus text (`GET /metrics`):
 //! requests by endpoint and status, prompt / cached / generated tokens and
 //! the time spent on them, aggregate tokens per second over the last ten
-//! seconds, queue depth, busy slots, resident sessions and KV cache use per
-//! device.
+//! seconds, queue depth, busy slots, resident and hibernated sessions
+//! (hibernations, restores, rebuilds) and KV cache use per device.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
@@ -65,6 +65,9 @@ pub struct Metrics {
     recent: Mutex<VecDeque<(u64, u64, u64)>>,
     /// Tokens each slot's session holds now.
     slot_tokens: Vec<AtomicUsize>,
+    hibernations: AtomicU64,
+    restores: AtomicU64,
+    rebuilds: AtomicU64,
     kv: KvLayout,
 }
 
@@ -81,6 +84,9 @@ impl Metrics {
             gen_micros: AtomicU64::new(0),
             recent: Mutex::default(),
             slot_tokens: (0..n_slots).map(|_| AtomicUsize::new(0)).collect(),
+            hibernations: AtomicU64::new(0),
+            restores: AtomicU64::new(0),
+            rebuilds: AtomicU64::new(0),
             kv,
         }
     }
@@ -110,6 +116,22 @@ impl Metrics {
     /// A slot evaluated `n` prompt tokens.
     pub fn prompt_evaluated(&self, n: usize) {
         self.add_recent(n as u64, 0);
+    }
+
+    /// A slot's state was written to a hibernation file.
+    pub fn hibernated(&self) {
+        self.hibernations.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A hibernated state was restored into a slot, from its file or
+    /// (`rebuilt`) by evaluating its tokens after the file was refused.
+    pub fn restored(&self, rebuilt: bool) {
+        let c = if rebuilt {
+            &self.rebuilds
+        } else {
+            &self.restores
+        };
+        c.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A slot generated a token.
@@ -242,6 +264,30 @@ impl Metrics {
             "Slots whose KV cache holds tokens (reusable by a request with the same prefix).",
             resident as f64,
         );
+        x.one(
+            "tessera_sessions_hibernated",
+            GAUGE,
+            "Conversations whose KV cache is hibernated to disk (--hibernate-dir).",
+            snap.hibernated as f64,
+        );
+        x.one(
+            "tessera_hibernations_total",
+            COUNTER,
+            "Slot states written to hibernation files.",
+            get(&self.hibernations),
+        );
+        x.one(
+            "tessera_restores_total",
+            COUNTER,
+            "Hibernated states read back into a slot (nothing evaluated).",
+            get(&self.restores),
+        );
+        x.one(
+            "tessera_restore_rebuilds_total",
+            COUNTER,
+            "Hibernated states rebuilt from their tokens (the file was refused).",
+            get(&self.rebuilds),
+        );
         let per_slot: Vec<_> = held
             .iter()
             .enumerate()
@@ -340,6 +386,7 @@ mod tests {
         let text = m.render(&Snapshot {
             queue_depth: 3,
             busy: vec![true, false],
+            hibernated: 2,
         });
         for line in [
             "tessera_requests_total{endpoint=\"chat\",status=\"200\"} 2",
@@ -347,6 +394,7 @@ mod tests {
             "tessera_queue_depth 3",
             "tessera_slots_busy 1",
             "tessera_sessions_resident 1",
+            "tessera_sessions_hibernated 2",
             "tessera_slot_tokens{slot=\"1\"} 4",
             "tessera_kv_cache_bytes{device=\"cpu\"} 2000",
             "tessera_kv_cache_used_bytes{device=\"cpu\"} 400",

@@ -58,6 +58,15 @@ impl Server {
             n_ctx = n_ctx.min(fit);
         }
         let sched = Arc::new(Scheduler::new(config.parallel, config.max_queue));
+        if let Some(h) = &config.hibernation {
+            std::fs::create_dir_all(&h.dir).map_err(|e| {
+                ServerError::Config(format!(
+                    "cannot create the hibernation directory {}: {e}",
+                    h.dir.display()
+                ))
+            })?;
+            sched.hibernate_to(h.clone());
+        }
         let kv = KvLayout::of(core, &config.session, n_ctx);
         let metrics = Arc::new(Metrics::new(config.parallel, kv));
         let threads = worker::spawn(&model, &config.session, config.parallel, &sched, &metrics)?;

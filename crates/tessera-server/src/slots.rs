@@ -7,7 +7,9 @@
 //! conversation, or requests that open with the same system prompt,
 //! evaluate only what is new. Among idle slots with equal prefixes the
 //! least recently used is taken, so the caches most likely to be wanted
-//! again stay.
+//! again stay. With hibernation on, states of conversations that lost
+//! their slot are on disk and compete too ([`crate::hibernation`]): the
+//! engine takes a job's [`Orders`] with [`Scheduler::take_orders`].
 //!
 //! [`Scheduler`] knows nothing about sessions, only the tokens each slot
 //! holds. Today one thread per slot loops `take` → generate → `release`
@@ -21,6 +23,7 @@ use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex, MutexGuard};
 
 use crate::error::ApiError;
+use crate::hibernation::{HibernationConfig, Orders, Store};
 use crate::job::{CancelFlag, Job};
 
 /// The queue and the slots.
@@ -37,6 +40,7 @@ struct State {
     slots: Vec<Slot>,
     closed: bool,
     tick: u64,
+    hibernated: Store,
 }
 
 #[derive(Debug, Default)]
@@ -45,6 +49,8 @@ struct Slot {
     tokens: Vec<u32>,
     /// A job given to the slot, not yet taken by its engine.
     assigned: Option<Job>,
+    /// What to save and restore before that job.
+    orders: Orders,
     /// Given a job, or running one.
     busy: bool,
     /// The cancel flag of the job it runs.
@@ -60,6 +66,8 @@ pub struct Snapshot {
     pub queue_depth: usize,
     /// Per slot: whether it is busy.
     pub busy: Vec<bool>,
+    /// Conversations hibernated to disk.
+    pub hibernated: usize,
 }
 
 impl Scheduler {
@@ -71,10 +79,31 @@ impl Scheduler {
                 slots: (0..n_slots).map(|_| Slot::default()).collect(),
                 closed: false,
                 tick: 0,
+                hibernated: Store::default(),
             }),
             wake: Condvar::new(),
             max_queue,
         }
+    }
+
+    /// Hibernates the states of conversations that lose their slot to
+    /// `config.dir` (off by default).
+    pub fn hibernate_to(&self, config: HibernationConfig) {
+        self.lock().hibernated = Store::new(Some(config));
+    }
+
+    /// What slot `slot` must save and restore before the job it took.
+    pub fn take_orders(&self, slot: usize) -> Orders {
+        self.lock()
+            .slots
+            .get_mut(slot)
+            .map(|s| std::mem::take(&mut s.orders))
+            .unwrap_or_default()
+    }
+
+    /// The state saved under `id` was written (`ok`) or could not be.
+    pub fn saved(&self, id: u64, ok: bool) {
+        self.lock().hibernated.saved(id, ok);
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -156,7 +185,11 @@ impl Scheduler {
             let Some(slot) = best_slot(&st.slots, &job.req.prompt) else {
                 break;
             };
+            let orders = st
+                .hibernated
+                .plan(&st.slots[slot].tokens, &job.req.prompt, st.tick);
             let s = &mut st.slots[slot];
+            s.orders = orders;
             s.assigned = st.queue.pop_front();
             s.busy = true;
             given = true;
@@ -173,13 +206,15 @@ impl Scheduler {
         Snapshot {
             queue_depth: st.queue.len(),
             busy: st.slots.iter().map(|s| s.busy).collect(),
+            hibernated: st.hibernated.count(),
         }
     }
 
     /// Cancels every job: those running stop after their current token,
     /// those waiting are dropped (their clients see the channel close).
     pub fn cancel_all(&self) {
-        let mut st = self.lock();
+        let mut guard = self.lock();
+        let st = &mut *guard;
         for job in st.queue.drain(..) {
             job.cancel.cancel();
         }
@@ -189,6 +224,14 @@ impl Scheduler {
             }
             if let Some(job) = s.assigned.take() {
                 job.cancel.cancel();
+                // Its orders are not carried out.
+                let orders = std::mem::take(&mut s.orders);
+                if let Some((id, _)) = orders.save {
+                    st.hibernated.saved(id, false);
+                }
+                if let Some((path, _)) = orders.restore {
+                    let _ = std::fs::remove_file(path);
+                }
                 // Nothing runs it now: the slot is idle again.
                 s.busy = false;
             }
@@ -199,7 +242,10 @@ impl Scheduler {
     /// `take` return `None`.
     pub fn close(&self) {
         self.cancel_all();
-        self.lock().closed = true;
+        let mut st = self.lock();
+        st.closed = true;
+        st.hibernated.clear();
+        drop(st);
         self.wake.notify_all();
     }
 }

@@ -94,6 +94,8 @@ fn slot_main(
     let _ = ready.send((slot, Ok(())));
     let mut scratch = Scratch::default();
     while let Some(job) = sched.take(slot) {
+        let orders = sched.take_orders(slot);
+        crate::hibernation::apply(&mut session, orders, metrics, |id, ok| sched.saved(id, ok));
         // A panic in the engine must not take the slot down: the request
         // gets a 500 and the session starts over empty.
         let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
