@@ -4,10 +4,12 @@
 // reductions. Kernels take raw device pointers already offset to the
 // tensor's first value, and 32-bit sizes.
 //
-// Outside CUDA (__CUDACC__ undefined) the file is plain C with host
-// versions of the conversions, so that dequant.cuh can be compiled by a C
-// compiler and checked against tessera-quant without a GPU
-// (tests/dequant_host.rs).
+// Outside CUDA (__CUDACC__ undefined) the file is plain C (or C++) with
+// host versions of the conversions and of the thread indices, so that
+// dequant.cuh (tests/dequant_host.rs) and the kernels whose threads do not
+// talk to each other (ew.cu, rope.cu, routing.cu: tests/kernels_host.rs)
+// can be compiled by a host compiler and checked without a GPU, one
+// thread after another.
 
 typedef unsigned char u8;
 typedef signed char i8;
@@ -21,10 +23,24 @@ typedef unsigned long long u64;
 #define FLT_MAX_ 3.402823466e+38f
 
 #ifndef __CUDACC__
+#include <math.h>
 #include <string.h>
 #define __device__
 #define __forceinline__ static inline
 #define __constant__ static const
+#define __global__
+#define __shared__ static
+
+// The emulated launch sets these before calling a kernel for each thread.
+typedef struct {
+    u32 x, y, z;
+} dim3_;
+static dim3_ blockIdx, threadIdx, blockDim, gridDim;
+
+#ifdef __cplusplus
+template <typename T> static inline T min(T a, T b) { return a < b ? a : b; }
+template <typename T> static inline T max(T a, T b) { return a > b ? a : b; }
+#endif
 
 static inline float __uint_as_float(u32 u) {
     float f;
@@ -40,6 +56,36 @@ static inline float f16_to_f32(u16 h) {
     // Subnormal or zero: m * 2^-24, exact in f32.
     const float v = (float)m * 5.9604644775390625e-8f;
     return sign ? -v : v;
+}
+
+// Float to IEEE half (bits), round to nearest even (as cvt.rn.f16.f32).
+static inline u16 f32_to_f16(float f) {
+    u32 x;
+    memcpy(&x, &f, 4);
+    const u32 sign = (x >> 16) & 0x8000, e = (x >> 23) & 0xff;
+    u32 m = x & 0x7fffff;
+    if (e == 0xff) return (u16)(sign | 0x7c00 | (m ? 0x200 | (m >> 13) : 0));
+    const i32 he = (i32)e - 112;
+    if (he >= 0x1f) return (u16)(sign | 0x7c00);
+    u32 shift = 13, hm;
+    if (he <= 0) {
+        if (he < -10) return (u16)sign;
+        m |= 0x800000;
+        shift = 14 - he;
+    }
+    hm = m >> shift;
+    const u32 rem = m & ((1u << shift) - 1), half = 1u << (shift - 1);
+    u32 h = sign | (he > 0 ? ((u32)he << 10) : 0) | hm;
+    if (rem > half || (rem == half && (hm & 1))) h++;
+    return (u16)h;
+}
+
+static inline float f16_round(float f) {
+    return f16_to_f32(f32_to_f16(f));
+}
+
+static inline u64 gindex(void) {
+    return ((u64)blockIdx.y * gridDim.x + blockIdx.x) * blockDim.x + threadIdx.x;
 }
 #else
 

@@ -1,0 +1,586 @@
+//! The kernels whose threads never talk to each other (`ew.cu`, `rope.cu`,
+//! `routing.cu`), checked without a GPU: `common.cuh` is plain C++ outside
+//! CUDA, so the host compiler (`$CXX`, else `c++`) builds them into a
+//! shared library that runs a launch one thread after another (setting
+//! `blockIdx`/`threadIdx` as the device would), and their outputs are
+//! compared with the CPU backend's ops on the same inputs, with the op
+//! harness's tolerances. This checks the kernels' indexing and arithmetic
+//! (and the argument order written here, the same as `exec.rs`'s); not
+//! the device's own `expf`/`tanhf` (the host's libm stands in). Without a
+//! C++ compiler the test skips, unless `TESSERA_STRICT=1`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+use tessera_core::backend::cpu::CpuBackend;
+use tessera_core::backend::Backend;
+use tessera_core::graph::{Glu, Op, RopeCfg, Unary};
+use tessera_cuda::kernels::{Source, COMMON, EW, ROPE, ROUTING};
+use tessera_gguf::GgmlType;
+
+/// Calls a kernel for every thread of a launch: each argument is one
+/// 8-byte slot (a pointer, a u32/u64, or an f32's bits), converted to the
+/// kernel's parameter type.
+const DRIVER: &str = r#"
+#include <cstdint>
+#include <type_traits>
+#include <utility>
+
+template <typename T> static T from_slot(u64 s) {
+    if constexpr (std::is_pointer_v<T>) {
+        return (T)(uintptr_t)s;
+    } else if constexpr (std::is_same_v<T, float>) {
+        return __uint_as_float((u32)s);
+    } else {
+        return (T)s;
+    }
+}
+
+template <typename... P, size_t... I>
+static void call(void (*k)(P...), const u64* a, std::index_sequence<I...>) {
+    k(from_slot<P>(a[I])...);
+}
+
+template <typename... P>
+static int run(void (*k)(P...), u32 n_args, u32 grid, u32 block, const u64* a) {
+    if (n_args != sizeof...(P)) return 2;
+    gridDim = {grid, 1, 1};
+    blockDim = {block, 1, 1};
+    for (u32 b = 0; b < grid; b++) {
+        for (u32 t = 0; t < block; t++) {
+            blockIdx = {b, 0, 0};
+            threadIdx = {t, 0, 0};
+            call(k, a, std::index_sequence_for<P...>{});
+        }
+    }
+    return 0;
+}
+
+extern "C" int host_launch(const char* name, u32 n_args, u32 grid, u32 block, const u64* a) {
+#define K(f) if (!strcmp(name, #f)) return run(f, n_args, grid, block, a);
+    KERNELS
+    return 1;
+}
+"#;
+
+/// The kernel names of `src` (`extern "C" __global__ void NAME(`).
+fn kernel_names(src: &Source) -> Vec<String> {
+    src.text
+        .split("extern \"C\" __global__ void ")
+        .skip(1)
+        .filter_map(|s| s.split('(').next().map(str::to_string))
+        .collect()
+}
+
+fn build(dir: &Path) -> Option<PathBuf> {
+    let cxx = std::env::var("CXX").unwrap_or_else(|_| "c++".into());
+    let sources = [EW, ROPE, ROUTING];
+    let names: Vec<String> = sources.iter().flat_map(kernel_names).collect();
+    let mut text = String::from(COMMON);
+    for s in &sources {
+        text.push_str(&format!("#line 1 \"{}\"\n{}\n", s.name, s.text));
+    }
+    let list: String = names.iter().map(|n| format!("K({n}) ")).collect();
+    text.push_str(&DRIVER.replace("KERNELS", &list));
+    let src = dir.join("kernels_host.cpp");
+    std::fs::write(&src, text).unwrap();
+    let lib = dir.join("libkernels_host.so");
+    // No FMA contraction: the kernels are compiled with --fmad=false.
+    let out = Command::new(&cxx)
+        .args([
+            "-std=c++17",
+            "-O1",
+            "-ffp-contract=off",
+            "-shared",
+            "-fPIC",
+            "-o",
+        ])
+        .arg(&lib)
+        .arg(&src)
+        .output()
+        .ok()?;
+    assert!(
+        out.status.success(),
+        "{cxx} rejected the kernels:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(lib)
+}
+
+type Launch = unsafe extern "C" fn(*const std::ffi::c_char, u32, u32, u32, *const u64) -> i32;
+
+/// The host library of kernels.
+struct Host {
+    lib: libloading::Library,
+}
+
+/// One argument: a buffer (read or written by the kernel) or a scalar.
+enum A<'a> {
+    In(&'a [f32]),
+    Out(&'a mut [f32]),
+    U(usize),
+    F(f32),
+}
+
+impl Host {
+    /// Runs kernel `name` over `grid` blocks of `block` threads.
+    fn launch(&self, name: &str, grid: usize, block: usize, args: &mut [A<'_>]) {
+        let slots: Vec<u64> = args
+            .iter_mut()
+            .map(|a| match a {
+                A::In(v) => v.as_ptr() as u64,
+                A::Out(v) => v.as_mut_ptr() as u64,
+                A::U(u) => *u as u64,
+                A::F(f) => f.to_bits() as u64,
+            })
+            .collect();
+        let cname = std::ffi::CString::new(name).unwrap();
+        // SAFETY: `host_launch` is the driver's entry point with this
+        // signature; every pointer slot points to a live buffer of the
+        // length the kernel reads or writes (set by the caller below).
+        let rc = unsafe {
+            let f: libloading::Symbol<Launch> = self.lib.get(b"host_launch").unwrap();
+            f(
+                cname.as_ptr(),
+                slots.len() as u32,
+                grid as u32,
+                block as u32,
+                slots.as_ptr(),
+            )
+        };
+        assert_eq!(
+            rc, 0,
+            "{name}: no such kernel (1) or wrong argument count (2)"
+        );
+    }
+
+    /// An elementwise kernel (`gindex()`, 256 threads a block) over `n`
+    /// outputs; `args` end before `n`.
+    fn ew(&self, name: &str, n: usize, mut args: Vec<A<'_>>) {
+        args.push(A::U(n));
+        self.launch(name, n.div_ceil(256), 256, &mut args);
+    }
+}
+
+fn host() -> Option<(Host, PathBuf)> {
+    let dir = std::env::temp_dir().join(format!("tessera-kernels-host-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let Some(lib) = build(&dir) else {
+        assert!(
+            !strict(),
+            "no C++ compiler ($CXX or c++) with TESSERA_STRICT=1"
+        );
+        stderr("skipped: no C++ compiler ($CXX or c++)");
+        return None;
+    };
+    // SAFETY: the library was just built from the kernel sources; loading
+    // it runs no initialisers besides the C++ runtime's.
+    let lib = unsafe { libloading::Library::new(&lib) }.expect("load the host kernels");
+    Some((Host { lib }, dir))
+}
+
+fn strict() -> bool {
+    std::env::var("TESSERA_STRICT").is_ok_and(|v| v == "1")
+}
+
+/// The CPU backend's outputs of a one-node `case` at positions `pos`.
+fn cpu(case: Case, pos: Vec<i32>) -> Vec<f32> {
+    let b: std::sync::Arc<dyn Backend> = std::sync::Arc::new(CpuBackend::new("cpu", 1));
+    run_steps(&b, &[(case, pos)], None).remove(0).remove(0)
+}
+
+fn ids_bits(v: &[usize]) -> Vec<f32> {
+    v.iter().map(|&i| f32::from_bits(i as u32)).collect()
+}
+
+#[test]
+fn elementwise_rope_routing_match_the_cpu() {
+    let Some((h, dir)) = host() else { return };
+    let mut rep = Report::default();
+    let mut rng = Rng(0x5851_f42d_4c95_7f2d);
+    let (rows, cols) = (7, 45);
+    let n = rows * cols;
+    // binary(op, a, b, blen, y, n): same shape and one row broadcast.
+    for (op, name) in [(0, "add"), (1, "mul"), (2, "div")] {
+        for row in [false, true] {
+            let a = rng.vec(n, 2.0);
+            let bv: Vec<f32> = rng
+                .vec(if row { cols } else { n }, 2.0)
+                .into_iter()
+                .map(|v| if v.abs() < 0.1 { v + 0.5 } else { v })
+                .collect();
+            let mut c = Case::default();
+            let ta = c.input("a", rows, cols, a.clone());
+            let tb = c.input("b", if row { 1 } else { rows }, cols, bv.clone());
+            let o = match op {
+                0 => Op::Add { a: ta, b: tb },
+                1 => Op::Mul { a: ta, b: tb },
+                _ => Op::Div { a: ta, b: tb },
+            };
+            c.node("y", o, rows, cols);
+            let want = cpu(c, vec![0; rows]);
+            let mut y = vec![f32::NAN; n];
+            let args = vec![
+                A::U(op),
+                A::In(&a),
+                A::In(&bv),
+                A::U(bv.len()),
+                A::Out(&mut y),
+            ];
+            h.ew("binary", n, args);
+            rep.check(
+                &format!("{name} row broadcast {row}"),
+                nmse(&y, &want),
+                NMSE_COPY,
+            );
+        }
+    }
+    // unary(op, s, x, y, n)
+    for (code, f, tol) in [
+        (0, None, NMSE_COPY),
+        (1, Some(Unary::Silu), NMSE_TRANSCENDENTAL),
+        (2, Some(Unary::Gelu), NMSE_GELU_F16),
+        (3, Some(Unary::GeluErf), NMSE_TRANSCENDENTAL),
+        (4, Some(Unary::Tanh), NMSE_TRANSCENDENTAL),
+        (5, Some(Unary::Sigmoid), NMSE_TRANSCENDENTAL),
+    ] {
+        let x = rng.vec(n, 6.0);
+        let mut c = Case::default();
+        let tx = c.input("x", rows, cols, x.clone());
+        let o = match f {
+            Some(f) => Op::Unary { x: tx, f },
+            None => Op::Scale { x: tx, s: 0.37 },
+        };
+        c.node("y", o, rows, cols);
+        let want = cpu(c, vec![0; rows]);
+        let mut y = vec![f32::NAN; n];
+        h.ew(
+            "unary",
+            n,
+            vec![A::U(code), A::F(0.37), A::In(&x), A::Out(&mut y)],
+        );
+        rep.check(&format!("unary {code} ({f:?})"), nmse(&y, &want), tol);
+    }
+    // glu(op, s, gate, up, y, n)
+    for (code, f, tol) in [
+        (0, Glu::SwiGlu, NMSE_TRANSCENDENTAL),
+        (1, Glu::GeGlu, NMSE_GELU_F16),
+        (2, Glu::SwiGluOai, NMSE_TRANSCENDENTAL),
+    ] {
+        let (g, u) = (rng.vec(n, 9.0), rng.vec(n, 9.0));
+        let mut c = Case::default();
+        let gate = c.input("gate", rows, cols, g.clone());
+        let up = c.input("up", rows, cols, u.clone());
+        c.node("y", Op::Glu { gate, up, f }, rows, cols);
+        let want = cpu(c, vec![0; rows]);
+        let mut y = vec![f32::NAN; n];
+        let args = vec![
+            A::U(code),
+            A::F(1.702),
+            A::In(&g),
+            A::In(&u),
+            A::Out(&mut y),
+        ];
+        h.ew("glu", n, args);
+        rep.check(&format!("glu {f:?}"), nmse(&y, &want), tol);
+    }
+    // rope(x, y, pos, ff, n, n_heads, hd, n_rot, neox, freq_scale,
+    //   ext_factor, attn_factor, corr0, corr1, theta_scale)
+    let base = RopeCfg {
+        n_rot: 64,
+        neox: false,
+        freq_base: 10000.0,
+        freq_scale: 1.0,
+        ext_factor: 0.0,
+        attn_factor: 1.0,
+        beta_fast: 32.0,
+        beta_slow: 1.0,
+        n_ctx_orig: 4096,
+        freq_factors: None,
+    };
+    let yarn = RopeCfg {
+        freq_scale: 0.25,
+        ext_factor: 1.0,
+        n_ctx_orig: 2048,
+        neox: true,
+        ..base
+    };
+    let partial = RopeCfg {
+        n_rot: 32,
+        neox: true,
+        freq_base: 1e6,
+        ..base
+    };
+    for (name, heads, hd, cfg, ff) in [
+        ("normal", 3, 64, base, false),
+        ("neox partial", 2, 96, partial, false),
+        ("yarn", 2, 64, yarn, false),
+        ("freq factors", 2, 64, base, true),
+    ] {
+        let pos = vec![0, 1, 1000, 4095, 77];
+        let nt = pos.len();
+        let x = rng.vec(nt * heads * hd, 2.0);
+        let ffv: Vec<f32> = (0..cfg.n_rot / 2).map(|i| 1.0 + i as f32 * 0.37).collect();
+        let mut c = Case::default();
+        let tx = c.input("x", nt, heads * hd, x.clone());
+        let mut cfg = cfg;
+        if ff {
+            cfg.freq_factors = Some(c.weight("rope_freqs", GgmlType::F32, [1, 1, ffv.len()], &ffv));
+        }
+        let o = Op::Rope {
+            x: tx,
+            n_heads: heads,
+            head_dim: hd,
+            cfg,
+        };
+        c.node("r", o, nt, heads * hd);
+        let want = cpu(c, pos.clone());
+        let rp = tessera_core::backend::cpu::ops::RopeParams {
+            n_rot: cfg.n_rot,
+            mode: if cfg.neox {
+                tessera_core::backend::cpu::ops::RopeMode::Neox
+            } else {
+                tessera_core::backend::cpu::ops::RopeMode::Normal
+            },
+            freq_base: cfg.freq_base,
+            freq_scale: cfg.freq_scale,
+            ext_factor: cfg.ext_factor,
+            attn_factor: cfg.attn_factor,
+            beta_fast: cfg.beta_fast,
+            beta_slow: cfg.beta_slow,
+            n_ctx_orig: cfg.n_ctx_orig,
+            freq_factors: None,
+        };
+        let corr = tessera_core::backend::cpu::ops::rope::yarn_corr_dims(&rp);
+        let theta_scale = cfg.freq_base.powf(-2.0 / cfg.n_rot as f32);
+        let posb: Vec<f32> = pos.iter().map(|&p| f32::from_bits(p as u32)).collect();
+        let mut y = vec![f32::NAN; x.len()];
+        let total = x.len();
+        // A null pointer when there are no frequency factors.
+        let mut args = vec![
+            A::In(&x),
+            A::Out(&mut y),
+            A::In(&posb),
+            if ff { A::In(&ffv) } else { A::U(0) },
+            A::U(total),
+            A::U(heads),
+            A::U(hd),
+            A::U(cfg.n_rot),
+            A::U(cfg.neox as usize),
+            A::F(cfg.freq_scale),
+            A::F(cfg.ext_factor),
+            A::F(cfg.attn_factor),
+            A::F(corr[0]),
+            A::F(corr[1]),
+            A::F(theta_scale),
+        ];
+        h.launch("rope", total.div_ceil(256), 256, &mut args);
+        rep.check(&format!("rope {name}"), nmse(&y, &want), NMSE_ROPE);
+    }
+    // Routing: top_k (ties on a coarse grid), gather_cols, norm_sum,
+    // moe_sum, group_mask, add_id, mul_rows; heads: slice, concat; rows.
+    for (r, e, k) in [(5, 13, 3), (4, 64, 8)] {
+        let x: Vec<f32> = rng
+            .vec(r * e, 1.0)
+            .iter()
+            .map(|v| (v * 8.0).round() / 8.0)
+            .collect();
+        let mut c = Case::default();
+        let tx = c.input("x", r, e, x.clone());
+        c.node("ids", Op::TopK { x: tx, k }, r, k);
+        let want_ids = cpu(c, vec![0; r]);
+        let mut got = vec![f32::NAN; r * k];
+        let mut args = [A::In(&x), A::Out(&mut got), A::U(r), A::U(e), A::U(k)];
+        h.launch("top_k", r.div_ceil(64), 64, &mut args);
+        rep.check(
+            &format!("top_k [{r}, {e}] k {k}"),
+            nmse(&got, &want_ids),
+            NMSE_COPY,
+        );
+        // gather_cols(x, ids, cols, k, y, n) with the CPU's ids.
+        let mut c = Case::default();
+        let tx = c.input("x", r, e, x.clone());
+        let ti = c.input("ids", r, k, want_ids.clone());
+        c.node("g", Op::GatherCols { x: tx, ids: ti }, r, k);
+        let want = cpu(c, vec![0; r]);
+        let mut y = vec![f32::NAN; r * k];
+        let args = vec![
+            A::In(&x),
+            A::In(&want_ids),
+            A::U(e),
+            A::U(k),
+            A::Out(&mut y),
+        ];
+        h.ew("gather_cols", r * k, args);
+        rep.check("gather_cols", nmse(&y, &want), NMSE_COPY);
+        // norm_sum(x, y, rows, cols, min_sum)
+        let w: Vec<f32> = rng.vec(r * k, 1.0).iter().map(|v| v.abs()).collect();
+        let mut c = Case::default();
+        let tw = c.input("w", r, k, w.clone());
+        c.node(
+            "wn",
+            Op::NormSum {
+                x: tw,
+                min_sum: 6.1e-5,
+            },
+            r,
+            k,
+        );
+        let want = cpu(c, vec![0; r]);
+        let mut y = vec![f32::NAN; r * k];
+        let mut args = [A::In(&w), A::Out(&mut y), A::U(r), A::U(k), A::F(6.1e-5)];
+        h.launch("norm_sum", r.div_ceil(64), 64, &mut args);
+        rep.check("norm_sum", nmse(&y, &want), NMSE_F32);
+        // moe_sum(x, w, k, cols, y, n)
+        let d = 9;
+        let xe = rng.vec(r * k * d, 1.0);
+        let mut c = Case::default();
+        let te = c.input("xe", r * k, d, xe.clone());
+        let tw = c.input("w", r, k, w.clone());
+        c.node("moe", Op::MoeSum { x: te, w: tw }, r, d);
+        let want = cpu(c, vec![0; r]);
+        let mut y = vec![f32::NAN; r * d];
+        h.ew(
+            "moe_sum",
+            r * d,
+            vec![A::In(&xe), A::In(&w), A::U(k), A::U(d), A::Out(&mut y)],
+        );
+        rep.check("moe_sum", nmse(&y, &want), NMSE_COPY);
+    }
+    {
+        // group_mask(x, y, rows, cols, n_groups, n_used)
+        let (r, groups, used) = (3, 8, 3);
+        let e = groups * 8;
+        let x = rng.vec(r * e, 1.0);
+        let mut c = Case::default();
+        let tx = c.input("x", r, e, x.clone());
+        let o = Op::GroupMask {
+            x: tx,
+            n_groups: groups,
+            n_used: used,
+        };
+        c.node("m", o, r, e);
+        let want = cpu(c, vec![0; r]);
+        let mut y = vec![f32::NAN; r * e];
+        let mut args = [
+            A::In(&x),
+            A::Out(&mut y),
+            A::U(r),
+            A::U(e),
+            A::U(groups),
+            A::U(used),
+        ];
+        h.launch("group_mask", 1, 64, &mut args);
+        // -inf on both sides: compare the finite values and where -inf is.
+        let same_inf = y
+            .iter()
+            .zip(&want)
+            .all(|(a, b)| a.is_infinite() == b.is_infinite());
+        let fin = |v: &[f32]| {
+            v.iter()
+                .map(|x| if x.is_finite() { *x } else { 0.0 })
+                .collect::<Vec<_>>()
+        };
+        let e2 = if same_inf {
+            nmse(&fin(&y), &fin(&want))
+        } else {
+            f64::INFINITY
+        };
+        rep.check("group_mask", e2, NMSE_COPY);
+    }
+    {
+        // add_id(x, b, ids, cols, y, n), mul_rows(x, s, cols, y, n)
+        let (slots, k, ne, d) = (6, 2, 4, 11);
+        let x = rng.vec(slots * d, 1.0);
+        let b = rng.vec(ne * d, 1.0);
+        let ids = ids_bits(&(0..slots).map(|i| (i * 3) % ne).collect::<Vec<_>>());
+        let mut c = Case::default();
+        let tx = c.input("x", slots, d, x.clone());
+        let tb = c.weight("b", GgmlType::F32, [1, ne, d], &b);
+        let ti = c.input("ids", slots / k, k, ids.clone());
+        c.node(
+            "xb",
+            Op::AddId {
+                x: tx,
+                b: tb,
+                ids: ti,
+            },
+            slots,
+            d,
+        );
+        let want = cpu(c, vec![0; slots / k]);
+        let mut y = vec![f32::NAN; slots * d];
+        let args = vec![A::In(&x), A::In(&b), A::In(&ids), A::U(d), A::Out(&mut y)];
+        h.ew("add_id", slots * d, args);
+        rep.check("add_id", nmse(&y, &want), NMSE_COPY);
+        let s = rng.vec(slots, 2.0);
+        let mut c = Case::default();
+        let tx = c.input("x", slots, d, x.clone());
+        let ts = c.input("s", slots, 1, s.clone());
+        c.node("xs", Op::MulRows { x: tx, s: ts }, slots, d);
+        let want = cpu(c, vec![0; slots]);
+        let mut y = vec![f32::NAN; slots * d];
+        h.ew(
+            "mul_rows",
+            slots * d,
+            vec![A::In(&x), A::In(&s), A::U(d), A::Out(&mut y)],
+        );
+        rep.check("mul_rows", nmse(&y, &want), NMSE_COPY);
+    }
+    {
+        // slice_heads(x, hd, start, len, y, n), concat_heads(a, la, b, lb, y, n)
+        let (nt, heads, hd, start, len) = (3, 4, 24, 16, 8);
+        let x = rng.vec(nt * heads * hd, 1.0);
+        let mut c = Case::default();
+        let tx = c.input("x", nt, heads * hd, x.clone());
+        let o = Op::SliceHeads {
+            x: tx,
+            n_heads: heads,
+            head_dim: hd,
+            start,
+            len,
+        };
+        c.node("pe", o, nt, heads * len);
+        let want = cpu(c, vec![0; nt]);
+        let mut y = vec![f32::NAN; nt * heads * len];
+        let args = vec![A::In(&x), A::U(hd), A::U(start), A::U(len), A::Out(&mut y)];
+        h.ew("slice_heads", nt * heads * len, args);
+        rep.check("slice_heads", nmse(&y, &want), NMSE_COPY);
+        let (la, lb) = (5, 3);
+        let (a, b) = (rng.vec(nt * heads * la, 1.0), rng.vec(nt * heads * lb, 1.0));
+        let mut c = Case::default();
+        let ta = c.input("a", nt, heads * la, a.clone());
+        let tb = c.input("b", nt, heads * lb, b.clone());
+        c.node(
+            "cat",
+            Op::ConcatHeads {
+                a: ta,
+                b: tb,
+                n_heads: heads,
+            },
+            nt,
+            heads * (la + lb),
+        );
+        let want = cpu(c, vec![0; nt]);
+        let total = nt * heads * (la + lb);
+        let mut y = vec![f32::NAN; total];
+        let args = vec![A::In(&a), A::U(la), A::In(&b), A::U(lb), A::Out(&mut y)];
+        h.ew("concat_heads", total, args);
+        rep.check("concat_heads", nmse(&y, &want), NMSE_COPY);
+        // select_rows(x, rows, cols, y, n): every row, as the harness's steps.
+        let rows_v: Vec<f32> = (0..nt as u32).map(f32::from_bits).collect();
+        let mut c = Case::default();
+        let tx = c.input("x", nt, heads * hd, x.clone());
+        c.node("sel", Op::SelectRows { x: tx }, nt, heads * hd);
+        let want = cpu(c, vec![0; nt]);
+        let mut y = vec![f32::NAN; x.len()];
+        let args = vec![A::In(&x), A::In(&rows_v), A::U(heads * hd), A::Out(&mut y)];
+        h.ew("select_rows", x.len(), args);
+        rep.check("select_rows", nmse(&y, &want), NMSE_COPY);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    rep.finish("kernels on the host");
+}
