@@ -252,3 +252,41 @@ fn another_models_file_is_detected_and_rebuilt() {
         |e| matches!(e, HibernateError::Incompatible { .. }),
     );
 }
+
+/// Figures (not a check): a SmolLM2 session of 1000 tokens hibernated,
+/// restored, and rebuilt from its history instead, with the file's size.
+/// `cargo test --release -p tessera-core --test hibernate figures -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn figures() {
+    let Some(model) = load(SMOL) else {
+        return;
+    };
+    let n_vocab = model.hparams().n_vocab as u32;
+    let history: Vec<u32> = (0..1000u32).map(|i| (i * 7919 + 13) % n_vocab).collect();
+    let mut s = model
+        .session(&SessionParams {
+            n_ctx: 2048,
+            ..SessionParams::default()
+        })
+        .unwrap();
+    s.eval(&history, tessera_core::Logits::Last).unwrap();
+    let path = dir("figures").join("smollm2-1000.hib");
+    let resident = s.kv_bytes();
+    for _ in 0..3 {
+        let saved = s.hibernate(&path).unwrap();
+        let Wake::Restored { time, .. } = s.wake().unwrap() else {
+            panic!("not restored");
+        };
+        eprintln!(
+            "{} tokens: file {} bytes (KV buffers of n_ctx 2048: {resident} bytes), hibernate {:?}, restore {:?}",
+            saved.tokens, saved.bytes, saved.time, time
+        );
+    }
+    s.hibernate(&path).unwrap();
+    std::fs::write(&path, b"spoilt").unwrap();
+    let Wake::Rebuilt { time, .. } = s.wake().unwrap() else {
+        panic!("not rebuilt");
+    };
+    eprintln!("rebuilt from the history instead: {time:?}");
+}
