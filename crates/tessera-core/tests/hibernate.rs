@@ -173,6 +173,31 @@ fn eval_wakes_and_another_session_restores_the_same_state() {
     assert_eq!(s.residency(), Residency::Resident);
 }
 
+#[test]
+fn a_hibernated_session_can_be_cut_or_cleared() {
+    let Some(model) = load(SMOL) else {
+        return;
+    };
+    let (whole, mut s, _) = reference_and_paused(&model, KvType::F16);
+    let p = prompt(&model);
+    let path = dir("cut").join("a.hib");
+    // Cut back to the prompt while hibernated: the wake reads only that.
+    s.hibernate(&path).unwrap();
+    s.truncate(p.len());
+    let before = s.n_evaluated();
+    let wake = s.wake().unwrap();
+    assert!(
+        matches!(wake, Wake::Restored { tokens, .. } if tokens == p.len()),
+        "{wake:?}"
+    );
+    assert_eq!(s.n_evaluated(), before);
+    assert_eq!(s.tokens(), &p[..]);
+    // Cleared while hibernated: a new prompt runs as in a fresh session.
+    s.hibernate(&path).unwrap();
+    s.clear();
+    assert_eq!(gen(&mut s, &p, N_GEN), whole);
+}
+
 /// Hibernates a paused session, spoils its file with `spoil`, and checks
 /// that waking rebuilds it (the reason matching `expect`) and that it
 /// continues with the uninterrupted tokens.

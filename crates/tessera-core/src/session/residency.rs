@@ -150,6 +150,14 @@ impl Session<'_> {
         self.kv.truncate(0);
         self.tokens.clear();
         self.logits.clear();
+        if history.is_empty() {
+            // Nothing of the file is wanted.
+            return Ok(Wake::Restored {
+                tokens: 0,
+                bytes: 0,
+                time: t0.elapsed(),
+            });
+        }
         let fp = hibernate::fingerprint(self.model);
         let n_vocab = self.model.hparams().n_vocab;
         let loaded = hibernate::load(path, &mut self.kv, fp, n_vocab).and_then(|l| {
@@ -176,9 +184,7 @@ impl Session<'_> {
                 })
             }
             Err(reason) => {
-                if !history.is_empty() {
-                    self.eval(history, Logits::Last)?;
-                }
+                self.eval(history, Logits::Last)?;
                 Ok(Wake::Rebuilt {
                     tokens: history.len(),
                     reason,
