@@ -12,6 +12,7 @@
 
 pub mod arch;
 pub mod backend;
+pub mod batch;
 pub mod error;
 pub mod fit;
 pub mod generate;
@@ -34,6 +35,7 @@ pub mod speculative;
 pub mod split;
 pub mod weights;
 
+pub use batch::BatchDecoder;
 pub use error::{CoreError, Result};
 pub use hparams::HParams;
 pub use kv::KvType;

@@ -208,6 +208,20 @@ impl<'m> Session<'m> {
         Ok(&self.logits)
     }
 
+    /// The cache, for a step over several sessions ([`crate::batch`]).
+    pub(crate) fn kv_mut(&mut self) -> &mut KvCache {
+        &mut self.kv
+    }
+
+    /// A step over several sessions stored `token` at the next position
+    /// and computed `logits` (its row) for it.
+    pub(crate) fn stepped(&mut self, token: u32, logits: &[f32]) {
+        self.kv.advance(1);
+        self.tokens.push(token);
+        self.logits.clear();
+        self.logits.extend_from_slice(logits);
+    }
+
     /// Runs one micro-batch; leaves its logits in its output buffer.
     fn step(&mut self, chunk: &[u32], n_out: usize) -> Result<()> {
         let n = chunk.len();
@@ -277,7 +291,7 @@ impl<'m> Session<'m> {
 }
 
 /// Runs the copy node `n`: reads its source on one device, writes it on another.
-fn copy_node(
+pub(crate) fn copy_node(
     sched: &Schedule,
     n: usize,
     work: &mut [Box<dyn DeviceBuffer>],

@@ -124,6 +124,32 @@ pub trait Backend: Send + Sync {
         work: &mut dyn DeviceBuffer,
         kv: &mut KvCache,
     ) -> Result<()>;
+
+    /// Whether [`Backend::compute_multi_seq`] runs steps whose rows belong
+    /// to several sequences. False unless the backend says otherwise:
+    /// callers then run one step per sequence ([`crate::BatchDecoder`]).
+    fn supports_multi_seq(&self) -> bool {
+        false
+    }
+
+    /// As [`Backend::compute`], for a step whose row `t` is a token of the
+    /// sequence whose cache is `kvs[seq[t]]`, at position `run.step.pos[t]`:
+    /// attention stores each row's keys and values in that cache and
+    /// attends it over that cache, as a one-token step of its sequence
+    /// does (the rows of one sequence in order, at consecutive positions).
+    fn compute_multi_seq(
+        &self,
+        run: &SegmentRun<'_>,
+        work: &mut dyn DeviceBuffer,
+        kvs: &mut [&mut KvCache],
+        seq: &[usize],
+    ) -> Result<()> {
+        let _ = (run, work, kvs, seq);
+        Err(crate::error::CoreError::Backend {
+            device: self.info().name,
+            reason: "steps over several sequences are not supported".into(),
+        })
+    }
 }
 
 /// Makes devices of kinds this crate does not build (`vulkan`, `metal`,

@@ -148,6 +148,57 @@ impl Backend for CpuBackend {
         work: &mut dyn DeviceBuffer,
         kv: &mut KvCache,
     ) -> Result<()> {
+        self.run_nodes(run, work, &mut KvTarget::One(kv))
+    }
+
+    fn supports_multi_seq(&self) -> bool {
+        true
+    }
+
+    fn compute_multi_seq(
+        &self,
+        run: &SegmentRun<'_>,
+        work: &mut dyn DeviceBuffer,
+        kvs: &mut [&mut KvCache],
+        seq: &[usize],
+    ) -> Result<()> {
+        let n_rows = run.step.pos.len();
+        if seq.len() != n_rows || run.step.tokens.len() != n_rows {
+            return Err(self.err(&format!(
+                "a multi-sequence step of {n_rows} rows has {} sequence ids and {} tokens",
+                seq.len(),
+                run.step.tokens.len()
+            )));
+        }
+        if let Some(&bad) = seq.iter().find(|&&s| s >= kvs.len()) {
+            return Err(self.err(&format!(
+                "row of sequence {bad}, but the step has {} caches",
+                kvs.len()
+            )));
+        }
+        self.run_nodes(run, work, &mut KvTarget::Rows { caches: kvs, seq })
+    }
+}
+
+/// The KV caches a step's attention stores into and reads.
+enum KvTarget<'a, 'b> {
+    /// Every row is a token of this one sequence, at consecutive positions.
+    One(&'a mut KvCache),
+    /// Row `t` is a token of the sequence whose cache is `caches[seq[t]]`.
+    Rows {
+        caches: &'a mut [&'b mut KvCache],
+        seq: &'a [usize],
+    },
+}
+
+impl CpuBackend {
+    /// Runs `run.nodes` in `work`, attention against `kv`.
+    fn run_nodes(
+        &self,
+        run: &SegmentRun<'_>,
+        work: &mut dyn DeviceBuffer,
+        kv: &mut KvTarget<'_, '_>,
+    ) -> Result<()> {
         let work = work
             .as_any_mut()
             .downcast_mut::<HostBuffer>()
@@ -214,6 +265,15 @@ thread_local! {
 fn dump_enabled() -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *ON.get_or_init(|| std::env::var_os("TESSERA_DUMP").is_some_and(|v| v != "0"))
+}
+
+/// What every row of one attention node shares.
+struct AttnRows<'a> {
+    layer: usize,
+    cfg: &'a crate::graph::AttnCfg,
+    sinks: Option<&'a [f32]>,
+    /// Several rows of one sequence each as its own one-token step.
+    exact: bool,
 }
 
 /// Runs nodes with their activations in one arena.
@@ -295,6 +355,85 @@ impl Exec<'_> {
         Ok(unsafe { std::slice::from_raw_parts_mut(ptr, len) })
     }
 
+    /// Stores the keys and values of `pos.len()` consecutive tokens of one
+    /// sequence (at positions `pos`, the first `pos[0]`) into layer
+    /// `rows.layer` of `kv`, then attends their queries over the cache.
+    /// Decode-exact, row by row over the cells each row's own one-token
+    /// step sees (the split-KV decode path and its chunks depend on that
+    /// count).
+    #[allow(clippy::too_many_arguments)]
+    fn attend(
+        &self,
+        kv: &mut KvCache,
+        rows: &AttnRows<'_>,
+        q: &[f32],
+        k: &[f32],
+        v: &[f32],
+        pos: &[i32],
+        out: &mut [f32],
+    ) -> std::result::Result<(), ops::OpError> {
+        let cfg = rows.cfg;
+        let n_tokens = pos.len();
+        let bad = |m: String| ops::OpError::Shape {
+            op: "attention",
+            reason: m,
+        };
+        let first = *pos.first().ok_or_else(|| bad("empty step".into()))?;
+        let first = usize::try_from(first).map_err(|_| bad(format!("position {first}")))?;
+        let l = kv
+            .layer_mut(rows.layer)
+            .ok_or_else(|| bad(format!("no KV cache for layer {}", rows.layer)))?;
+        let not_host = || bad("KV not in host memory".into());
+        let (k_width, v_width) = (cfg.n_head_kv * cfg.head_dim, cfg.n_head_kv * cfg.head_dim_v);
+        for (buf, src, width, dtype, row) in [
+            (&mut l.k, k, k_width, l.k_type, l.k_row_bytes),
+            (&mut l.v, v, v_width, l.v_type, l.v_row_bytes),
+        ] {
+            let b = buf
+                .as_any_mut()
+                .downcast_mut::<HostBuffer>()
+                .ok_or_else(not_host)?;
+            ops::kv_store(src, width, b.bytes_mut(), dtype, row, first)?;
+        }
+        fn host(buf: &dyn DeviceBuffer) -> Option<&HostBuffer> {
+            buf.as_any().downcast_ref::<HostBuffer>()
+        }
+        let (kh, vh) = match (host(l.k.as_ref()), host(l.v.as_ref())) {
+            (Some(k), Some(v)) => (k, v),
+            _ => return Err(not_host()),
+        };
+        let p = AttnParams {
+            n_tokens,
+            n_head: cfg.n_head,
+            n_kv_head: cfg.n_head_kv,
+            head_dim: cfg.head_dim,
+            n_kv: first + n_tokens,
+            kv_cells: 0,
+            q_pos: pos,
+            causal: true,
+            window: cfg.window,
+            scale: cfg.scale,
+            softcap: cfg.softcap,
+            sinks: rows.sinks,
+        };
+        let kview = kv_view(kh, l.k_type, l.k_row_bytes, cfg.n_head_kv, cfg.head_dim);
+        let vview = kv_view(vh, l.v_type, l.v_row_bytes, cfg.n_head_kv, cfg.head_dim_v);
+        if !(rows.exact && n_tokens > 1) {
+            return ops::attention(self.pool, q, kview, vview, out, &p);
+        }
+        let (q_w, o_w) = (q.len() / n_tokens, out.len() / n_tokens);
+        for (t, o) in out.chunks_exact_mut(o_w).enumerate() {
+            let row = AttnParams {
+                n_tokens: 1,
+                n_kv: first + t + 1,
+                q_pos: &pos[t..t + 1],
+                ..p
+            };
+            ops::attention(self.pool, &q[t * q_w..(t + 1) * q_w], kview, vview, o, &row)?;
+        }
+        Ok(())
+    }
+
     fn dump(&self, n: usize) -> Result<()> {
         let out = self.run.graph.nodes[n].out;
         let def = self.run.graph.tensor(out);
@@ -318,7 +457,7 @@ impl Exec<'_> {
         Ok(())
     }
 
-    fn node(&mut self, n: usize, mm: &mut MatmulCtx, kv: &mut KvCache) -> Result<()> {
+    fn node(&mut self, n: usize, mm: &mut MatmulCtx, kv: &mut KvTarget<'_, '_>) -> Result<()> {
         let node = &self.run.graph.nodes[n];
         let name = || self.run.graph.node_name(n).to_string();
         let op_err = |source| CoreError::Op {
@@ -412,68 +551,50 @@ impl Exec<'_> {
                 cfg,
             } => {
                 let n_tokens = self.run.graph.tensor(q).rows();
-                let first = *step
-                    .pos
-                    .first()
-                    .ok_or_else(|| self.err("empty step".into()))?
-                    as usize;
-                let l = kv
-                    .layer_mut(layer)
-                    .ok_or_else(|| self.err(format!("no KV cache for layer {layer}")))?;
-                let store =
-                    |buf: &mut Box<dyn DeviceBuffer>, src, width, dtype, row| -> Result<()> {
-                        let b = buf
-                            .as_any_mut()
-                            .downcast_mut::<HostBuffer>()
-                            .ok_or_else(|| self.err("KV not in host memory".into()))?;
-                        ops::kv_store(src, width, b.bytes_mut(), dtype, row, first).map_err(op_err)
-                    };
-                let (k_width, v_width) =
-                    (cfg.n_head_kv * cfg.head_dim, cfg.n_head_kv * cfg.head_dim_v);
-                store(&mut l.k, self.input(k)?, k_width, l.k_type, l.k_row_bytes)?;
-                store(&mut l.v, self.input(v)?, v_width, l.v_type, l.v_row_bytes)?;
+                let (q, k, v) = (self.input(q)?, self.input(k)?, self.input(v)?);
                 let sinks = cfg.sinks.map(|s| self.weight_f32(s)).transpose()?;
-                fn host(buf: &dyn DeviceBuffer) -> Option<&HostBuffer> {
-                    buf.as_any().downcast_ref::<HostBuffer>()
-                }
-                let (kh, vh) = match (host(l.k.as_ref()), host(l.v.as_ref())) {
-                    (Some(k), Some(v)) => (k, v),
-                    _ => return Err(self.err("KV not in host memory".into())),
-                };
-                let p = AttnParams {
-                    n_tokens,
-                    n_head: cfg.n_head,
-                    n_kv_head: cfg.n_head_kv,
-                    head_dim: cfg.head_dim,
-                    n_kv: first + n_tokens,
-                    kv_cells: 0,
-                    q_pos: step.pos,
-                    causal: true,
-                    window: cfg.window,
-                    scale: cfg.scale,
-                    softcap: cfg.softcap,
+                let rows = AttnRows {
+                    layer,
+                    cfg: &cfg,
                     sinks,
+                    exact: self.run.graph.decode_exact,
                 };
-                let kview = kv_view(kh, l.k_type, l.k_row_bytes, cfg.n_head_kv, cfg.head_dim);
-                let vview = kv_view(vh, l.v_type, l.v_row_bytes, cfg.n_head_kv, cfg.head_dim_v);
-                let q = self.input(q)?;
-                if self.run.graph.decode_exact && n_tokens > 1 {
-                    // Row by row, each over the cells its own one-token
-                    // step sees (the split-KV decode path and its chunks
-                    // depend on that count).
-                    let (q_w, o_w) = (q.len() / n_tokens, out.len() / n_tokens);
-                    for (t, o) in out.chunks_exact_mut(o_w).enumerate() {
-                        let row = AttnParams {
-                            n_tokens: 1,
-                            n_kv: first + t + 1,
-                            q_pos: &step.pos[t..t + 1],
-                            ..p
-                        };
-                        ops::attention(pool, &q[t * q_w..(t + 1) * q_w], kview, vview, o, &row)
+                match kv {
+                    KvTarget::One(kv) => self
+                        .attend(kv, &rows, q, k, v, step.pos, out)
+                        .map_err(op_err)?,
+                    KvTarget::Rows { caches, seq } => {
+                        if step.pos.len() != n_tokens {
+                            return Err(self.err(format!(
+                                "{n_tokens} query rows for {} positions",
+                                step.pos.len()
+                            )));
+                        }
+                        // Each row alone, in its own sequence's cache: the
+                        // store and the attention of that sequence's
+                        // one-token step.
+                        let w = |x: &[f32]| x.len() / n_tokens.max(1);
+                        let (q_w, k_w, v_w, o_w) = (w(q), w(k), w(v), out.len() / n_tokens.max(1));
+                        fn row(x: &[f32], t: usize, w: usize) -> &[f32] {
+                            &x[t * w..(t + 1) * w]
+                        }
+                        for (t, o) in out.chunks_exact_mut(o_w.max(1)).enumerate() {
+                            let cache = seq
+                                .get(t)
+                                .and_then(|&s| caches.get_mut(s))
+                                .ok_or_else(|| self.err(format!("row {t} has no cache")))?;
+                            self.attend(
+                                cache,
+                                &rows,
+                                row(q, t, q_w),
+                                row(k, t, k_w),
+                                row(v, t, v_w),
+                                &step.pos[t..t + 1],
+                                o,
+                            )
                             .map_err(op_err)?;
+                        }
                     }
-                } else {
-                    ops::attention(pool, q, kview, vview, out, &p).map_err(op_err)?;
                 }
             }
             Op::Unary { x, f } => {
