@@ -21,9 +21,10 @@
 //!   [`prepare`] turns the request into a [`job::GenRequest`] (template,
 //!   tokens, checked sampling values).
 //! - [`slots`] queues it and gives it to the idle slot whose KV cache
-//!   shares the longest prefix with its prompt; [`worker`] (one thread per
-//!   slot today, a batched decoder later) generates, sending
-//!   [`job::Event`]s back.
+//!   shares the longest prefix with its prompt; the [`engine`] (one
+//!   thread) runs the prompts and decodes the next token of every active
+//!   request in one batched step, each [`request::Active`] sampling its
+//!   own and sending [`job::Event`]s back.
 //! - [`generation`] reads those events under the request's deadline, and
 //!   the route answers whole or as events ([`routes::sse`]).
 //! - [`metrics`] counts; [`server`] starts the slots, serves and drains at
@@ -31,6 +32,7 @@
 
 pub mod app;
 pub mod config;
+pub mod engine;
 pub mod error;
 pub mod generation;
 pub mod hibernation;
@@ -39,10 +41,10 @@ pub mod logprobs;
 pub mod metrics;
 pub mod openai;
 pub mod prepare;
+pub mod request;
 pub mod routes;
 pub mod server;
 pub mod slots;
-pub mod worker;
 
 pub use config::ServerConfig;
 pub use error::{ApiError, ServerError};

@@ -1,8 +1,9 @@
 //! The server's counters and their Prometheus text (`GET /metrics`):
 //! requests by endpoint and status, prompt / cached / generated tokens and
 //! the time spent on them, aggregate tokens per second over the last ten
-//! seconds, queue depth, busy slots, resident and hibernated sessions
-//! (hibernations, restores, rebuilds) and KV cache use per device.
+//! seconds, batched decode steps and their sizes, queue depth, busy slots,
+//! resident and hibernated sessions (hibernations, restores, rebuilds) and
+//! KV cache use per device.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
@@ -69,6 +70,10 @@ pub struct Metrics {
     restores: AtomicU64,
     rebuilds: AtomicU64,
     kv: KvLayout,
+    /// Batched decode steps, the tokens they decoded, the last one's size.
+    decode_steps: AtomicU64,
+    decode_rows: AtomicU64,
+    last_batch: AtomicUsize,
 }
 
 impl Metrics {
@@ -88,6 +93,9 @@ impl Metrics {
             restores: AtomicU64::new(0),
             rebuilds: AtomicU64::new(0),
             kv,
+            decode_steps: AtomicU64::new(0),
+            decode_rows: AtomicU64::new(0),
+            last_batch: AtomicUsize::new(0),
         }
     }
 
@@ -137,6 +145,20 @@ impl Metrics {
     /// A slot generated a token.
     pub fn token_generated(&self) {
         self.add_recent(0, 1);
+    }
+
+    /// The engine ran a decode step over `n` requests at once.
+    pub fn decode_step(&self, n: usize) {
+        self.decode_steps.fetch_add(1, Ordering::Relaxed);
+        self.decode_rows.fetch_add(n as u64, Ordering::Relaxed);
+        self.last_batch.store(n, Ordering::Relaxed);
+    }
+
+    /// Decode steps so far and their average batch size.
+    pub fn batch_sizes(&self) -> (u64, f64) {
+        let steps = self.decode_steps.load(Ordering::Relaxed);
+        let rows = self.decode_rows.load(Ordering::Relaxed);
+        (steps, rows as f64 / steps.max(1) as f64)
     }
 
     /// A slot's session now holds `n` tokens.
@@ -232,6 +254,31 @@ impl Metrics {
             GAUGE,
             "Prompt tokens evaluated per second, all slots together, over the last 10 s.",
             prompt_rate,
+        );
+        let (steps, avg) = self.batch_sizes();
+        x.one(
+            "tessera_decode_steps_total",
+            COUNTER,
+            "Decode steps run (each evaluates the next token of every active request at once).",
+            steps as f64,
+        );
+        x.one(
+            "tessera_decode_tokens_total",
+            COUNTER,
+            "Tokens evaluated by decode steps (their batch sizes summed).",
+            get(&self.decode_rows),
+        );
+        x.one(
+            "tessera_decode_batch_size_average",
+            GAUGE,
+            "Requests per decode step, on average since start.",
+            avg,
+        );
+        x.one(
+            "tessera_decode_batch_size",
+            GAUGE,
+            "Requests in the last decode step.",
+            self.last_batch.load(Ordering::Relaxed) as f64,
         );
         x.one(
             "tessera_queue_depth",
@@ -383,6 +430,8 @@ mod tests {
         m.request("chat", 400);
         m.set_slot_tokens(1, 4);
         m.token_generated();
+        m.decode_step(3);
+        m.decode_step(1);
         let text = m.render(&Snapshot {
             queue_depth: 3,
             busy: vec![true, false],
@@ -399,6 +448,10 @@ mod tests {
             "tessera_kv_cache_bytes{device=\"cpu\"} 2000",
             "tessera_kv_cache_used_bytes{device=\"cpu\"} 400",
             "tessera_kv_cache_usage_ratio{device=\"cpu\"} 0.2",
+            "tessera_decode_steps_total 2",
+            "tessera_decode_tokens_total 4",
+            "tessera_decode_batch_size_average 2",
+            "tessera_decode_batch_size 1",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
         }

@@ -2,7 +2,7 @@
 //! listener until a shutdown signal — then new requests are refused
 //! (503), those in flight get [`ServerConfig::shutdown_grace`] to finish,
 //! the rest are cancelled (their clients get an error, not a cut
-//! connection), and the slot threads are joined.
+//! connection), and the engine thread is joined.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -19,7 +19,7 @@ use crate::config::ServerConfig;
 use crate::error::ServerError;
 use crate::metrics::{KvLayout, Metrics};
 use crate::slots::Scheduler;
-use crate::{routes, worker};
+use crate::{engine, routes};
 
 /// A server on one model: its slots are running.
 pub struct Server {
@@ -37,7 +37,8 @@ impl std::fmt::Debug for Server {
 }
 
 impl Server {
-    /// Opens `config.parallel` sessions on `model` (one thread each).
+    /// Opens `config.parallel` sessions on `model`, served by one engine
+    /// thread in batched steps.
     pub fn new(model: tessera::Model, config: ServerConfig) -> Result<Server, ServerError> {
         if config.parallel == 0 {
             return Err(ServerError::Config("--parallel must be at least 1".into()));
@@ -69,7 +70,7 @@ impl Server {
         }
         let kv = KvLayout::of(core, &config.session, n_ctx);
         let metrics = Arc::new(Metrics::new(config.parallel, kv));
-        let threads = worker::spawn(&model, &config.session, config.parallel, &sched, &metrics)?;
+        let threads = engine::spawn(&model, &config.session, config.parallel, &sched, &metrics)?;
         let app = App::new(config, model, templates, n_ctx, sched, metrics);
         Ok(Server {
             app: Arc::new(app),

@@ -12,11 +12,11 @@
 //! engine takes a job's [`Orders`] with [`Scheduler::take_orders`].
 //!
 //! [`Scheduler`] knows nothing about sessions, only the tokens each slot
-//! holds. Today one thread per slot loops `take` → generate → `release`
-//! (`worker`). A batched decoder can replace those threads with one loop
-//! that, at each step, takes jobs for its idle slots with
-//! [`Scheduler::try_take`] and releases them as they end: the queue, the
-//! slot choice and the metrics stay as they are.
+//! holds. The engine (`engine`: one thread, batched decode steps) sleeps
+//! in [`Scheduler::wait_for_job`] while it has nothing to do, takes the
+//! jobs given to its idle slots with [`Scheduler::try_take`] at every
+//! step and releases each slot as its request ends ([`Scheduler::take`]
+//! serves a loop per slot instead).
 
 use std::cmp::Reverse;
 use std::collections::VecDeque;
@@ -141,6 +141,21 @@ impl Scheduler {
             }
             if st.closed {
                 return None;
+            }
+            st = self.wake.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Waits until some slot has a job to take (`true`), or the scheduler
+    /// is closed (`false`): the engine's sleep while no request is active.
+    pub fn wait_for_job(&self) -> bool {
+        let mut st = self.lock();
+        loop {
+            if st.slots.iter().any(|s| s.assigned.is_some()) {
+                return true;
+            }
+            if st.closed {
+                return false;
             }
             st = self.wake.wait(st).unwrap_or_else(|e| e.into_inner());
         }

@@ -1,0 +1,276 @@
+//! The slots' engine: one thread owning every slot's session, looping
+//!
+//! 1. admit: each idle slot takes the job the [`Scheduler`] gave it
+//!    ([`Scheduler::try_take`]), reuses its cached prefix, evaluates the
+//!    rest of the prompt (a step of its own) and samples its first token;
+//! 2. decode: the tokens just sampled by every active request are
+//!    evaluated in one batched step ([`BatchDecoder`]: one pass over the
+//!    weights for all of them), then each request samples its next token
+//!    from its own logits with its own sampler;
+//! 3. release: a request that ended gives its slot back
+//!    ([`Scheduler::release`], recording what the cache holds for the
+//!    longest-prefix choice) before its last event is sent.
+//!
+//! With no request active it sleeps until a job arrives
+//! ([`Scheduler::wait_for_job`]). Batched steps are decode-exact, so each
+//! request's tokens are those it gets alone. A panic while serving a
+//! request fails it (500) and empties its session; the others go on.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use tessera_core::{BatchDecoder, CoreError, Session, SessionParams};
+
+use crate::error::{ApiError, ServerError};
+use crate::job::{Event, Finish, Job, Outcome};
+use crate::logprobs::Scratch;
+use crate::metrics::Metrics;
+use crate::request::{engine_error, Active, Next};
+use crate::slots::Scheduler;
+
+/// Starts the engine thread with `n` slots (sessions); returns once every
+/// session is open (or the first reason one could not be).
+pub fn spawn(
+    model: &tessera::Model,
+    params: &SessionParams,
+    n: usize,
+    sched: &Arc<Scheduler>,
+    metrics: &Arc<Metrics>,
+) -> Result<Vec<JoinHandle<()>>, ServerError> {
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (m, p, s, mx) = (
+        model.clone(),
+        params.clone(),
+        sched.clone(),
+        metrics.clone(),
+    );
+    let h = std::thread::Builder::new()
+        .name("tessera-engine".into())
+        .spawn(move || {
+            let core = m.core();
+            match Engine::new(core, &p, n, &s, &mx) {
+                Ok(mut e) => {
+                    let _ = ready_tx.send(Ok(()));
+                    e.run();
+                }
+                Err(err) => {
+                    let _ = ready_tx.send(Err(err));
+                }
+            }
+        })
+        .map_err(ServerError::Io)?;
+    let failed = match ready_rx.recv() {
+        Ok(Ok(())) => return Ok(vec![h]),
+        Ok(Err((slot, source))) => ServerError::Session { slot, source },
+        Err(_) => ServerError::Worker,
+    };
+    sched.close();
+    let _ = h.join();
+    Err(failed)
+}
+
+/// The sessions, the requests on them and the batched decoder.
+struct Engine<'m, 'a> {
+    sessions: Vec<Session<'m>>,
+    active: Vec<Option<Active<'m>>>,
+    /// Per slot: the token its request sampled last, to evaluate.
+    pending: Vec<Option<u32>>,
+    decoder: BatchDecoder<'m>,
+    sched: &'a Scheduler,
+    metrics: &'a Metrics,
+    scratch: Scratch,
+    batch: Vec<usize>,
+    tokens: Vec<u32>,
+}
+
+impl<'m, 'a> Engine<'m, 'a> {
+    fn new(
+        model: &'m tessera_core::Model,
+        params: &SessionParams,
+        n: usize,
+        sched: &'a Scheduler,
+        metrics: &'a Metrics,
+    ) -> Result<Self, (usize, CoreError)> {
+        let sessions = (0..n)
+            .map(|slot| model.session(params).map_err(|e| (slot, e)))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Engine {
+            sessions,
+            active: (0..n).map(|_| None).collect(),
+            pending: vec![None; n],
+            decoder: BatchDecoder::new(model).map_err(|e| (0, e))?,
+            sched,
+            metrics,
+            scratch: Scratch::default(),
+            batch: Vec::with_capacity(n),
+            tokens: Vec::with_capacity(n),
+        })
+    }
+
+    /// Serves until the scheduler is closed and no request is left.
+    fn run(&mut self) {
+        loop {
+            if self.active.iter().all(Option::is_none) && !self.sched.wait_for_job() {
+                return;
+            }
+            self.admit();
+            self.decode();
+        }
+    }
+
+    /// Starts the jobs given to idle slots: prompt, then the first token.
+    fn admit(&mut self) {
+        for slot in 0..self.sessions.len() {
+            if self.active[slot].is_some() {
+                continue;
+            }
+            let Some(job) = self.sched.try_take(slot) else {
+                continue;
+            };
+            // Hibernation: save what the slot holds, restore the job's
+            // conversation ([`crate::hibernation`]).
+            let orders = self.sched.take_orders(slot);
+            let sched = self.sched;
+            crate::hibernation::apply(&mut self.sessions[slot], orders, self.metrics, |id, ok| {
+                sched.saved(id, ok)
+            });
+            let events = job.events.clone();
+            let (session, metrics) = (&mut self.sessions[slot], self.metrics);
+            let started = catch_unwind(AssertUnwindSafe(|| {
+                Active::start(session, job, slot, metrics)
+            }));
+            match started {
+                Ok(Ok(a)) => {
+                    self.active[slot] = Some(a);
+                    self.advance(slot);
+                }
+                Ok(Err(failed)) => {
+                    let (job, e) = *failed;
+                    self.end(slot, job, Err(e))
+                }
+                Err(_) => {
+                    self.sessions[slot].clear();
+                    self.release(slot);
+                    let e = ApiError::internal("the engine failed on this request");
+                    let _ = events.send(Event::Failed(e));
+                }
+            }
+        }
+    }
+
+    /// Samples slot `slot`'s next token from its session's last logits.
+    fn advance(&mut self, slot: usize) {
+        let Some(a) = self.active[slot].as_mut() else {
+            return;
+        };
+        let (session, scratch, metrics) = (&self.sessions[slot], &mut self.scratch, self.metrics);
+        let next = catch_unwind(AssertUnwindSafe(|| {
+            a.advance(session.last_logits(), scratch, metrics)
+        }));
+        match next {
+            Ok(Ok(Next::Eval(t))) => self.pending[slot] = Some(t),
+            Ok(Ok(Next::Done(f))) => self.finish(slot, Ok(f)),
+            Ok(Err(e)) => self.finish(slot, Err(e)),
+            Err(_) => {
+                self.sessions[slot].clear();
+                self.finish(
+                    slot,
+                    Err(ApiError::internal("the engine failed on this request")),
+                );
+            }
+        }
+    }
+
+    /// Evaluates every pending token in one step, then advances each.
+    fn decode(&mut self) {
+        self.batch.clear();
+        self.tokens.clear();
+        for slot in 0..self.sessions.len() {
+            let Some(t) = self.pending[slot].take() else {
+                continue;
+            };
+            let s = &self.sessions[slot];
+            if s.n_past() + 1 > s.n_ctx() {
+                // Its context is full: it ends as `length`.
+                self.finish(slot, Ok(Finish::Length));
+                continue;
+            }
+            self.batch.push(slot);
+            self.tokens.push(t);
+        }
+        if self.batch.is_empty() {
+            return;
+        }
+        let batch = &self.batch;
+        let mut sessions: Vec<&mut Session<'m>> = self
+            .sessions
+            .iter_mut()
+            .enumerate()
+            .filter(|(i, _)| batch.contains(i))
+            .map(|(_, s)| s)
+            .collect();
+        let (decoder, tokens) = (&mut self.decoder, &self.tokens);
+        let ran = catch_unwind(AssertUnwindSafe(|| decoder.decode(&mut sessions, tokens)));
+        drop(sessions);
+        self.metrics.decode_step(self.batch.len());
+        let batch = std::mem::take(&mut self.batch);
+        match ran {
+            Ok(Ok(())) => {
+                for &slot in &batch {
+                    self.metrics
+                        .set_slot_tokens(slot, self.sessions[slot].n_past());
+                    self.advance(slot);
+                }
+            }
+            Ok(Err(e)) => {
+                let e = engine_error(e);
+                for &slot in &batch {
+                    self.finish(slot, Err(e.clone()));
+                }
+            }
+            Err(_) => {
+                for &slot in &batch {
+                    self.sessions[slot].clear();
+                    self.finish(
+                        slot,
+                        Err(ApiError::internal("the engine failed on this request")),
+                    );
+                }
+            }
+        }
+        self.batch = batch;
+    }
+
+    /// Ends slot `slot`'s request, with how it ended or why it failed.
+    fn finish(&mut self, slot: usize, how: Result<Finish, ApiError>) {
+        self.pending[slot] = None;
+        let Some(a) = self.active[slot].take() else {
+            return;
+        };
+        let (job, outcome) = a.finish(how.as_ref().copied().unwrap_or(Finish::Cancelled));
+        self.end(slot, job, how.map(|_| outcome));
+    }
+
+    /// Releases `slot` (its cache recorded), then answers `job`.
+    fn end(&mut self, slot: usize, job: Job, result: Result<Outcome, ApiError>) {
+        let event = match result {
+            Ok(outcome) => {
+                self.metrics.finished(&outcome);
+                Event::Done(outcome)
+            }
+            Err(e) => Event::Failed(e),
+        };
+        // Release before answering: a client's next request, sent as soon
+        // as it reads this answer, must find the slot idle and its cache
+        // (its prefix) recorded.
+        self.release(slot);
+        let _ = job.events.send(event);
+    }
+
+    fn release(&mut self, slot: usize) {
+        let s = &self.sessions[slot];
+        self.metrics.set_slot_tokens(slot, s.n_past());
+        self.sched.release(slot, s.tokens());
+    }
+}
