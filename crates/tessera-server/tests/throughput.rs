@@ -1,8 +1,10 @@
-//! Aggregate generation speed at 1, 4 and 16 concurrent clients (ignored
-//! by default: it measures, it does not check). Each client sends
-//! `ROUNDS` completions of exactly `TOKENS` tokens (end-of-generation
-//! banned); the figure is all generated tokens over the wall time, with
-//! as many slots as clients and, for 16 clients, also with 4 slots.
+//! Aggregate generation speed at 1, 4 and 16 concurrent clients on a
+//! server of 16 slots (`--parallel 16`), ignored by default: it measures,
+//! it does not check. Each client sends `ROUNDS` completions of exactly
+//! `TOKENS` tokens (end-of-generation banned); the figure is all generated
+//! tokens over the wall time. The average decode batch (requests per
+//! engine step, from `/metrics`) is printed beside it. `REPEATS` runs of
+//! each, in turn, so a change in the machine's load falls on all of them.
 //!
 //! ```sh
 //! TESSERA_MODELS=~/.cache/tessera/models cargo test --release -p tessera-server \
@@ -17,8 +19,19 @@ use serde_json::{json, Value};
 
 const TOKENS: usize = 32;
 const ROUNDS: usize = 2;
+const SLOTS: usize = 16;
+const REPEATS: usize = 3;
 
-async fn run(clients: usize, slots: usize) -> Option<(f64, f64)> {
+/// A gauge of `/metrics`.
+async fn gauge(c: &reqwest::Client, url: &str, name: &str) -> f64 {
+    let text = c.get(url).send().await.unwrap().text().await.unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+/// (aggregate tokens/s, seconds, average decode batch).
+async fn run(clients: usize, slots: usize) -> Option<(f64, f64, f64)> {
     let server = common::start(common::config(slots))?;
     let c = common::client();
     let url = server.url("/v1/completions");
@@ -54,18 +67,28 @@ async fn run(clients: usize, slots: usize) -> Option<(f64, f64)> {
     }
     let secs = t0.elapsed().as_secs_f64();
     assert_eq!(total as usize, clients * ROUNDS * TOKENS);
-    Some((total as f64 / secs, secs))
+    let batch = gauge(
+        &c,
+        &server.url("/metrics"),
+        "tessera_decode_batch_size_average",
+    )
+    .await;
+    Some((total as f64 / secs, secs, batch))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement: run with --ignored --nocapture"]
 async fn aggregate_tokens_per_second() {
-    eprintln!("clients  slots  tokens  seconds  aggregate tok/s");
-    for (clients, slots) in [(1, 1), (4, 4), (16, 16), (16, 4)] {
-        let Some((rate, secs)) = run(clients, slots).await else {
-            return;
-        };
-        let tokens = clients * ROUNDS * TOKENS;
-        eprintln!("{clients:>7}  {slots:>5}  {tokens:>6}  {secs:>7.2}  {rate:>15.1}");
+    eprintln!("clients  slots  tokens  seconds  aggregate tok/s  avg batch");
+    for _ in 0..REPEATS {
+        for clients in [1, 4, 16] {
+            let Some((rate, secs, batch)) = run(clients, SLOTS).await else {
+                return;
+            };
+            let tokens = clients * ROUNDS * TOKENS;
+            eprintln!(
+                "{clients:>7}  {SLOTS:>5}  {tokens:>6}  {secs:>7.2}  {rate:>15.1}  {batch:>9.2}"
+            );
+        }
     }
 }
