@@ -94,11 +94,11 @@ impl<'m> BatchDecoder<'m> {
     /// in one step; afterwards each session's `last_logits()` are its
     /// token's (bit for bit those of `eval(&[token], Logits::Last)`).
     ///
-    /// Every input is checked before anything runs (same model, one token
-    /// per session, ids in the vocabulary, room in every cache): such an
-    /// error leaves the sessions as they were. An error of the backend
-    /// while the step runs leaves them in an unspecified state (truncate or
-    /// clear them).
+    /// Hibernated sessions are woken first. Every input is checked before
+    /// anything runs (same model, one token per session, ids in the
+    /// vocabulary, room in every cache): such an error leaves the sessions
+    /// holding what they held. After an error of a backend while the step
+    /// runs, each session has evaluated its token or not (see `n_past`).
     pub fn decode(&mut self, sessions: &mut [&mut Session<'m>], tokens: &[u32]) -> Result<()> {
         let n = sessions.len();
         if n == 0 || tokens.len() != n {
@@ -108,7 +108,7 @@ impl<'m> BatchDecoder<'m> {
             )));
         }
         let n_vocab = self.model.hparams().n_vocab;
-        for (i, (s, &t)) in sessions.iter().zip(tokens).enumerate() {
+        for (i, (s, &t)) in sessions.iter_mut().zip(tokens).enumerate() {
             if !std::ptr::eq(s.model(), self.model) {
                 return Err(CoreError::Input(format!(
                     "session {i} of the batch belongs to another model"
@@ -119,6 +119,8 @@ impl<'m> BatchDecoder<'m> {
                     "token id {t} (session {i}) is outside the vocabulary of {n_vocab}"
                 )));
             }
+            // A hibernated session is woken first (as `eval` does).
+            s.wake()?;
             if s.n_past() + 1 > s.n_ctx() {
                 return Err(CoreError::ContextFull {
                     needed: s.n_past() + 1,

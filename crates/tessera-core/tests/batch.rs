@@ -189,4 +189,20 @@ fn bad_batches_are_refused_before_anything_runs() {
     dec.decode(&mut [&mut a, &mut b], &[5, 6]).unwrap();
     assert_eq!(a.tokens(), &[1, 2, 3, 5]);
     assert_eq!(b.tokens(), &[4, 6]);
+
+    // A hibernated session is woken first, and steps as its twin does.
+    let dir = std::env::temp_dir().join(format!("tessera-batch-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut twin = session(&m);
+    twin.eval(&[4], Logits::Last).unwrap();
+    twin.eval(&[6], Logits::Last).unwrap();
+    b.hibernate(&dir.join("b.state")).unwrap();
+    dec.decode(&mut [&mut a, &mut b], &[7, 8]).unwrap();
+    let want = twin.eval(&[8], Logits::Last).unwrap();
+    assert_eq!(b.tokens(), &[4, 6, 8]);
+    assert!(want
+        .iter()
+        .zip(b.last_logits())
+        .all(|(x, y)| x.to_bits() == y.to_bits()));
+    let _ = std::fs::remove_dir_all(&dir);
 }
