@@ -31,15 +31,22 @@ typedef unsigned long long u64;
 #define __global__
 #define __shared__ static
 
-// The emulated launch sets these before calling a kernel for each thread.
+// The emulated launch sets these before calling a kernel for each thread
+// (tests/kernels_host.rs: one OS thread per CUDA thread of a block, blocks
+// one after another).
 typedef struct {
     u32 x, y, z;
 } dim3_;
-static dim3_ blockIdx, threadIdx, blockDim, gridDim;
-
 #ifdef __cplusplus
+static thread_local dim3_ blockIdx, threadIdx;
+static dim3_ blockDim, gridDim;
 template <typename T> static inline T min(T a, T b) { return a < b ? a : b; }
 template <typename T> static inline T max(T a, T b) { return a > b ? a : b; }
+// Defined by the emulator: a barrier of the block, and a warp's exchange.
+static void __syncthreads();
+static float __shfl_xor_sync(u32 mask, float v, int lane_mask);
+#else
+static dim3_ blockIdx, threadIdx, blockDim, gridDim;
 #endif
 
 static inline float __uint_as_float(u32 u) {
@@ -126,7 +133,7 @@ __device__ __forceinline__ float ld_f16(const u8* p) {
     return f16_to_f32(ld_u16(p));
 }
 
-#ifdef __CUDACC__
+#if defined(__CUDACC__) || defined(__cplusplus)
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll
     for (int o = WARP / 2; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
@@ -163,6 +170,9 @@ __device__ __forceinline__ float block_max(float v, float* sh) {
     return warp_max(v);
 }
 
+#endif
+
+#ifdef __CUDACC__
 // Linear index of a thread over a 2-D grid of 1-D blocks.
 __device__ __forceinline__ u64 gindex() {
     return ((u64)blockIdx.y * gridDim.x + blockIdx.x) * blockDim.x + threadIdx.x;

@@ -29,25 +29,6 @@ use tessera_core::kv::{KvShape, KvType};
 use tessera_cuda::CudaBackend;
 use tessera_gguf::GgmlType;
 
-/// The weight types the product kernels read.
-const TYPES: [GgmlType; 15] = [
-    GgmlType::F32,
-    GgmlType::F16,
-    GgmlType::BF16,
-    GgmlType::Q4_0,
-    GgmlType::Q4_1,
-    GgmlType::Q5_0,
-    GgmlType::Q5_1,
-    GgmlType::Q8_0,
-    GgmlType::IQ4_NL,
-    GgmlType::MXFP4,
-    GgmlType::Q2_K,
-    GgmlType::Q3_K,
-    GgmlType::Q4_K,
-    GgmlType::Q5_K,
-    GgmlType::Q6_K,
-];
-
 // ---- Devices ------------------------------------------------------------------
 
 struct Devices {
@@ -119,21 +100,6 @@ fn matmul_shapes(t: GgmlType) -> Vec<(usize, usize, usize)> {
         32 => vec![(5, 32, 1), (13, 96, 7), (11, 160, 13)],
         _ => vec![(5, 256, 1), (13, 768, 3), (64, 512, 7)],
     }
-}
-
-/// `y[t, r] = Σ_c w[r, c] x[t, c]` in f64.
-fn product_f64(w: &[f32], x: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    let n = x.len() / cols;
-    let mut y = vec![0f32; n * rows];
-    for t in 0..n {
-        for r in 0..rows {
-            let s: f64 = (0..cols)
-                .map(|c| w[r * cols + c] as f64 * x[t * cols + c] as f64)
-                .sum();
-            y[t * rows + r] = s as f32;
-        }
-    }
-    y
 }
 
 #[test]

@@ -1,13 +1,17 @@
-//! The kernels whose threads never talk to each other (`ew.cu`, `rope.cu`,
-//! `routing.cu`), checked without a GPU: `common.cuh` is plain C++ outside
-//! CUDA, so the host compiler (`$CXX`, else `c++`) builds them into a
-//! shared library that runs a launch one thread after another (setting
-//! `blockIdx`/`threadIdx` as the device would), and their outputs are
-//! compared with the CPU backend's ops on the same inputs, with the op
-//! harness's tolerances. This checks the kernels' indexing and arithmetic
-//! (and the argument order written here, the same as `exec.rs`'s); not
-//! the device's own `expf`/`tanhf` (the host's libm stands in). Without a
-//! C++ compiler the test skips, unless `TESSERA_STRICT=1`.
+//! Every kernel, checked without a GPU: `common.cuh` is plain C++ outside
+//! CUDA, so the host compiler (`$CXX`, else `c++`) builds all the kernel
+//! sources into a shared library with an emulated launch: the blocks one
+//! after another, the threads of a block as OS threads (`threadIdx` is
+//! thread-local), `__syncthreads` a barrier of the block and
+//! `__shfl_xor_sync` an exchange through a warp's slots between two
+//! barriers of the warp. The outputs are compared with the CPU backend's
+//! ops (products: with f64 products of the dequantized weights) on the
+//! same inputs, with the op harness's tolerances. This checks the kernels'
+//! indexing, reductions and arithmetic, and the argument order written
+//! here (the same as `exec.rs`'s); not the device's own `expf`/`tanhf`
+//! (the host's libm stands in), nor timing-dependent races a sequential
+//! block order hides. Without a C++ compiler the test skips, unless
+//! `TESSERA_STRICT=1`.
 
 mod common;
 
@@ -17,17 +21,31 @@ use std::process::Command;
 use common::*;
 use tessera_core::backend::cpu::CpuBackend;
 use tessera_core::backend::Backend;
-use tessera_core::graph::{Glu, Op, RopeCfg, Unary};
-use tessera_cuda::kernels::{Source, COMMON, EW, ROPE, ROUTING};
+use tessera_core::graph::{AttnCfg, Glu, Op, RopeCfg, Unary};
+use tessera_core::kv::{KvShape, KvType};
+use tessera_cuda::kernels::{Source, ATTENTION, COMMON, DEQUANT, EW, MATMUL, NORM, ROPE, ROUTING};
 use tessera_gguf::GgmlType;
 
 /// Calls a kernel for every thread of a launch: each argument is one
 /// 8-byte slot (a pointer, a u32/u64, or an f32's bits), converted to the
 /// kernel's parameter type.
 const DRIVER: &str = r#"
-#include <cstdint>
-#include <type_traits>
-#include <utility>
+
+// The block being run: its barrier, and per warp a barrier and 32 slots.
+static std::unique_ptr<std::barrier<>> block_bar;
+static std::vector<std::unique_ptr<std::barrier<>>> warp_bar;
+static std::vector<float> warp_slot;
+
+static void __syncthreads() { block_bar->arrive_and_wait(); }
+
+static float __shfl_xor_sync(u32, float v, int lane_mask) {
+    const u32 t = threadIdx.x, w = t / WARP;
+    warp_slot[t] = v;
+    warp_bar[w]->arrive_and_wait();
+    const float r = warp_slot[(t & ~(u32)(WARP - 1)) | ((t % WARP) ^ (u32)lane_mask)];
+    warp_bar[w]->arrive_and_wait();
+    return r;
+}
 
 template <typename T> static T from_slot(u64 s) {
     if constexpr (std::is_pointer_v<T>) {
@@ -45,22 +63,36 @@ static void call(void (*k)(P...), const u64* a, std::index_sequence<I...>) {
 }
 
 template <typename... P>
-static int run(void (*k)(P...), u32 n_args, u32 grid, u32 block, const u64* a) {
+static int run(void (*k)(P...), u32 n_args, u32 gx, u32 gy, u32 block, const u64* a) {
     if (n_args != sizeof...(P)) return 2;
-    gridDim = {grid, 1, 1};
+    if (block % WARP != 0 && block != 1) return 3;
+    gridDim = {gx, gy, 1};
     blockDim = {block, 1, 1};
-    for (u32 b = 0; b < grid; b++) {
-        for (u32 t = 0; t < block; t++) {
-            blockIdx = {b, 0, 0};
-            threadIdx = {t, 0, 0};
-            call(k, a, std::index_sequence_for<P...>{});
+    const u32 n_warps = (block + WARP - 1) / WARP;
+    for (u32 by = 0; by < gy; by++) {
+        for (u32 bx = 0; bx < gx; bx++) {
+            block_bar = std::make_unique<std::barrier<>>(block);
+            warp_bar.clear();
+            for (u32 w = 0; w < n_warps; w++)
+                warp_bar.push_back(std::make_unique<std::barrier<>>(block < WARP ? block : WARP));
+            warp_slot.assign(n_warps * WARP, 0.0f);
+            std::vector<std::thread> threads;
+            for (u32 t = 0; t < block; t++) {
+                threads.emplace_back([=] {
+                    blockIdx = {bx, by, 0};
+                    threadIdx = {t, 0, 0};
+                    call(k, a, std::index_sequence_for<P...>{});
+                });
+            }
+            for (auto& th : threads) th.join();
         }
     }
     return 0;
 }
 
-extern "C" int host_launch(const char* name, u32 n_args, u32 grid, u32 block, const u64* a) {
-#define K(f) if (!strcmp(name, #f)) return run(f, n_args, grid, block, a);
+extern "C" int host_launch(const char* name, u32 n_args, u32 gx, u32 gy, u32 block,
+                           const u64* a) {
+#define K(f) if (!strcmp(name, #f)) return run(f, n_args, gx, gy, block, a);
     KERNELS
     return 1;
 }
@@ -77,9 +109,22 @@ fn kernel_names(src: &Source) -> Vec<String> {
 
 fn build(dir: &Path) -> Option<PathBuf> {
     let cxx = std::env::var("CXX").unwrap_or_else(|_| "c++".into());
-    let sources = [EW, ROPE, ROUTING];
-    let names: Vec<String> = sources.iter().flat_map(kernel_names).collect();
-    let mut text = String::from(COMMON);
+    let sources = [EW, ROPE, ROUTING, NORM, ATTENTION, MATMUL];
+    let mut names: Vec<String> = sources.iter().flat_map(kernel_names).collect();
+    // The products are instantiated per type by a macro: their names come
+    // from the type list.
+    names.retain(|n| !n.contains("##"));
+    for t in TYPES {
+        let sfx = tessera_cuda::type_suffix(t).unwrap();
+        for k in ["matmul", "mul_mat_id", "get_rows"] {
+            names.push(format!("{k}_{sfx}"));
+        }
+    }
+    // The C++ headers first: common.cuh's host macros (`__shared__` …)
+    // are not meant for them.
+    let headers = "#include <barrier>\n#include <cstdint>\n#include <memory>\n#include <thread>\n\
+                   #include <type_traits>\n#include <utility>\n#include <vector>\n";
+    let mut text = format!("{headers}{COMMON}\n{DEQUANT}\n");
     for s in &sources {
         text.push_str(&format!("#line 1 \"{}\"\n{}\n", s.name, s.text));
     }
@@ -91,7 +136,8 @@ fn build(dir: &Path) -> Option<PathBuf> {
     // No FMA contraction: the kernels are compiled with --fmad=false.
     let out = Command::new(&cxx)
         .args([
-            "-std=c++17",
+            "-std=c++20",
+            "-pthread",
             "-O1",
             "-ffp-contract=off",
             "-shared",
@@ -110,7 +156,7 @@ fn build(dir: &Path) -> Option<PathBuf> {
     Some(lib)
 }
 
-type Launch = unsafe extern "C" fn(*const std::ffi::c_char, u32, u32, u32, *const u64) -> i32;
+type Launch = unsafe extern "C" fn(*const std::ffi::c_char, u32, u32, u32, u32, *const u64) -> i32;
 
 /// The host library of kernels.
 struct Host {
@@ -121,6 +167,8 @@ struct Host {
 enum A<'a> {
     In(&'a [f32]),
     Out(&'a mut [f32]),
+    Bytes(&'a [u8]),
+    BytesOut(&'a mut [u8]),
     U(usize),
     F(f32),
 }
@@ -128,16 +176,27 @@ enum A<'a> {
 impl Host {
     /// Runs kernel `name` over `grid` blocks of `block` threads.
     fn launch(&self, name: &str, grid: usize, block: usize, args: &mut [A<'_>]) {
+        self.launch2(name, (grid, 1), block, args)
+    }
+
+    /// Runs kernel `name` over a 2-D grid of blocks of `block` threads.
+    fn launch2(&self, name: &str, grid: (usize, usize), block: usize, args: &mut [A<'_>]) {
         let slots: Vec<u64> = args
             .iter_mut()
             .map(|a| match a {
                 A::In(v) => v.as_ptr() as u64,
                 A::Out(v) => v.as_mut_ptr() as u64,
+                A::Bytes(v) => v.as_ptr() as u64,
+                A::BytesOut(v) => v.as_mut_ptr() as u64,
                 A::U(u) => *u as u64,
                 A::F(f) => f.to_bits() as u64,
             })
             .collect();
         let cname = std::ffi::CString::new(name).unwrap();
+        // The emulator's block state is global: one launch at a time
+        // (the tests of this binary run on parallel threads).
+        static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one = ONE.lock().unwrap_or_else(|e| e.into_inner());
         // SAFETY: `host_launch` is the driver's entry point with this
         // signature; every pointer slot points to a live buffer of the
         // length the kernel reads or writes (set by the caller below).
@@ -146,14 +205,15 @@ impl Host {
             f(
                 cname.as_ptr(),
                 slots.len() as u32,
-                grid as u32,
+                grid.0 as u32,
+                grid.1 as u32,
                 block as u32,
                 slots.as_ptr(),
             )
         };
         assert_eq!(
             rc, 0,
-            "{name}: no such kernel (1) or wrong argument count (2)"
+            "{name}: no such kernel (1), wrong argument count (2) or block (3)"
         );
     }
 
@@ -165,10 +225,16 @@ impl Host {
     }
 }
 
+/// The host library, built once per test run (in cargo's temporary
+/// directory for integration tests), or `None` without a C++ compiler.
 fn host() -> Option<(Host, PathBuf)> {
-    let dir = std::env::temp_dir().join(format!("tessera-kernels-host-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let Some(lib) = build(&dir) else {
+    static LIB: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("tessera-cuda-kernels-host");
+    let lib = LIB.get_or_init(|| {
+        std::fs::create_dir_all(&dir).unwrap();
+        build(&dir)
+    });
+    let Some(lib) = lib else {
         assert!(
             !strict(),
             "no C++ compiler ($CXX or c++) with TESSERA_STRICT=1"
@@ -178,7 +244,7 @@ fn host() -> Option<(Host, PathBuf)> {
     };
     // SAFETY: the library was just built from the kernel sources; loading
     // it runs no initialisers besides the C++ runtime's.
-    let lib = unsafe { libloading::Library::new(&lib) }.expect("load the host kernels");
+    let lib = unsafe { libloading::Library::new(lib) }.expect("load the host kernels");
     Some((Host { lib }, dir))
 }
 
@@ -198,7 +264,7 @@ fn ids_bits(v: &[usize]) -> Vec<f32> {
 
 #[test]
 fn elementwise_rope_routing_match_the_cpu() {
-    let Some((h, dir)) = host() else { return };
+    let Some((h, _)) = host() else { return };
     let mut rep = Report::default();
     let mut rng = Rng(0x5851_f42d_4c95_7f2d);
     let (rows, cols) = (7, 45);
@@ -581,6 +647,350 @@ fn elementwise_rope_routing_match_the_cpu() {
         h.ew("select_rows", x.len(), args);
         rep.check("select_rows", nmse(&y, &want), NMSE_COPY);
     }
-    let _ = std::fs::remove_dir_all(&dir);
     rep.finish("kernels on the host");
+}
+
+/// The products for every weight type against f64 products of the
+/// dequantized weights, and embeddings exactly.
+#[test]
+fn products_and_embeddings() {
+    let Some((h, _)) = host() else { return };
+    let mut rep = Report::default();
+    let mut rng = Rng(0x3c6e_f372_fe94_f82b);
+    for t in TYPES {
+        let sfx = tessera_cuda::type_suffix(t).unwrap();
+        let bs = t.block_size() as usize;
+        let (rows, cols, n) = match bs {
+            1 => (13, 45, 6),
+            32 => (9, 96, 5),
+            _ => (5, 512, 6),
+        };
+        let wv = rng.vec(rows * cols, 1.0);
+        let wq = encode(t, &wv);
+        let wd = decode(t, &wq, wv.len());
+        let rb = wq.len() / rows;
+        let x = rng.vec(n * cols, 1.0);
+        let want = product_f64(&wd, &x, rows, cols);
+        // matmul_<t>(w, row_bytes, rows_total, mat_rows, cols, x, x_stride,
+        //   x_mat_stride, n, y, y_stride, tok0): 4 warps a block, 4 tokens.
+        let mut y = vec![f32::NAN; n * rows];
+        let mut args = [
+            A::Bytes(&wq),
+            A::U(rb),
+            A::U(rows),
+            A::U(rows),
+            A::U(cols),
+            A::In(&x),
+            A::U(cols),
+            A::U(0),
+            A::U(n),
+            A::Out(&mut y),
+            A::U(rows),
+            A::U(0),
+        ];
+        h.launch2(
+            &format!("matmul_{sfx}"),
+            (rows.div_ceil(4), n.div_ceil(4)),
+            128,
+            &mut args,
+        );
+        let label = format!("matmul {t:?} w[{rows}, {cols}] x[{n}, {cols}] vs f64");
+        rep.check(&label, nmse(&y, &want), NMSE_EXACT_PRODUCT);
+        // mul_mat_id_<t>(w, row_bytes, rows, n_expert, cols, x, x_per_slot,
+        //   ids, k, y, slot0): 3 experts of the same rows, 2 slots a token.
+        let (ne, k) = (3, 2);
+        let ev = rng.vec(ne * rows * cols, 1.0);
+        let eq = encode(t, &ev);
+        let ed = decode(t, &eq, ev.len());
+        let ids: Vec<usize> = (0..n * k).map(|u| (u * 2 + u / k) % ne).collect();
+        let mut want = Vec::new();
+        for (u, &e) in ids.iter().enumerate() {
+            let xu = &x[(u / k) * cols..(u / k + 1) * cols];
+            want.extend(product_f64(
+                &ed[e * rows * cols..(e + 1) * rows * cols],
+                xu,
+                rows,
+                cols,
+            ));
+        }
+        let idb = ids_bits(&ids);
+        let mut y = vec![f32::NAN; n * k * rows];
+        let mut args = [
+            A::Bytes(&eq),
+            A::U(rb),
+            A::U(rows),
+            A::U(ne),
+            A::U(cols),
+            A::In(&x),
+            A::U(0),
+            A::In(&idb),
+            A::U(k),
+            A::Out(&mut y),
+            A::U(0),
+        ];
+        h.launch2(
+            &format!("mul_mat_id_{sfx}"),
+            (rows.div_ceil(4), n * k),
+            128,
+            &mut args,
+        );
+        rep.check(
+            &format!("mul_mat_id {t:?} {ne} experts, {n}×{k} vs f64"),
+            nmse(&y, &want),
+            NMSE_EXACT_PRODUCT,
+        );
+        // get_rows_<t>(w, row_bytes, cols, ids, y, tok0)
+        let toks = [3u32, 0, (rows - 1) as u32, 3];
+        let tokb: Vec<f32> = toks.iter().map(|&i| f32::from_bits(i)).collect();
+        let want: Vec<f32> = toks
+            .iter()
+            .flat_map(|&i| wd[i as usize * cols..(i as usize + 1) * cols].to_vec())
+            .collect();
+        let mut y = vec![f32::NAN; toks.len() * cols];
+        let mut args = [
+            A::Bytes(&wq),
+            A::U(rb),
+            A::U(cols),
+            A::In(&tokb),
+            A::Out(&mut y),
+            A::U(0),
+        ];
+        h.launch2(
+            &format!("get_rows_{sfx}"),
+            (cols.div_ceil(256), toks.len()),
+            256,
+            &mut args,
+        );
+        rep.check(&format!("get_rows {t:?}"), nmse(&y, &want), NMSE_COPY);
+    }
+    rep.finish("products on the host");
+}
+
+/// Norms and softmax (block reductions) against the CPU backend.
+#[test]
+fn norms_and_softmax() {
+    let Some((h, _)) = host() else { return };
+    let mut rep = Report::default();
+    let mut rng = Rng(0xa54f_f53a_5f1d_36f1);
+    for (rows, cols, group) in [(3, 13, 13), (2, 1536, 1536), (4, 256, 64)] {
+        let n = rows * cols;
+        let x = rng.vec(n, 3.0);
+        let w = rng.vec(group, 1.5);
+        let b = rng.vec(group, 0.5);
+        let groups = n / group;
+        // rms_norm(x, w, y, group, n_groups, eps)
+        let mut c = Case::default();
+        let tx = c.input("x", rows, cols, x.clone());
+        let tw = c.weight("w", GgmlType::F32, [1, 1, group], &w);
+        c.node(
+            "y",
+            Op::RmsNorm {
+                x: tx,
+                w: Some(tw),
+                group,
+                eps: 1e-6,
+            },
+            rows,
+            cols,
+        );
+        let want = cpu(c, vec![0; rows]);
+        let mut y = vec![f32::NAN; n];
+        let mut args = [
+            A::In(&x),
+            A::In(&w),
+            A::Out(&mut y),
+            A::U(group),
+            A::U(groups),
+            A::F(1e-6),
+        ];
+        h.launch("rms_norm", groups, 256, &mut args);
+        rep.check(
+            &format!("rms_norm [{rows}, {cols}] group {group}"),
+            nmse(&y, &want),
+            NMSE_F32,
+        );
+        // layer_norm(x, w, b, y, group, n_groups, eps)
+        let mut c = Case::default();
+        let tx = c.input("x", rows, cols, x.clone());
+        let tw = c.weight("w", GgmlType::F32, [1, 1, group], &w);
+        let tb = c.weight("b", GgmlType::F32, [1, 1, group], &b);
+        let o = Op::LayerNorm {
+            x: tx,
+            w: Some(tw),
+            b: Some(tb),
+            group,
+            eps: 1e-5,
+        };
+        c.node("y", o, rows, cols);
+        let want = cpu(c, vec![0; rows]);
+        let mut y = vec![f32::NAN; n];
+        let mut args = [
+            A::In(&x),
+            A::In(&w),
+            A::In(&b),
+            A::Out(&mut y),
+            A::U(group),
+            A::U(groups),
+            A::F(1e-5),
+        ];
+        h.launch("layer_norm", groups, 256, &mut args);
+        rep.check(
+            &format!("layer_norm [{rows}, {cols}] group {group}"),
+            nmse(&y, &want),
+            NMSE_F32,
+        );
+        // softmax(x, y, cols, rows)
+        let mut c = Case::default();
+        let tx = c.input("x", rows, cols, x.clone());
+        c.node("p", Op::Softmax { x: tx }, rows, cols);
+        let want = cpu(c, vec![0; rows]);
+        let mut y = vec![f32::NAN; n];
+        let mut args = [A::In(&x), A::Out(&mut y), A::U(cols), A::U(rows)];
+        h.launch("softmax", rows, 256, &mut args);
+        rep.check(
+            &format!("softmax [{rows}, {cols}]"),
+            nmse(&y, &want),
+            NMSE_TRANSCENDENTAL,
+        );
+    }
+    rep.finish("norms on the host");
+}
+
+/// KV writes and attention over a prompt and decode steps, against the CPU
+/// backend (same steps, same cache types).
+#[test]
+fn attention() {
+    let Some((h, _)) = host() else { return };
+    let mut rep = Report::default();
+    let mut rng = Rng(0x1f83_d9ab_fb41_bd6b);
+    // (label, heads, kv heads, head dim, value head dim, window, softcap, sinks)
+    type Cfg = (
+        &'static str,
+        usize,
+        usize,
+        usize,
+        usize,
+        Option<usize>,
+        f32,
+        bool,
+    );
+    let cases: [Cfg; 4] = [
+        ("gqa", 4, 2, 64, 64, None, 0.0, false),
+        ("window", 2, 2, 64, 64, Some(4), 0.0, false),
+        ("softcap+sinks", 2, 1, 64, 64, None, 30.0, true),
+        ("k192 v128", 2, 1, 192, 128, None, 0.0, false),
+    ];
+    for (label, nh, nkv, hd, hdv, window, softcap, sinks) in cases {
+        for kv_type in [KvType::F16, KvType::Q8_0] {
+            let q8 = kv_type == KvType::Q8_0;
+            let row = |w: usize| if q8 { w / 32 * 34 } else { w * 2 };
+            let (k_row, v_row) = (row(nkv * hd), row(nkv * hdv));
+            let n_ctx = 32;
+            let mut kc = vec![0u8; n_ctx * k_row];
+            let mut vc = vec![0u8; n_ctx * v_row];
+            let sink_vals = rng.vec(nh, 2.0);
+            let mut steps = Vec::new();
+            let mut host_out = Vec::new();
+            let mut p = 0usize;
+            for n in [7usize, 1, 1, 1] {
+                let q = rng.vec(n * nh * hd, 2.0);
+                let k = rng.vec(n * nkv * hd, 2.0);
+                let v = rng.vec(n * nkv * hdv, 2.0);
+                let pos: Vec<i32> = (p..p + n).map(|x| x as i32).collect();
+                // The CPU's step.
+                let mut c = Case::default();
+                let tq = c.input("q", n, nh * hd, q.clone());
+                let tk = c.input("k", n, nkv * hd, k.clone());
+                let tv = c.input("v", n, nkv * hdv, v.clone());
+                let ts = sinks.then(|| c.weight("sinks", GgmlType::F32, [1, 1, nh], &sink_vals));
+                let cfg = AttnCfg {
+                    n_head: nh,
+                    n_head_kv: nkv,
+                    head_dim: hd,
+                    head_dim_v: hdv,
+                    scale: 1.0 / (hd as f32).sqrt(),
+                    softcap,
+                    window,
+                    sinks: ts,
+                };
+                c.node(
+                    "attn",
+                    Op::Attention {
+                        q: tq,
+                        k: tk,
+                        v: tv,
+                        layer: 0,
+                        cfg,
+                    },
+                    n,
+                    nh * hdv,
+                );
+                steps.push((c, pos.clone()));
+                // The kernels' step: kv_store(x, cache, width, n, row_bytes,
+                // first, q8) for K and V, then attention(...).
+                for (x, cache, width, rb) in [
+                    (&k, &mut kc, nkv * hd, k_row),
+                    (&v, &mut vc, nkv * hdv, v_row),
+                ] {
+                    let per_row = if q8 { width / 32 } else { width };
+                    let mut args = [
+                        A::In(x),
+                        A::BytesOut(cache),
+                        A::U(width),
+                        A::U(n),
+                        A::U(rb),
+                        A::U(p),
+                        A::U(q8 as usize),
+                    ];
+                    h.launch("kv_store", (n * per_row).div_ceil(256), 256, &mut args);
+                }
+                let posb: Vec<f32> = pos.iter().map(|&x| f32::from_bits(x as u32)).collect();
+                let mut o = vec![f32::NAN; n * nh * hdv];
+                let mut args = [
+                    A::In(&q),
+                    A::Bytes(&kc),
+                    A::Bytes(&vc),
+                    if sinks { A::In(&sink_vals) } else { A::U(0) },
+                    A::Out(&mut o),
+                    A::In(&posb),
+                    A::U(nh),
+                    A::U(nkv),
+                    A::U(hd),
+                    A::U(hdv),
+                    A::U(p + n),
+                    A::U(k_row),
+                    A::U(v_row),
+                    A::U(q8 as usize),
+                    A::U(q8 as usize),
+                    A::F(1.0 / (hd as f32).sqrt()),
+                    A::F(softcap),
+                    A::U(window.unwrap_or(0)),
+                ];
+                h.launch2("attention", (nh, n), 128, &mut args);
+                host_out.push(o);
+                p += n;
+            }
+            let kv = KvShape {
+                n_ctx,
+                k_width: nkv * hd,
+                v_width: nkv * hdv,
+                k_type: kv_type,
+                v_type: kv_type,
+            };
+            let b: std::sync::Arc<dyn Backend> = std::sync::Arc::new(CpuBackend::new("cpu", 1));
+            let want = run_steps(&b, &steps, Some(kv));
+            let worst = host_out
+                .iter()
+                .zip(&want)
+                .map(|(a, w)| nmse(a, &w[0]))
+                .fold(0f64, f64::max);
+            let tol = if q8 { NMSE_ATTN_Q8 } else { NMSE_ATTN_F16 };
+            rep.check(
+                &format!("attention {label} {kv_type:?}, prompt 7 + 3 steps"),
+                worst,
+                tol,
+            );
+        }
+    }
+    rep.finish("attention on the host");
 }

@@ -300,3 +300,37 @@ impl Report {
         );
     }
 }
+
+/// The weight types the product kernels read.
+pub const TYPES: [GgmlType; 15] = [
+    GgmlType::F32,
+    GgmlType::F16,
+    GgmlType::BF16,
+    GgmlType::Q4_0,
+    GgmlType::Q4_1,
+    GgmlType::Q5_0,
+    GgmlType::Q5_1,
+    GgmlType::Q8_0,
+    GgmlType::IQ4_NL,
+    GgmlType::MXFP4,
+    GgmlType::Q2_K,
+    GgmlType::Q3_K,
+    GgmlType::Q4_K,
+    GgmlType::Q5_K,
+    GgmlType::Q6_K,
+];
+
+/// `y[t, r] = Σ_c w[r, c] x[t, c]` in f64.
+pub fn product_f64(w: &[f32], x: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let n = x.len() / cols;
+    let mut y = vec![0f32; n * rows];
+    for t in 0..n {
+        for r in 0..rows {
+            let s: f64 = (0..cols)
+                .map(|c| w[r * cols + c] as f64 * x[t * cols + c] as f64)
+                .sum();
+            y[t * rows + r] = s as f32;
+        }
+    }
+    y
+}
