@@ -67,11 +67,18 @@ pub struct Args {
     /// removed beyond).
     #[arg(long = "hibernate-max", default_value_t = 256)]
     hibernate_max: usize,
+    /// Seconds a slot may idle before its KV cache is hibernated to
+    /// --hibernate-dir and its memory released (0: never).
+    #[arg(long = "hibernate-idle", value_name = "SECS", default_value_t = 0)]
+    hibernate_idle: u64,
 }
 
 /// Runs `tessera serve` until Ctrl-C or SIGTERM.
 pub fn run(args: &Args) -> Result<()> {
     let addr = listen_addr(&args.host, args.port)?;
+    if args.hibernate_idle > 0 && args.hibernate_dir.is_none() {
+        bail!("--hibernate-idle needs --hibernate-dir (where the caches go)");
+    }
     let path = args.model.path()?;
     let session = args.model.session()?;
     let options = LoadOptions {
@@ -130,6 +137,7 @@ pub fn run(args: &Args) -> Result<()> {
             .map(|dir| tessera_server::HibernationConfig {
                 dir,
                 max_files: args.hibernate_max,
+                idle: (args.hibernate_idle > 0).then(|| Duration::from_secs(args.hibernate_idle)),
             }),
     };
     let server = Server::new(model, config)?;

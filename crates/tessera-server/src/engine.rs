@@ -23,11 +23,12 @@ use std::thread::JoinHandle;
 use tessera_core::{BatchDecoder, CoreError, Session, SessionParams};
 
 use crate::error::{ApiError, ServerError};
+use crate::hibernation;
 use crate::job::{Event, Finish, Job, Outcome};
 use crate::logprobs::Scratch;
 use crate::metrics::Metrics;
 use crate::request::{engine_error, Active, Next};
-use crate::slots::Scheduler;
+use crate::slots::{Scheduler, Waited};
 
 /// Starts the engine thread with `n` slots (sessions); returns once every
 /// session is open (or the first reason one could not be).
@@ -108,14 +109,23 @@ impl<'m, 'a> Engine<'m, 'a> {
         })
     }
 
-    /// Serves until the scheduler is closed and no request is left.
+    /// Serves until the scheduler is closed and no request is left;
+    /// slots idle for `--hibernate-idle` are hibernated as it goes.
     fn run(&mut self) {
         loop {
-            if self.active.iter().all(Option::is_none) && !self.sched.wait_for_job() {
-                return;
+            let next_idle = hibernation::sweep_idle(&mut self.sessions, self.sched, self.metrics);
+            if self.active.iter().all(Option::is_none) {
+                match self.sched.wait_for_job_within(next_idle) {
+                    Waited::Job => {}
+                    Waited::TimedOut => continue,
+                    Waited::Closed => break,
+                }
             }
             self.admit();
             self.decode();
+        }
+        for s in &self.sessions {
+            hibernation::remove_slot_file(s);
         }
     }
 
@@ -129,12 +139,8 @@ impl<'m, 'a> Engine<'m, 'a> {
                 continue;
             };
             // Hibernation: save what the slot holds, restore the job's
-            // conversation ([`crate::hibernation`]).
-            let orders = self.sched.take_orders(slot);
-            let sched = self.sched;
-            crate::hibernation::apply(&mut self.sessions[slot], orders, self.metrics, |id, ok| {
-                sched.saved(id, ok)
-            });
+            // conversation, wake an idle-hibernated session.
+            hibernation::prepare(&mut self.sessions[slot], self.sched, slot, self.metrics);
             let events = job.events.clone();
             let (session, metrics) = (&mut self.sessions[slot], self.metrics);
             let started = catch_unwind(AssertUnwindSafe(|| {

@@ -15,13 +15,18 @@
 //! or model) is rebuilt from the tokens the store recorded. At most
 //! [`HibernationConfig::max_files`] states are kept; the least recently
 //! used file is removed beyond that.
+//!
+//! With [`HibernationConfig::idle`] (`--hibernate-idle`), a slot idle that
+//! long has its session hibernated by the engine (its device memory
+//! released, [`sweep_idle`]); its next job wakes it ([`prepare`]).
 
 use std::path::PathBuf;
+use std::time::Duration;
 
-use tessera_core::{Session, Wake};
+use tessera_core::{Residency, Session, Wake};
 
 use crate::metrics::Metrics;
-use crate::slots::common_prefix;
+use crate::slots::{common_prefix, Scheduler};
 
 /// A slot's state shorter than this is not worth a file.
 pub const MIN_TOKENS: usize = 16;
@@ -34,6 +39,8 @@ pub struct HibernationConfig {
     /// Most hibernated conversations kept (the least recently used file
     /// is removed beyond).
     pub max_files: usize,
+    /// A slot idle this long hibernates its session (`None`: never).
+    pub idle: Option<Duration>,
 }
 
 /// What a slot does with its session before it runs its job.
@@ -71,6 +78,13 @@ impl Store {
             config,
             ..Store::default()
         }
+    }
+
+    /// How long a slot may idle, and the file its session hibernates to.
+    pub(crate) fn idle_policy(&self, slot: usize) -> Option<(Duration, PathBuf)> {
+        let c = self.config.as_ref()?;
+        let file = format!("slot-{}-{slot}.tshib", std::process::id());
+        Some((c.idle?, c.dir.join(file)))
     }
 
     /// States hibernated now (written).
@@ -149,31 +163,73 @@ impl Store {
     }
 }
 
-/// Carries out `orders` on a slot's `session`; `saved` reports each save
-/// to the scheduler. A failed save costs only the cache (the state is
-/// dropped); a refused file is rebuilt from its tokens; a failed rebuild
-/// leaves the session empty.
-pub fn apply(
-    session: &mut Session<'_>,
-    orders: Orders,
+/// Hibernates the sessions of the slots idle for `--hibernate-idle`
+/// (counted; their tokens in memory shown as 0); how long until the next
+/// idle slot is due (`None`: no timeout, or no idle slot holding tokens).
+pub fn sweep_idle(
+    sessions: &mut [Session<'_>],
+    sched: &Scheduler,
     metrics: &Metrics,
-    saved: impl FnOnce(u64, bool),
-) {
+) -> Option<Duration> {
+    let (idle, _) = sched.idle_policy(0)?;
+    let (due, next) = sched.idle_due(idle);
+    for slot in due {
+        let (Some((_, path)), Some(s)) = (sched.idle_policy(slot), sessions.get_mut(slot)) else {
+            continue;
+        };
+        if s.residency() == Residency::Resident && s.hibernate(&path).is_ok() {
+            metrics.hibernated();
+            metrics.set_slot_tokens(slot, 0);
+            sched.slot_hibernated(slot, true);
+        }
+    }
+    next
+}
+
+/// Before `slot` runs the job it took: carries out its [`Orders`] and
+/// wakes its session if it hibernated while idle. A failed save costs
+/// only the cache (the state is dropped); a refused file is rebuilt from
+/// its tokens; a failed rebuild leaves the session empty.
+pub fn prepare(session: &mut Session<'_>, sched: &Scheduler, slot: usize, metrics: &Metrics) {
+    let orders = sched.take_orders(slot);
+    let idle_file = session.hibernation_file().map(PathBuf::from);
+    if idle_file.is_some() {
+        sched.slot_hibernated(slot, false);
+        // Unless a restore replaces it unsaved, the state is read back.
+        if orders.restore.is_none() || orders.save.is_some() {
+            count_wake(session.wake(), session, metrics);
+        }
+    }
     if let Some((id, path)) = orders.save {
         let ok = session.save(&path).is_ok();
         if ok {
             metrics.hibernated();
         }
-        saved(id, ok);
+        sched.saved(id, ok);
     }
     if let Some((path, tokens)) = orders.restore {
-        match session.restore(&path, &tokens) {
-            Ok(Wake::Restored { .. }) => metrics.restored(false),
-            Ok(Wake::Rebuilt { .. }) => metrics.restored(true),
-            Ok(Wake::Resident) => {}
-            Err(_) => session.clear(),
-        }
+        count_wake(session.restore(&path, &tokens), session, metrics);
         let _ = std::fs::remove_file(&path);
+    }
+    // The state is in memory again, or replaced.
+    if let Some(f) = idle_file {
+        let _ = std::fs::remove_file(f);
+    }
+}
+
+fn count_wake(wake: tessera_core::Result<Wake>, session: &mut Session<'_>, metrics: &Metrics) {
+    match wake {
+        Ok(Wake::Restored { .. }) => metrics.restored(false),
+        Ok(Wake::Rebuilt { .. }) => metrics.restored(true),
+        Ok(Wake::Resident) => {}
+        Err(_) => session.clear(),
+    }
+}
+
+/// Removes the file a slot's session hibernated to while idle (at exit).
+pub fn remove_slot_file(session: &Session<'_>) {
+    if let Some(p) = session.hibernation_file() {
+        let _ = std::fs::remove_file(p);
     }
 }
 
@@ -185,6 +241,7 @@ mod tests {
         Store::new(Some(HibernationConfig {
             dir: PathBuf::from("/nonexistent"),
             max_files,
+            idle: None,
         }))
     }
 

@@ -20,7 +20,9 @@
 
 use std::cmp::Reverse;
 use std::collections::VecDeque;
+use std::path::PathBuf;
 use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use crate::error::ApiError;
 use crate::hibernation::{HibernationConfig, Orders, Store};
@@ -57,6 +59,21 @@ struct Slot {
     running: Option<CancelFlag>,
     /// When it was last released (a tick of the scheduler's clock).
     last_used: u64,
+    /// Its session hibernated while idle (`--hibernate-idle`).
+    hibernated: bool,
+    /// When it became idle, until its idle time was dealt with.
+    idle_since: Option<Instant>,
+}
+
+/// How [`Scheduler::wait_for_job_within`] ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Waited {
+    /// A slot has a job.
+    Job,
+    /// The scheduler is closed.
+    Closed,
+    /// No job came in time.
+    TimedOut,
 }
 
 /// The state of the slots and the queue at one moment.
@@ -99,6 +116,41 @@ impl Scheduler {
             .get_mut(slot)
             .map(|s| std::mem::take(&mut s.orders))
             .unwrap_or_default()
+    }
+
+    /// How long slot `slot` may idle before its session hibernates, and
+    /// to which file (`None`: it does not).
+    pub fn idle_policy(&self, slot: usize) -> Option<(Duration, PathBuf)> {
+        self.lock().hibernated.idle_policy(slot)
+    }
+
+    /// The idle slots holding tokens that have idled for `idle` (each
+    /// returned once per idle spell), and how long until the next one
+    /// has.
+    pub fn idle_due(&self, idle: Duration) -> (Vec<usize>, Option<Duration>) {
+        let now = Instant::now();
+        let mut due = Vec::new();
+        let mut next: Option<Duration> = None;
+        for (i, s) in self.lock().slots.iter_mut().enumerate() {
+            let Some(t) = s.idle_since.filter(|_| !s.busy && !s.tokens.is_empty()) else {
+                continue;
+            };
+            let left = (t + idle).saturating_duration_since(now);
+            if left.is_zero() {
+                s.idle_since = None;
+                due.push(i);
+            } else {
+                next = Some(next.map_or(left, |n| n.min(left)));
+            }
+        }
+        (due, next)
+    }
+
+    /// Slot `slot`'s session hibernated while idle, or woke.
+    pub fn slot_hibernated(&self, slot: usize, on: bool) {
+        if let Some(s) = self.lock().slots.get_mut(slot) {
+            s.hibernated = on;
+        }
     }
 
     /// The state saved under `id` was written (`ok`) or could not be.
@@ -149,15 +201,33 @@ impl Scheduler {
     /// Waits until some slot has a job to take (`true`), or the scheduler
     /// is closed (`false`): the engine's sleep while no request is active.
     pub fn wait_for_job(&self) -> bool {
+        matches!(self.wait_for_job_within(None), Waited::Job)
+    }
+
+    /// [`Scheduler::wait_for_job`], waiting at most `limit`.
+    pub fn wait_for_job_within(&self, limit: Option<Duration>) -> Waited {
+        let deadline = limit.map(|d| Instant::now() + d);
         let mut st = self.lock();
         loop {
             if st.slots.iter().any(|s| s.assigned.is_some()) {
-                return true;
+                return Waited::Job;
             }
             if st.closed {
-                return false;
+                return Waited::Closed;
             }
-            st = self.wake.wait(st).unwrap_or_else(|e| e.into_inner());
+            st = match deadline {
+                None => self.wake.wait(st).unwrap_or_else(|e| e.into_inner()),
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        return Waited::TimedOut;
+                    }
+                    self.wake
+                        .wait_timeout(st, d - now)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+            };
         }
     }
 
@@ -185,6 +255,7 @@ impl Scheduler {
             s.busy = false;
             s.running = None;
             s.last_used = tick;
+            s.idle_since = Some(Instant::now());
         }
         self.dispatch(&mut st);
     }
@@ -207,6 +278,7 @@ impl Scheduler {
             s.orders = orders;
             s.assigned = st.queue.pop_front();
             s.busy = true;
+            s.idle_since = None;
             given = true;
         }
         if given {
@@ -221,7 +293,7 @@ impl Scheduler {
         Snapshot {
             queue_depth: st.queue.len(),
             busy: st.slots.iter().map(|s| s.busy).collect(),
-            hibernated: st.hibernated.count(),
+            hibernated: st.hibernated.count() + st.slots.iter().filter(|s| s.hibernated).count(),
         }
     }
 

@@ -5,6 +5,9 @@
 //! a file (`/metrics`: 16 restores, no rebuild) and finds its whole history
 //! cached (`usage.prompt_tokens_details.cached_tokens`).
 //!
+//! With `--hibernate-idle`, an idle slot hibernates its session (shown in
+//! `/metrics`) and the next turn restores it with the same reply.
+//!
 //! Skipped without the model unless `TESSERA_STRICT=1`.
 
 mod common;
@@ -24,6 +27,12 @@ fn question(conv: usize, turn: usize) -> String {
         topics[conv],
         turn + 1
     )
+}
+
+async fn metrics(server: &common::TestServer) -> String {
+    let c = common::client();
+    let resp = c.get(server.url("/metrics")).send().await.expect("metrics");
+    resp.text().await.expect("metrics text")
 }
 
 /// Per turn and conversation: the reply, the prompt tokens and the cached
@@ -55,15 +64,7 @@ async fn alternate(server: &common::TestServer) -> (Vec<(String, u64, u64)>, Str
             ));
         }
     }
-    let metrics = c
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics text");
-    (out, metrics)
+    (out, metrics(server).await)
 }
 
 fn value(metrics: &str, name: &str) -> f64 {
@@ -82,10 +83,12 @@ async fn eight_conversations_over_two_slots_with_hibernation() {
     plain.shutdown().expect("clean shutdown");
 
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("server-hibernate");
+    let _ = std::fs::remove_dir_all(&dir);
     let mut config = common::config(2);
     config.hibernation = Some(HibernationConfig {
         dir: dir.clone(),
         max_files: 64,
+        idle: None,
     });
     let server = common::start(config).expect("the model loaded once already");
     let (got, metrics) = alternate(&server).await;
@@ -120,6 +123,54 @@ async fn eight_conversations_over_two_slots_with_hibernation() {
     assert!(cached > plain_cached);
     server.shutdown().expect("clean shutdown");
     // The files go with the server.
+    let left = std::fs::read_dir(&dir).map_or(0, |d| d.count());
+    assert_eq!(left, 0, "hibernation files left in {}", dir.display());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_slot_hibernates_and_its_next_turn_restores() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("server-hibernate-idle");
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut config = common::config(1);
+    config.hibernation = Some(HibernationConfig {
+        dir: dir.clone(),
+        max_files: 4,
+        idle: Some(std::time::Duration::from_millis(200)),
+    });
+    let Some(server) = common::start(config) else {
+        return;
+    };
+    let c = common::client();
+    let url = server.url("/v1/chat/completions");
+    let mut h = vec![json!({"role": "user", "content": question(0, 0)})];
+    let ask = |h: &Vec<Value>| json!({"messages": h, "temperature": 0, "max_tokens": 8});
+    let (_, first) = common::post(&c, &url, &ask(&h)).await;
+    h.push(json!({"role": "assistant", "content": common::content(&first)}));
+    h.push(json!({"role": "user", "content": question(0, 1)}));
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    let m = metrics(&server).await;
+    assert_eq!(value(&m, "tessera_hibernations_total"), 1.0);
+    assert_eq!(value(&m, "tessera_sessions_hibernated"), 1.0);
+    assert_eq!(value(&m, "tessera_sessions_resident"), 0.0);
+    let (_, second) = common::post(&c, &url, &ask(&h)).await;
+    let m = metrics(&server).await;
+    assert_eq!(value(&m, "tessera_restores_total"), 1.0);
+    assert_eq!(value(&m, "tessera_sessions_hibernated"), 0.0);
+    let prompt1 = first["usage"]["prompt_tokens"].as_u64().unwrap_or(0);
+    let cached2 = second["usage"]["prompt_tokens_details"]["cached_tokens"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(
+        cached2 >= prompt1,
+        "{cached2} cached, the first prompt had {prompt1}"
+    );
+    server.shutdown().expect("clean shutdown");
+
+    // The same two turns on a server without hibernation.
+    let plain = common::start(common::config(1)).expect("the model loaded once already");
+    let (_, again) = common::post(&c, &plain.url("/v1/chat/completions"), &ask(&h)).await;
+    assert_eq!(common::content(&second), common::content(&again));
+    plain.shutdown().expect("clean shutdown");
     let left = std::fs::read_dir(&dir).map_or(0, |d| d.count());
     assert_eq!(left, 0, "hibernation files left in {}", dir.display());
 }
