@@ -20,7 +20,7 @@ use tessera_gguf::GgmlType;
 use crate::buffer::{addr, CudaBuffer, DeviceWeight};
 use crate::device::Gpu;
 use crate::error::{CudaError, Result};
-use crate::kernels::{Source, ATTENTION, EW, MATMUL, NORM, ROPE, ROUTING};
+use crate::kernels::{self, Source, ATTENTION, EW, MATMUL, NORM, ROPE, ROUTING};
 
 /// Largest `k` of the top-k kernel (`MAX_K` in `routing.cu`).
 pub const MAX_TOP_K: usize = 64;
@@ -251,6 +251,20 @@ impl Exec<'_> {
             dim(grid.1, MAX_Y)?,
             dim(grid.2, MAX_Y)?,
         );
+        let sizes: Vec<u8> = args
+            .iter()
+            .map(|a| match a {
+                Arg::U32(_) | Arg::F32(_) => 4,
+                Arg::U64(_) => 8,
+            })
+            .collect();
+        if kernels::signature(src, func).as_deref() != Some(&sizes[..]) {
+            return Err(self.op_err(format!(
+                "{func} of {}: arguments of {sizes:?} bytes do not match its parameters {:?}",
+                src.name,
+                kernels::signature(src, func)
+            )));
+        }
         let f = self.gpu.function(src, func)?;
         let mut b = self.gpu.stream.launch_builder(&f);
         for a in args {
@@ -265,8 +279,9 @@ impl Exec<'_> {
             block_dim: (block, 1, 1),
             shared_mem_bytes: 0,
         };
-        // SAFETY: `args` follow the kernel's parameter list in `src` (types
-        // and order, as written beside each call), every address points
+        // SAFETY: `args` follow the kernel's parameter list in `src` (sizes
+        // checked above against the source; order and meaning as written
+        // beside each call), every address points
         // into a live buffer of this device with the extent the kernel
         // reads (checked by the callers from the graph's shapes).
         unsafe { b.launch(cfg) }.map_err(|e| self.gpu.err(&format!("launching {func}"), e))?;

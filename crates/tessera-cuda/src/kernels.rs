@@ -128,6 +128,41 @@ pub fn compile(src: &Source, arch: &str) -> Result<String> {
     Ok(ptx.to_src())
 }
 
+/// The sizes in bytes (4 or 8) of the parameters of kernel `func` of
+/// `src`, read from its source (`extern "C" __global__ void func(...)`, or
+/// the `base_##T(...)` template of the per-type kernels), or `None` when
+/// the source has no such kernel or a parameter type this reader does not
+/// know. Pointers and `u64` are 8 bytes; `u32`, `i32` and `float` 4. The
+/// executor checks every launch's arguments against it, so that a wrong
+/// argument list is an error, not a kernel reading garbage.
+pub fn signature(src: &Source, func: &str) -> Option<Vec<u8>> {
+    let head = "extern \"C\" __global__ void ";
+    let params = src.text.split(head).skip(1).find_map(|k| {
+        let (name, rest) = k.split_once('(')?;
+        let name = name.trim();
+        let matches = name == func
+            || name
+                .strip_suffix("##T")
+                .is_some_and(|base| func.starts_with(base) && !func[base.len()..].contains('('));
+        matches.then(|| rest.split_once(')').map(|(p, _)| p.to_string()))?
+    })?;
+    params
+        .split(',')
+        .map(|p| {
+            // Drop the macro's line continuations.
+            let p = p.replace('\\', " ");
+            let p = p.trim();
+            if p.contains('*') || p.starts_with("u64 ") {
+                Some(8)
+            } else if ["u32 ", "i32 ", "float "].iter().any(|t| p.starts_with(t)) {
+                Some(4)
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
 /// Where compiled PTX is kept: `$TESSERA_CUDA_CACHE`, else
 /// `$XDG_CACHE_HOME/tessera/cuda`, else `~/.cache/tessera/cuda`.
 pub fn cache_dir() -> Option<PathBuf> {
@@ -200,6 +235,23 @@ mod tests {
             assert!(s.text.contains("extern \"C\" __global__"), "{}", s.name);
             assert!(SOURCES[..i].iter().all(|o| o.name != s.name), "{}", s.name);
         }
+    }
+
+    #[test]
+    fn every_kernel_has_a_signature() {
+        for src in SOURCES {
+            for k in src.text.split("extern \"C\" __global__ void ").skip(1) {
+                let name = k.split('(').next().unwrap().trim().replace("##T", "q4_k");
+                let sig = signature(src, &name)
+                    .unwrap_or_else(|| panic!("{}: cannot read {name}'s parameters", src.name));
+                assert!(!sig.is_empty(), "{name}");
+            }
+        }
+        // Spot checks against the sources.
+        assert_eq!(signature(&EW, "binary"), Some(vec![4, 8, 8, 4, 8, 4]));
+        let mm = signature(&MATMUL, "matmul_q6_k").unwrap();
+        assert_eq!(mm, vec![8, 8, 4, 4, 4, 8, 4, 4, 4, 8, 4, 4]);
+        assert_eq!(signature(&EW, "no_such_kernel"), None);
     }
 
     #[test]
