@@ -218,6 +218,7 @@ impl<'m> Session<'m> {
     pub(crate) fn stepped(&mut self, token: u32, logits: &[f32]) {
         self.kv.advance(1);
         self.tokens.push(token);
+        self.n_evaluated += 1;
         self.logits.clear();
         self.logits.extend_from_slice(logits);
     }
