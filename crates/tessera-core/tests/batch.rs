@@ -206,3 +206,38 @@ fn bad_batches_are_refused_before_anything_runs() {
         .all(|(x, y)| x.to_bits() == y.to_bits()));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Tokens per second of batched steps of 1, 4 and 16 sessions on SmolLM2
+/// (a measurement, ignored by default: `--ignored --nocapture`).
+#[test]
+#[ignore = "a measurement: run with --ignored --nocapture"]
+fn batched_step_speed() {
+    let Some(path) = env::real_model("SmolLM2-135M-Instruct.Q4_1.gguf") else {
+        return;
+    };
+    let m = load(&path);
+    let mut dec = BatchDecoder::new(&m).unwrap();
+    eprintln!("sessions  steps  ms/step  tokens/s");
+    for n in [1usize, 2, 4, 8, 16] {
+        let mut ss: Vec<Session<'_>> = (0..n).map(|_| session(&m)).collect();
+        for (i, s) in ss.iter_mut().enumerate() {
+            s.eval(&ids(&m, 8, i as u32), Logits::Last).unwrap();
+        }
+        let steps = 32;
+        let mut t = std::time::Duration::ZERO;
+        for step in 0..steps + 2 {
+            let toks: Vec<u32> = ss.iter().map(|s| argmax(s.last_logits())).collect();
+            let mut refs: Vec<&mut Session<'_>> = ss.iter_mut().collect();
+            let t0 = std::time::Instant::now();
+            dec.decode(&mut refs, &toks).unwrap();
+            if step >= 2 {
+                t += t0.elapsed();
+            }
+        }
+        let ms = t.as_secs_f64() * 1e3 / steps as f64;
+        eprintln!(
+            "{n:>8}  {steps:>5}  {ms:>7.2}  {:>8.1}",
+            n as f64 * 1e3 / ms
+        );
+    }
+}
