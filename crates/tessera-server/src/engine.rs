@@ -1,13 +1,17 @@
 //! The slots' engine: one thread owning every slot's session, looping
 //!
 //! 1. admit: each idle slot takes the job the [`Scheduler`] gave it
-//!    ([`Scheduler::try_take`]), reuses its cached prefix, evaluates the
-//!    rest of the prompt (a step of its own) and samples its first token;
-//! 2. decode: the tokens just sampled by every active request are
+//!    ([`Scheduler::try_take`]) and keeps the prefix its cache shares with
+//!    the prompt;
+//! 2. prefill: the rest of the new prompts is evaluated in chunks of the
+//!    sessions' micro-batch size, about one chunk's worth of tokens per
+//!    loop, so a long prompt delays the others' next tokens by one chunk
+//!    at a time; a request whose prompt is done samples its first token;
+//! 3. decode: the tokens just sampled by every active request are
 //!    evaluated in one batched step ([`BatchDecoder`]: one pass over the
 //!    weights for all of them), then each request samples its next token
 //!    from its own logits with its own sampler;
-//! 3. release: a request that ended gives its slot back
+//! 4. release: a request that ended gives its slot back
 //!    ([`Scheduler::release`], recording what the cache holds for the
 //!    longest-prefix choice) before its last event is sent.
 //!
@@ -83,6 +87,8 @@ struct Engine<'m, 'a> {
     scratch: Scratch,
     batch: Vec<usize>,
     tokens: Vec<u32>,
+    /// Prompt tokens per prefill chunk (the sessions' micro-batch).
+    chunk: usize,
 }
 
 impl<'m, 'a> Engine<'m, 'a> {
@@ -106,6 +112,7 @@ impl<'m, 'a> Engine<'m, 'a> {
             scratch: Scratch::default(),
             batch: Vec::with_capacity(n),
             tokens: Vec::with_capacity(n),
+            chunk: params.n_ubatch.min(params.n_batch).max(1),
         })
     }
 
@@ -122,6 +129,7 @@ impl<'m, 'a> Engine<'m, 'a> {
                 }
             }
             self.admit();
+            self.prefill();
             self.decode();
         }
         for s in &self.sessions {
@@ -129,7 +137,7 @@ impl<'m, 'a> Engine<'m, 'a> {
         }
     }
 
-    /// Starts the jobs given to idle slots: prompt, then the first token.
+    /// Starts the jobs given to idle slots.
     fn admit(&mut self) {
         for slot in 0..self.sessions.len() {
             if self.active[slot].is_some() {
@@ -142,15 +150,10 @@ impl<'m, 'a> Engine<'m, 'a> {
             // conversation, wake an idle-hibernated session.
             hibernation::prepare(&mut self.sessions[slot], self.sched, slot, self.metrics);
             let events = job.events.clone();
-            let (session, metrics) = (&mut self.sessions[slot], self.metrics);
-            let started = catch_unwind(AssertUnwindSafe(|| {
-                Active::start(session, job, slot, metrics)
-            }));
+            let session = &mut self.sessions[slot];
+            let started = catch_unwind(AssertUnwindSafe(|| Active::start(session, job, slot)));
             match started {
-                Ok(Ok(a)) => {
-                    self.active[slot] = Some(a);
-                    self.advance(slot);
-                }
+                Ok(Ok(a)) => self.active[slot] = Some(a),
                 Ok(Err(failed)) => {
                     let (job, e) = *failed;
                     self.end(slot, job, Err(e))
@@ -160,6 +163,44 @@ impl<'m, 'a> Engine<'m, 'a> {
                     self.release(slot);
                     let e = ApiError::internal("the engine failed on this request");
                     let _ = events.send(Event::Failed(e));
+                }
+            }
+        }
+    }
+
+    /// Evaluates chunks of the prompts not yet evaluated, in slot order,
+    /// until about one chunk's worth of tokens is spent; a request whose
+    /// prompt is done samples its first token.
+    fn prefill(&mut self) {
+        let mut budget = self.chunk;
+        for slot in 0..self.sessions.len() {
+            if budget == 0 {
+                break;
+            }
+            let Some(a) = self.active[slot].as_mut() else {
+                continue;
+            };
+            if a.prefilled() {
+                continue;
+            }
+            if a.job.abandoned() {
+                self.finish(slot, Ok(Finish::Cancelled));
+                continue;
+            }
+            let (session, metrics, chunk) = (&mut self.sessions[slot], self.metrics, self.chunk);
+            let before = session.n_past();
+            let ran = catch_unwind(AssertUnwindSafe(|| a.prefill(session, chunk, metrics)));
+            budget = budget.saturating_sub(session.n_past().saturating_sub(before).max(1));
+            match ran {
+                Ok(Ok(())) if a.prefilled() => self.advance(slot),
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => self.finish(slot, Err(e)),
+                Err(_) => {
+                    self.sessions[slot].clear();
+                    self.finish(
+                        slot,
+                        Err(ApiError::internal("the engine failed on this request")),
+                    );
                 }
             }
         }

@@ -1,7 +1,8 @@
 //! [`Active`]: one request in flight on a slot — its sampler, stop
-//! strings, text stream, counts and events — advanced one token at a time
-//! by the [`crate::engine`], which evaluates the tokens (several requests'
-//! in one batched step).
+//! strings, text stream, counts and events. The [`crate::engine`] has it
+//! evaluate its prompt chunk by chunk ([`Active::prefill`]), then advances
+//! it one token at a time ([`Active::advance`]), evaluating the tokens of
+//! several requests in one batched step.
 //!
 //! It keeps `tessera_core::generate`'s semantics (the server has its own
 //! loop because it needs each step's raw logits for log-probabilities and
@@ -42,6 +43,8 @@ pub struct Active<'m> {
     stops: StopStrings,
     stream: StreamDecoder<'m>,
     cached: usize,
+    /// Prompt tokens in the session.
+    evaluated: usize,
     n_gen: usize,
     queued: Duration,
     prompt_time: Duration,
@@ -61,19 +64,20 @@ pub fn engine_error(e: CoreError) -> ApiError {
 }
 
 impl<'m> Active<'m> {
-    /// Starts `job` on `session`: reuses the cached prefix and evaluates
-    /// the rest of the prompt (at least its last token, so there are
-    /// logits to sample from). The job comes back with the error when it
-    /// cannot start.
+    /// Starts `job` on `session`: checks it, sets up its sampler and stop
+    /// strings and cuts the session back to the prefix it shares with the
+    /// prompt (keeping at least the last prompt token to evaluate, so there
+    /// are logits to sample from). The prompt is evaluated after, chunk by
+    /// chunk ([`Active::prefill`]). The job comes back with the error when
+    /// it cannot start.
     pub fn start(
         session: &mut Session<'m>,
         job: Job,
         slot: usize,
-        metrics: &Metrics,
     ) -> Result<Active<'m>, Box<(Job, ApiError)>> {
         let queued = job.queued_at.elapsed();
-        match Self::prefill(session, &job, slot, metrics) {
-            Ok((sampler, stops, cached, prompt_time)) => {
+        match Self::setup(session, &job) {
+            Ok((sampler, stops, cached)) => {
                 let tok = session.model().tokenizer();
                 Ok(Active {
                     queued,
@@ -84,8 +88,9 @@ impl<'m> Active<'m> {
                     stops,
                     stream: tok.stream(),
                     cached,
+                    evaluated: cached,
                     n_gen: 0,
-                    prompt_time,
+                    prompt_time: Duration::ZERO,
                     gen_start: Instant::now(),
                 })
             }
@@ -93,12 +98,10 @@ impl<'m> Active<'m> {
         }
     }
 
-    fn prefill(
+    fn setup(
         session: &mut Session<'m>,
         job: &Job,
-        slot: usize,
-        metrics: &Metrics,
-    ) -> Result<(Sampler, StopStrings, usize, Duration), ApiError> {
+    ) -> Result<(Sampler, StopStrings, usize), ApiError> {
         let req = &job.req;
         let prompt = &req.prompt[..];
         if prompt.is_empty() {
@@ -120,13 +123,37 @@ impl<'m> Active<'m> {
             .map_err(|e| ApiError::invalid_param("stop", e.to_string()))?;
         let keep = common_prefix(session.tokens(), prompt).min(prompt.len() - 1);
         session.truncate(keep);
+        Ok((sampler, stops, keep))
+    }
+
+    /// Whether the whole prompt is evaluated (sampling may begin).
+    pub fn prefilled(&self) -> bool {
+        self.evaluated == self.job.req.prompt.len()
+    }
+
+    /// Evaluates the next `chunk` tokens (at most) of the prompt. Chunks
+    /// of the session's micro-batch size cut the prompt where one `eval`
+    /// of it would, so the result does not depend on the chunking.
+    pub fn prefill(
+        &mut self,
+        session: &mut Session<'m>,
+        chunk: usize,
+        metrics: &Metrics,
+    ) -> Result<(), ApiError> {
+        let prompt = &self.job.req.prompt;
+        let end = (self.evaluated + chunk.max(1)).min(prompt.len());
         let t0 = Instant::now();
         session
-            .eval(&prompt[keep..], Logits::Last)
+            .eval(&prompt[self.evaluated..end], Logits::Last)
             .map_err(engine_error)?;
-        metrics.prompt_evaluated(prompt.len() - keep);
-        metrics.set_slot_tokens(slot, session.n_past());
-        Ok((sampler, stops, keep, t0.elapsed()))
+        self.prompt_time += t0.elapsed();
+        metrics.prompt_evaluated(end - self.evaluated);
+        metrics.set_slot_tokens(self.slot, session.n_past());
+        self.evaluated = end;
+        if self.prefilled() {
+            self.gen_start = Instant::now();
+        }
+        Ok(())
     }
 
     /// Samples the next token from `logits` (those of the last token

@@ -117,4 +117,58 @@ async fn thirty_two_clients_get_their_single_client_answers() {
     assert!(text.contains("\ntessera_queue_depth 0\n"), "{text}");
     assert!(text.contains("\ntessera_slots_busy 0\n"), "{text}");
     assert!(text.contains("\ntessera_sessions_resident 4\n"), "{text}");
+    // The engine decoded several requests per step.
+    let batch: f64 = text
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("tessera_decode_batch_size_average ")?
+                .parse()
+                .ok()
+        })
+        .unwrap();
+    assert!(batch > 1.5, "average decode batch {batch}");
+}
+
+/// Prompts evaluated in chunks of 8 tokens between the decode steps of
+/// the others: a long prompt sent with three short ones gets the answer
+/// it gets alone, and so do they.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunked_prompts_beside_decoding_requests() {
+    let mut config = common::config(4);
+    config.session.n_ubatch = 8;
+    let Some(server) = common::start(config) else {
+        return;
+    };
+    let c = common::client();
+    let url = server.url("/v1/chat/completions");
+    let long = format!(
+        "Summarize this in five words: {}",
+        "The quick brown fox jumps over the lazy dog by the river. ".repeat(8)
+    );
+    let questions = [
+        long.as_str(),
+        "Name a color.",
+        "Count to three.",
+        "Say hello.",
+    ];
+    let mut alone = Vec::new();
+    for q in questions {
+        let (status, v) = common::post(&c, &url, &common::chat(q, 8)).await;
+        assert_eq!(status, 200, "{v}");
+        alone.push(common::content(&v).to_string());
+    }
+    let tasks: Vec<_> = questions
+        .iter()
+        .map(|q| {
+            let (c, url, req) = (c.clone(), url.clone(), common::chat(q, 8));
+            tokio::spawn(async move {
+                let (status, v) = common::post(&c, &url, &req).await;
+                assert_eq!(status, 200, "{v}");
+                common::content(&v).to_string()
+            })
+        })
+        .collect();
+    for (i, t) in tasks.into_iter().enumerate() {
+        assert_eq!(t.await.unwrap(), alone[i], "request {i}");
+    }
 }
