@@ -1293,6 +1293,13 @@ impl Exec<'_> {
                 .u(sx);
             self.dispatch(&k::KV_STORE, None, prm, vec![xv, cv], g)?;
         }
+        // The CPU's order (`tessera_core::backend::cpu::ops::attention`):
+        // its tiled path for 64+ query tokens on F16 caches, else one
+        // chunk; a decode-exact step computes each row as a one-token step.
+        let tiled = k_type == KvType::F16
+            && v_type == KvType::F16
+            && n_tokens >= tessera_core::backend::cpu::ops::attention::Q_TILE
+            && !self.run.graph.decode_exact;
         let (kv_view, ko) = self.window(&kbuf, 0, (n_kv * k_row) as u64, "the K cache")?;
         let (vv_view, vo) = self.window(&vbuf, 0, (n_kv * v_row) as u64, "the V cache")?;
         debug_assert!(ko == 0 && vo == 0);
@@ -1316,7 +1323,8 @@ impl Exec<'_> {
             .u(cfg.window.unwrap_or(0))
             .u(hs as usize)
             .u(so)
-            .u(self.pos_off);
+            .u(self.pos_off)
+            .u(!tiled as usize);
         let views = vec![qv, kv_view, vv_view, sv, ov, self.step_view.clone()];
         let g = [cfg.n_head as u32, n_tokens as u32, 1];
         self.dispatch(&k::ATTENTION, None, prm, views, g)

@@ -4,8 +4,18 @@
 // quantize_row_q8_0 does) for the integer dot with a Q8_0 cache; scores s = dot · scale (with
 // a softcap: softcap · tanh(dot · scale / softcap)), causal and sliding
 // window masks, GQA (head h reads KV head h / (n_head / n_kv_head)), an
-// online softmax over tiles of WG cells with the value accumulator in f32,
-// and the sink logit of the head joining the softmax at the end.
+// online softmax, and the sink logit of the head joining the softmax at the
+// end. Two orders, as ggml-cpu's two paths for these caches:
+//
+// - seq = 1 (its one-chunk path, every step below 64 query tokens): the
+//   query rounded to f16 for an F16 cache; the scores of a tile of WG cells
+//   in parallel, then the cells one by one in order, every lane keeping the
+//   same running max M and sum S = fma(S, ms, vs) and its value dimensions'
+//   accumulator, which for an F16 V cache is f16: rounded after its scaling
+//   by ms and after each fma(v, vs, acc), as `ggml_vec_scale_f16` and
+//   `ggml_vec_mad_f16` round it.
+// - seq = 0 (its tiled path, 64+ query tokens on F16 caches): the query in
+//   f32, each tile's max joining M at once, the value accumulator in f32.
 
 struct P {
     n_head: u32,
@@ -25,6 +35,7 @@ struct P {
     has_sinks: u32,
     sinks_off: u32,
     pos_off: u32,
+    seq: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: P;
@@ -54,6 +65,9 @@ fn vb(a: u32) -> u32 {
 fn v16(a: u32) -> f32 {
     return unpack2x16float((VC[a >> 2u] >> ((a & 2u) << 3u)) & 0xffffu).x;
 }
+fn f16r(x: f32) -> f32 {
+    return unpack2x16float(pack2x16float(vec2<f32>(x, 0.0))).x;
+}
 fn i8f(b: u32) -> f32 {
     return f32((bitcast<i32>(b) << 24u) >> 24u);
 }
@@ -70,7 +84,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     // The query in the K cache's dot type.
     if (p.k_q8 == 0u) {
         for (var i = li; i < p.hd; i = i + WG) {
-            qs[i] = Q[qb + i];
+            qs[i] = select(Q[qb + i], f16r(Q[qb + i]), p.seq != 0u);
         }
     } else {
         if (li < nb) {
@@ -131,6 +145,46 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             if (p.softcap != 0.0) {
                 s = p.softcap * tanh(s);
             }
+        }
+        if (p.seq != 0u) {
+            ps[li] = s;
+            workgroupBarrier();
+            let nt = min(WG, j_end - tile);
+            for (var c = 0u; c < nt; c = c + 1u) {
+                let sc = ps[c];
+                var ms = 1.0;
+                var vs = 1.0;
+                if (sc > m) {
+                    ms = exp(m - sc);
+                    m = sc;
+                } else {
+                    vs = exp(sc - m);
+                }
+                ssum = fma(ssum, ms, vs);
+                let vbase = (tile + c) * p.v_row + kvh * v_head;
+                for (var vi = 0u; vi < MAX_VPT; vi = vi + 1u) {
+                    let dv = li + vi * WG;
+                    if (dv < p.hdv) {
+                        var a = acc[vi];
+                        if (p.v_q8 == 0u) {
+                            if (ms != 1.0) {
+                                a = f16r(a * ms);
+                            }
+                            a = f16r(fma(v16(vbase + 2u * dv), vs, a));
+                        } else {
+                            if (ms != 1.0) {
+                                a = a * ms;
+                            }
+                            let bo = vbase + (dv / 32u) * 34u;
+                            a = fma(i8f(vb(bo + 2u + dv % 32u)) * v16(bo), vs, a);
+                        }
+                        acc[vi] = a;
+                    }
+                }
+            }
+            seen = true;
+            workgroupBarrier();
+            continue;
         }
         let tmax = wg_max(s);
         let m_new = max(m, tmax);
