@@ -2,6 +2,13 @@
 //! for every node of every step, the NMSE of the device's output against
 //! the CPU's, with the first nodes over a threshold flagged:
 //! `cargo run --release -p tessera-wgpu --example diff_nodes -- model.gguf [steps] [device]`.
+//!
+//! `device` may be `cpu`: the CPU against itself, which with
+//! `PERTURB=node[,node…]` (every value of those nodes' outputs at the first
+//! step moved one ulp up or down on the second run; at every step with
+//! `PERTURB_EVERY_STEP=1`) measures how far a last-bit difference carries
+//! through the model. `FREE=1`: each run follows its own greedy
+//! token instead of both the first's; `PROMPT=1,504,…` sets the prompt.
 
 use std::sync::Arc;
 
@@ -28,6 +35,8 @@ struct Runner {
     model: Model,
     kv: KvCache,
     work: Vec<Box<dyn DeviceBuffer>>,
+    /// The nodes whose output values move by one ulp (comma-separated).
+    perturb: Option<String>,
 }
 
 impl Runner {
@@ -46,7 +55,12 @@ impl Runner {
             .iter()
             .map(|b| b.alloc(0).unwrap())
             .collect();
-        Runner { model, kv, work }
+        Runner {
+            model,
+            kv,
+            work,
+            perturb: None,
+        }
     }
 
     /// Runs one step node by node; the output of each node (reading copies
@@ -93,6 +107,30 @@ impl Runner {
             self.work[s.device]
                 .read(s.offset, bytemuck::cast_slice_mut(&mut v))
                 .unwrap();
+            let name = sched.graph.node_name(i);
+            if self
+                .perturb
+                .as_deref()
+                .is_some_and(|p| p.split(',').any(|n| n == name))
+            {
+                // Every value one ulp up or down (a fixed pseudo-random
+                // pattern), as another f32 summation order moves them.
+                for (j, x) in v.iter_mut().enumerate() {
+                    let up = (j as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 63 == 1;
+                    let b = x.to_bits();
+                    *x = f32::from_bits(if up || b & 0x7fff_ffff == 0 {
+                        b + 1
+                    } else {
+                        b - 1
+                    });
+                }
+                self.work[s.device]
+                    .write(s.offset, bytemuck::cast_slice(&v))
+                    .unwrap();
+                if std::env::var_os("PERTURB_EVERY_STEP").is_none() {
+                    self.perturb = None;
+                }
+            }
             outs.push((sched.graph.node_name(i).to_string(), node.op.name(), v));
         }
         self.kv.advance(n);
@@ -117,15 +155,23 @@ fn main() {
         .unwrap()
     };
     let mut cpu = Runner::new(load(Placement::default()));
-    let mut gpu = Runner::new(load(
-        Placement::default().with_override(TensorOverride::device(".", &dev)),
-    ));
-    let prompt: Vec<u32> = vec![1, 504, 3458, 282, 4649, 314];
+    let placement = match dev.as_str() {
+        "cpu" => Placement::default(),
+        d => Placement::default().with_override(TensorOverride::device(".", d)),
+    };
+    let mut gpu = Runner::new(load(placement));
+    gpu.perturb = std::env::var("PERTURB").ok();
+    let free = std::env::var_os("FREE").is_some();
+    let prompt: Vec<u32> = std::env::var("PROMPT")
+        .map_or(vec![1, 504, 3458, 282, 4649, 314], |s| {
+            s.split(',').map(|t| t.trim().parse().unwrap()).collect()
+        });
     let mut tokens = prompt.clone();
+    let mut tokens_b = prompt;
     let mut pos = 0;
     for s in 0..steps {
         let a = cpu.step(&tokens, pos);
-        let b = gpu.step(&tokens, pos);
+        let b = gpu.step(if free { &tokens_b } else { &tokens }, pos);
         let mut flagged = 0;
         let mut worst = (0f64, String::new());
         for ((name, op, x), (_, _, y)) in b.iter().zip(&a) {
@@ -141,19 +187,37 @@ fn main() {
                 flagged += 1;
             }
         }
-        let logits = &a.last().unwrap().2;
-        let next = logits
+        // The best token and its lead over the second.
+        let best = |l: &[f32]| {
+            let (mut i1, mut v1, mut v2) = (0, f32::MIN, f32::MIN);
+            for (i, &v) in l.iter().enumerate() {
+                if v > v1 {
+                    (i1, v1, v2) = (i, v, v1);
+                } else if v > v2 {
+                    v2 = v;
+                }
+            }
+            (i1 as u32, v1 - v2)
+        };
+        let (next, lead) = best(&a.last().unwrap().2);
+        let (la, lb) = (&a.last().unwrap().2, &b.last().unwrap().2);
+        let (next_b, _) = best(lb);
+        // The largest difference at the first run's 10 best tokens.
+        let mut ids: Vec<usize> = (0..la.len()).collect();
+        ids.sort_by(|&i, &j| la[j].total_cmp(&la[i]));
+        let top10 = ids[..10.min(ids.len())]
             .iter()
-            .enumerate()
-            .fold((0, f32::MIN), |m, (i, &v)| if v > m.1 { (i, v) } else { m })
-            .0 as u32;
+            .map(|&i| (la[i] - lb[i]).abs())
+            .fold(0f32, f32::max);
         println!(
-            "step {s} ({} tokens at {pos}): worst {:.3e} at {}, next {next}",
+            "step {s} ({} tokens at {pos}): worst {:.3e} at {}, logits {:.3e}, top-10 Δ {top10:.4}, next {next} (lead {lead:.3}) / {next_b}",
             tokens.len(),
             worst.0,
-            worst.1
+            worst.1,
+            nmse(lb, la),
         );
         pos += tokens.len();
         tokens = vec![next];
+        tokens_b = vec![if free { next_b } else { next }];
     }
 }
