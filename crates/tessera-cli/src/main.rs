@@ -1,7 +1,9 @@
 //! `tessera`: the command-line tool.
 //!
 //! Subcommands live in their own modules; `main` only parses arguments and
-//! turns errors into a message and a non-zero exit code.
+//! turns errors into a message and a non-zero exit code. Built with
+//! `--features wgpu`, the wgpu GPU devices (`vulkan:0` …) are registered
+//! first, as placement targets after the CPU.
 
 mod bench;
 mod chat;
@@ -65,6 +67,8 @@ fn main() -> ExitCode {
     // driver or GPU).
     #[cfg(feature = "cuda")]
     tessera_cuda::register();
+    #[cfg(feature = "wgpu")]
+    tessera_wgpu::register();
     let cli = Cli::parse_from(common::rewrite_args(std::env::args()));
     let result = match cli.command {
         Command::Inspect(args) => inspect::run(&args),

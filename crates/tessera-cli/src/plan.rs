@@ -202,6 +202,9 @@ pub fn devices(args: &DevicesArgs) -> Result<()> {
         ..Default::default()
     }
     .device_names();
+    // The CPU devices; those of the registered GPU providers come after.
+    let gpus = tessera_core::backend::provided_devices();
+    let names: Vec<String> = names.into_iter().filter(|n| !gpus.contains(n)).collect();
     println!("| device | kind | threads | memory (total / available) | read bandwidth |");
     println!("|---|---|---:|---:|---:|");
     let (backends, warnings) = tessera_core::model::cpu_backends(&names, cpu_layout, threads);
@@ -215,6 +218,23 @@ pub fn devices(args: &DevicesArgs) -> Result<()> {
             gib(info.free_memory as f64),
             tessera_core::probe::sweep_bandwidth(b.threads()) / 1e9
         );
+    }
+    for name in &gpus {
+        let kind = name.split(':').next().unwrap_or(name);
+        let opened = tessera_core::backend::provider_of(kind).map(|p| p.open(name));
+        match opened {
+            Some(Ok(b)) => {
+                let info = b.info();
+                println!(
+                    "| {} | {kind} | - | {} / {} | - |",
+                    info.name,
+                    gib(info.total_memory as f64),
+                    gib(info.free_memory as f64),
+                );
+            }
+            Some(Err(e)) => println!("warning: {name}: {e}"),
+            None => println!("warning: {name}: no provider"),
+        }
     }
     for w in warnings {
         println!("warning: {w}");
