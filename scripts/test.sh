@@ -20,6 +20,9 @@ export TESSERA_STRICT=1
 # mesa-vulkan-drivers libvulkan1`); without one they fail here instead of
 # skipping.
 export TESSERA_REQUIRE_WGPU=${TESSERA_REQUIRE_WGPU:-1}
+# Greedy steps of the wgpu end-to-end tests (32 by default; on lavapipe each
+# costs seconds per model, so CI takes 12).
+export TESSERA_WGPU_E2E_STEPS=${TESSERA_WGPU_E2E_STEPS:-12}
 export TESSERA_MODELS=${TESSERA_MODELS:-$HOME/.cache/tessera/models}
 scripts/fetch-models.sh >/dev/null
 TESSERA_PYTHON=$(scripts/py-env.sh)
