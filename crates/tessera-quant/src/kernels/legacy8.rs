@@ -7,8 +7,9 @@
 //! the memory's speed. The kernels here take 8 consecutive rows at once:
 //! each activation block is loaded (and rearranged) once for all 8, the 8
 //! rows' scales are converted by one instruction, the rows' integer sums
-//! are reduced together, and the next 8-row group is prefetched as one
-//! sequential stream while this one is computed.
+//! are reduced together, and the next 8-row group is prefetched (as 4
+//! interleaved streams, [`super::prefetch_group`]) while this one is
+//! computed.
 //!
 //! **Same bits.** Every output keeps exactly the float operations of the
 //! one-row kernel it replaces; only integer work (exact) and loads are
@@ -121,10 +122,10 @@ mod x86 {
     //! loads.
 
     use super::*;
-    use crate::kernels::has_avx2;
     use crate::kernels::legacy::x86::{
         hsum_ps, products, Mode, TileType, TQ4_0, TQ4_1, TQ5_0, TQ5_1, TQ8_0,
     };
+    use crate::kernels::{has_avx2, prefetch_group};
     use std::arch::x86_64::*;
 
     /// A nibble type as the 8-row kernels see it: 16 bytes of packed values
@@ -242,10 +243,7 @@ mod x86 {
         unsafe {
             let rows: [*const u8; 8] = std::array::from_fn(|r| w.add(r * w_row));
             for b in 0..nb {
-                let pf = next.wrapping_add(b * 8 * T::W).cast::<i8>();
-                _mm_prefetch::<_MM_HINT_T0>(pf);
-                _mm_prefetch::<_MM_HINT_T0>(pf.wrapping_add(64));
-                _mm_prefetch::<_MM_HINT_T0>(pf.wrapping_add(128));
+                prefetch_group(next, 8 * nb * T::W, b * 8 * T::W, 8 * T::W);
                 let yb = a.add(b * Q8_0);
                 // Values 0..16 and 16..32 of the activation, in both halves.
                 let ylo = _mm256_broadcastsi128_si256(_mm_loadu_si128(yb.add(Q8_0_QS).cast()));
@@ -304,19 +302,6 @@ mod x86 {
         out
     }
 
-    /// Prefetches the bytes of the next 8-row group that correspond to
-    /// block `b` of this one (8 blocks of `wb` bytes, in order: one stream).
-    #[inline(always)]
-    fn prefetch_next(next: *const u8, wb: usize, b: usize) {
-        let pf = next.wrapping_add(b * 8 * wb).cast::<i8>();
-        let mut o = 0;
-        while o < 8 * wb {
-            // SAFETY: a prefetch never faults.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(pf.wrapping_add(o)) };
-            o += 64;
-        }
-    }
-
     /// The f16 at byte `off` of each of 8 blocks, row order, as f32 (a
     /// gather was slower here).
     ///
@@ -370,7 +355,7 @@ mod x86 {
         unsafe {
             let rows: [*const u8; 8] = std::array::from_fn(|r| w.add(r * w_row));
             for b in 0..nb {
-                prefetch_next(next, T::W, b);
+                prefetch_group(next, 8 * nb * T::W, b * 8 * T::W, 8 * T::W);
                 let yb = a.add(b * T::A);
                 let ylo = _mm256_broadcastsi128_si256(_mm_loadu_si128(yb.add(T::A_QS).cast()));
                 let yhi = _mm256_broadcastsi128_si256(_mm_loadu_si128(yb.add(T::A_QS + 16).cast()));
@@ -447,7 +432,7 @@ mod x86 {
         unsafe {
             let rows: [*const u8; 8] = std::array::from_fn(|r| w.add(r * w_row));
             for b in 0..nb {
-                prefetch_next(next, T::W, b);
+                prefetch_group(next, 8 * nb * T::W, b * 8 * T::W, 8 * T::W);
                 let yb = a.add(b * T::A);
                 let y = _mm256_loadu_si256(yb.add(T::A_QS).cast());
                 let corr = match T::MODE {

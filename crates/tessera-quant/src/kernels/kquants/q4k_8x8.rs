@@ -151,6 +151,7 @@ pub(super) mod avx2 {
 
     use super::super::avx2::{has_avx2, load128, load256};
     use super::*;
+    use crate::kernels::prefetch_group;
 
     /// The table entry: checks the CPU and the shapes, then runs the kernel.
     pub(super) fn rows8_q4_k(
@@ -304,13 +305,11 @@ pub(super) mod avx2 {
             for r in 0..8 {
                 // SAFETY: row r's block b is in bounds (the caller's).
                 let xb = unsafe { &*x.add(r * stride + b) };
-                // The next group's bytes, swept in order (one stream).
+                // The next group's bytes, 192 per row-block (ahead of the
+                // 144 consumed), as 4 streams.
                 let step = (b * 8 + r) * 192;
                 if step < group {
-                    let p = x.cast::<i8>().wrapping_add(group + step);
-                    _mm_prefetch::<_MM_HINT_T0>(p);
-                    _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(64));
-                    _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(128));
+                    prefetch_group(x.cast::<u8>().wrapping_add(group), group, step, 192);
                 }
                 ds[r] = xb.d.to_bits();
                 dms[r] = xb.dmin.to_bits();
