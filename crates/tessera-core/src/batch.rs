@@ -25,13 +25,13 @@
 
 use std::collections::HashMap;
 
-use crate::backend::{Backend, DeviceBuffer, SegmentRun};
+use crate::backend::DeviceBuffer;
 use crate::error::{CoreError, Result};
 use crate::graph::StepInputs;
 use crate::kv::KvCache;
 use crate::model::Model;
 use crate::sched::Schedule;
-use crate::session::{copy_node, Logits, Session};
+use crate::session::{read_output, run_segments, Logits, Session};
 
 /// Runs decode steps over several sessions of one model. Per batch size
 /// it builds and schedules the graph once; its arenas grow to the largest
@@ -192,34 +192,16 @@ impl<'m> BatchDecoder<'m> {
             out_rows: &self.out_rows,
         };
         let mut kvs: Vec<&mut KvCache> = sessions.iter_mut().map(|s| s.kv_mut()).collect();
-        let backends = self.model.backends();
-        for seg in &sched.segments {
-            if seg.is_copy {
-                for &node in &seg.nodes {
-                    copy_node(sched, node, &mut self.work, &mut self.staging)?;
-                }
-                continue;
-            }
-            let run = SegmentRun {
-                graph: &sched.graph,
-                nodes: &seg.nodes,
-                plan: &sched.plan,
-                weights: self.model.weights().as_slice(),
-                step: &step,
-            };
-            let b: &dyn Backend = backends[seg.device].as_ref();
-            b.compute_multi_seq(&run, self.work[seg.device].as_mut(), &mut kvs, &self.seq)?;
-        }
-        let out = sched
-            .graph
-            .output
-            .ok_or_else(|| CoreError::Config("graph has no output".into()))?;
-        let slot = sched
-            .plan
-            .slot(out)
-            .ok_or_else(|| CoreError::Config("output has no buffer".into()))?;
-        self.logits.resize(sched.graph.tensor(out).len(), 0.0);
-        let dst: &mut [u8] = bytemuck::cast_slice_mut(&mut self.logits[..]);
-        self.work[slot.device].read(slot.offset, dst)
+        let seq = &self.seq;
+        run_segments(
+            self.model,
+            sched,
+            &step,
+            &mut self.work,
+            &mut self.staging,
+            |b, run, work| b.compute_multi_seq(run, work, &mut kvs, seq),
+        )?;
+        self.logits.clear();
+        read_output(sched, &self.work, &mut self.logits)
     }
 }

@@ -21,7 +21,7 @@ mod residency;
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use crate::backend::{DeviceBuffer, SegmentRun};
+use crate::backend::{Backend, DeviceBuffer, SegmentRun};
 use crate::error::{CoreError, Result};
 use crate::graph::{Op, StepInputs};
 use crate::kv::{KvCache, KvShape};
@@ -249,23 +249,15 @@ impl<'m> Session<'m> {
             pos: &self.pos,
             out_rows: &self.out_rows,
         };
-        let backends = self.model.backends();
-        for seg in &sched.segments {
-            if seg.is_copy {
-                for &n in &seg.nodes {
-                    copy_node(sched, n, &mut self.work, &mut self.staging)?;
-                }
-                continue;
-            }
-            let run = SegmentRun {
-                graph: &sched.graph,
-                nodes: &seg.nodes,
-                plan: &sched.plan,
-                weights: self.model.weights().as_slice(),
-                step: &step,
-            };
-            backends[seg.device].compute(&run, self.work[seg.device].as_mut(), &mut self.kv)?;
-        }
+        let kv = &mut self.kv;
+        run_segments(
+            self.model,
+            sched,
+            &step,
+            &mut self.work,
+            &mut self.staging,
+            |b, run, work| b.compute(run, work, kv),
+        )?;
         self.kv.advance(n);
         self.tokens.extend_from_slice(chunk);
         self.n_evaluated += n as u64;
@@ -274,25 +266,68 @@ impl<'m> Session<'m> {
 
     /// Appends the logits of the last step (`n_out` rows) to `self.logits`.
     fn read_logits(&mut self, key: (usize, usize, bool)) -> Result<()> {
-        let sched = &self.schedules[&key];
-        let out = sched
-            .graph
-            .output
-            .ok_or_else(|| CoreError::Config("graph has no output".into()))?;
-        let slot = sched
-            .plan
-            .slot(out)
-            .ok_or_else(|| CoreError::Config("output has no buffer".into()))?;
-        let len = sched.graph.tensor(out).len();
-        let old = self.logits.len();
-        self.logits.resize(old + len, 0.0);
-        let dst: &mut [u8] = bytemuck::cast_slice_mut(&mut self.logits[old..]);
-        self.work[slot.device].read(slot.offset, dst)
+        read_output(&self.schedules[&key], &self.work, &mut self.logits)
     }
 }
 
+/// Runs the segments of `sched` for one step: copy segments move tensors
+/// between devices, the others go to `compute(backend, run, work buffer)`
+/// (a session's `Backend::compute`, a batch's `compute_multi_seq`).
+pub(crate) fn run_segments(
+    model: &Model,
+    sched: &Schedule,
+    step: &StepInputs,
+    work: &mut [Box<dyn DeviceBuffer>],
+    staging: &mut Vec<u8>,
+    mut compute: impl FnMut(&dyn Backend, &SegmentRun, &mut dyn DeviceBuffer) -> Result<()>,
+) -> Result<()> {
+    let backends = model.backends();
+    for seg in &sched.segments {
+        if seg.is_copy {
+            for &n in &seg.nodes {
+                copy_node(sched, n, work, staging)?;
+            }
+            continue;
+        }
+        let run = SegmentRun {
+            graph: &sched.graph,
+            nodes: &seg.nodes,
+            plan: &sched.plan,
+            weights: model.weights().as_slice(),
+            step,
+        };
+        compute(
+            backends[seg.device].as_ref(),
+            &run,
+            work[seg.device].as_mut(),
+        )?;
+    }
+    Ok(())
+}
+
+/// Appends the graph output of the step just run (its logits rows) to `logits`.
+pub(crate) fn read_output(
+    sched: &Schedule,
+    work: &[Box<dyn DeviceBuffer>],
+    logits: &mut Vec<f32>,
+) -> Result<()> {
+    let out = sched
+        .graph
+        .output
+        .ok_or_else(|| CoreError::Config("graph has no output".into()))?;
+    let slot = sched
+        .plan
+        .slot(out)
+        .ok_or_else(|| CoreError::Config("output has no buffer".into()))?;
+    let len = sched.graph.tensor(out).len();
+    let old = logits.len();
+    logits.resize(old + len, 0.0);
+    let dst: &mut [u8] = bytemuck::cast_slice_mut(&mut logits[old..]);
+    work[slot.device].read(slot.offset, dst)
+}
+
 /// Runs the copy node `n`: reads its source on one device, writes it on another.
-pub(crate) fn copy_node(
+fn copy_node(
     sched: &Schedule,
     n: usize,
     work: &mut [Box<dyn DeviceBuffer>],
