@@ -149,7 +149,7 @@ fn check_acts(a: &[&[u8]], out: &[[f32; 8]]) {
 pub(super) mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::super::avx2::{has_avx2, load128, load256};
+    use super::super::avx2::{has_avx2, head128, load128, load256, scales_mins_k4_v, SHUFFLE_PAIR};
     use super::*;
     use crate::kernels::prefetch_group;
 
@@ -285,6 +285,8 @@ pub(super) mod avx2 {
         y: [&[BlockQ8K]; T],
     ) -> [[f32; 8]; T] {
         let m4 = _mm256_set1_epi8(0xf);
+        // Shifts the high half's nibbles down.
+        let nibble_shift = _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4);
         let group = 8 * stride * std::mem::size_of::<BlockQ4K>();
         let mut acc = [_mm256_setzero_ps(); T];
         let mut accm = [_mm256_setzero_ps(); T];
@@ -297,11 +299,23 @@ pub(super) mod avx2 {
                     _mm256_extracti128_si256::<1>(q8sums),
                 )
             });
+            // Per pair j: values 0..16 of sub-blocks 2j | 2j + 1, then
+            // values 16..32 (the weights' order below).
+            let ys: [[[__m256i; 2]; 4]; T] = std::array::from_fn(|t| {
+                let q8: &[[i8; 32]; 8] = bytemuck::cast_ref(&y[t][b].qs);
+                std::array::from_fn(|j| {
+                    let (lo, hi) = (load256(&q8[2 * j]), load256(&q8[2 * j + 1]));
+                    [
+                        _mm256_permute2x128_si256::<0x20>(lo, hi),
+                        _mm256_permute2x128_si256::<0x31>(lo, hi),
+                    ]
+                })
+            });
             let mut sums = [[_mm_setzero_si128(); 8]; T];
-            let mut lanes = [[_mm256_setzero_si256(); 8]; T];
-            let mut mins = [[_mm_setzero_si128(); 8]; T];
             let mut ds = [0u16; 8];
             let mut dms = [0u16; 8];
+            let mut lanes = [[_mm256_setzero_si256(); 8]; T];
+            let mut mins = [[_mm_setzero_si128(); 8]; T];
             for r in 0..8 {
                 // SAFETY: row r's block b is in bounds (the caller's).
                 let xb = unsafe { &*x.add(r * stride + b) };
@@ -313,34 +327,38 @@ pub(super) mod avx2 {
                 }
                 ds[r] = xb.d.to_bits();
                 dms[r] = xb.dmin.to_bits();
-                let sm = scales_mins_k4(&xb.scales);
-                let scales_mins = _mm256_cvtepu8_epi16(load128(&sm));
+                let scales_mins = _mm256_cvtepu8_epi16(scales_mins_k4_v(head128(xb)));
                 let scales = _mm256_permute2x128_si256::<0x00>(scales_mins, scales_mins);
-                let qs: &[[u8; 32]; 4] = bytemuck::cast_ref(&xb.qs);
-                // Per pair j: the low and high sub-blocks' scales and values.
-                let wq: [[__m256i; 4]; 4] = std::array::from_fn(|j| {
-                    let sc = super::super::avx2::SHUFFLE_ONE;
-                    let q4bits = load256(&qs[j]);
+                let qs: &[[u8; 16]; 8] = bytemuck::cast_ref(&xb.qs);
+                // Per pair j: the scales of sub-blocks 2j | 2j + 1 (low |
+                // high 128 bits) and their values 0..16 and 16..32, the low
+                // nibbles of 16 bytes in the low half, their high nibbles in
+                // the high half.
+                let wq: [[__m256i; 3]; 4] = std::array::from_fn(|j| {
+                    let half = |k: usize| {
+                        let q = _mm256_broadcastsi128_si256(load128(&qs[2 * j + k]));
+                        _mm256_and_si256(_mm256_srlv_epi32(q, nibble_shift), m4)
+                    };
                     [
-                        _mm256_shuffle_epi8(scales, load256(&sc[2 * j])),
-                        _mm256_shuffle_epi8(scales, load256(&sc[2 * j + 1])),
-                        _mm256_and_si256(q4bits, m4),
-                        _mm256_and_si256(_mm256_srli_epi16::<4>(q4bits), m4),
+                        _mm256_shuffle_epi8(scales, load256(&SHUFFLE_PAIR[j])),
+                        half(0),
+                        half(1),
                     ]
                 });
                 for t in 0..T {
                     // Pair j's mins: m_2j·bs_2j + m_2j+1·bs_2j+1.
                     mins[t][r] =
                         _mm_madd_epi16(_mm256_extracti128_si256::<1>(scales_mins), bs32[t]);
-                    let q8: &[[i8; 32]; 8] = bytemuck::cast_ref(&y[t][b].qs);
+                    // Both sub-blocks' products in one register, each half
+                    // with its own scale: one `madd` per pair (|Σ| ≤ 4·15·128).
                     let p: [__m256i; 4] = std::array::from_fn(|j| {
-                        let [scale_l, scale_h, q4l, q4h] = wq[j];
-                        let p16l = _mm256_maddubs_epi16(q4l, load256(&q8[2 * j]));
-                        let p16h = _mm256_maddubs_epi16(q4h, load256(&q8[2 * j + 1]));
-                        _mm256_add_epi32(
-                            _mm256_madd_epi16(scale_l, p16l),
-                            _mm256_madd_epi16(scale_h, p16h),
-                        )
+                        let [scale, q0, q1] = wq[j];
+                        let [y0, y1] = ys[t][j];
+                        let p16 = _mm256_add_epi16(
+                            _mm256_maddubs_epi16(q0, y0),
+                            _mm256_maddubs_epi16(q1, y1),
+                        );
+                        _mm256_madd_epi16(scale, p16)
                     });
                     if PAIR {
                         sums[t][r] = pair_totals(p);
@@ -352,7 +370,7 @@ pub(super) mod avx2 {
                     }
                 }
             }
-            // SAFETY: 8 u16 each, unaligned loads.
+            // SAFETY: row r's block b is in bounds (the caller's).
             let (d, dmin) = unsafe {
                 (
                     _mm256_cvtph_ps(_mm_loadu_si128(ds.as_ptr().cast())),
