@@ -57,6 +57,7 @@ use std::cell::RefCell;
 
 use half::{bf16, f16};
 
+use crate::kernels::kquants::gemv8;
 use crate::kernels::kquants::q4k_8x8::{self, Chain, Rows8};
 use crate::kernels::kquants::tiled::{self, TiledRow};
 use crate::kernels::legacy::{DotTile, TILE_ACTS, TILE_ROWS};
@@ -143,7 +144,8 @@ struct Kernel {
     /// per call (the same bits as `dot`, which is then the one-row kernel).
     legacy8: Option<legacy8::Rows8>,
     /// One token: 8 rows per call in `dot`'s own order (Q4_0, Q4_1, Q5_0,
-    /// Q5_1, Q8_0; [`legacy8::rows8`]).
+    /// Q5_1, Q8_0: [`legacy8::rows8`]; Q4_K, Q5_K, Q6_K:
+    /// [`gemv8::rows8`]).
     gemv8: Option<legacy8::Rows8>,
     /// K-quants/IQ4_XS in the order of ggml-cpu's tiled matmul, taken
     /// where the batch (per expert for `mul_mat_id`) has at least
@@ -186,7 +188,7 @@ impl Kernel {
             a_row,
             rows8: None,
             legacy8: None,
-            gemv8: legacy8::rows8(t, level),
+            gemv8: legacy8::rows8(t, level).or_else(|| gemv8::rows8(t, level)),
             tiled: None,
             widen: match (t, kernels::legacy::dot_tile(GgmlType::Q8_0, level)) {
                 (GgmlType::Q5_0, Some(tile)) => Some((tile, row_bytes(GgmlType::Q8_0, cols)?)),

@@ -352,18 +352,83 @@ fn k4_scales_and_mins(head: __m128i, bsums: &[i16; 16]) -> (__m256i, __m128i) {
     (scales, prod)
 }
 
+/// A K-quant's `vec_dot` as a chain of per-super-block steps: the one-row
+/// kernels here and the 8-row GEMV ([`super::gemv8`]) run the same steps,
+/// so both give the same bits.
+pub(in crate::kernels) trait VecDotChain: Pod {
+    /// The running sums of one row.
+    type Acc: Copy;
+
+    /// The scalar twin of the whole dot (for a CPU without AVX2).
+    const SCALAR: crate::kernels::VecDot;
+
+    /// The sums before the first super-block.
+    ///
+    /// # Safety
+    /// The CPU has AVX2, FMA and F16C.
+    unsafe fn start() -> Self::Acc;
+
+    /// Adds super-block `self` times `y`.
+    ///
+    /// # Safety
+    /// As [`VecDotChain::start`].
+    unsafe fn step(&self, y: &BlockQ8K, acc: &mut Self::Acc);
+
+    /// The row's result.
+    ///
+    /// # Safety
+    /// As [`VecDotChain::start`].
+    unsafe fn finish(acc: Self::Acc) -> f32;
+}
+
+/// One row: the chain over its super-blocks, prefetching ahead.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn chain<B: VecDotChain>(x: &[B], y: &[BlockQ8K]) -> f32 {
+    // SAFETY (all three): this function's features.
+    let mut acc = unsafe { B::start() };
+    for (i, (xb, yb)) in x.iter().zip(y).enumerate() {
+        prefetch_ahead(x, i);
+        unsafe { xb.step(yb, &mut acc) };
+    }
+    unsafe { B::finish(acc) }
+}
+
 #[target_feature(enable = "avx2,fma,f16c")]
 fn q4_k(x: &[BlockQ4K], y: &[BlockQ8K]) -> f32 {
-    let m4 = _mm256_set1_epi8(0xf);
-    let mut acc = _mm256_setzero_ps();
-    let mut acc_m = _mm_setzero_ps();
-    let xs = x;
-    for (i, (x, y)) in x.iter().zip(y).enumerate() {
-        prefetch_ahead(xs, i);
+    chain(x, y)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q5_k(x: &[BlockQ5K], y: &[BlockQ8K]) -> f32 {
+    chain(x, y)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q6_k(x: &[BlockQ6K], y: &[BlockQ8K]) -> f32 {
+    chain(x, y)
+}
+
+impl VecDotChain for BlockQ4K {
+    /// The 8 lanes of `d·Σ sc·(q·y)` and the 4 lanes of `−dmin·Σ m·bsum`.
+    type Acc = (__m256, __m128);
+
+    const SCALAR: crate::kernels::VecDot = scalar::vec_dot_q4_K_q8_K_scalar;
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn start() -> Self::Acc {
+        (_mm256_setzero_ps(), _mm_setzero_ps())
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn step(&self, y: &BlockQ8K, (acc, acc_m): &mut Self::Acc) {
+        let x = self;
+        let m4 = _mm256_set1_epi8(0xf);
         let d = y.d * f16_to_f32(x.d);
         let dmin = -y.d * f16_to_f32(x.dmin);
         let (scales, mins) = k4_scales_and_mins(head128(x), &y.bsums);
-        acc_m = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(mins), acc_m);
+        *acc_m = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(mins), *acc_m);
 
         let qs: &[[u8; 32]; 4] = bytemuck::cast_ref(&x.qs);
         let q8: &[[i8; 32]; 8] = bytemuck::cast_ref(&y.qs);
@@ -382,22 +447,36 @@ fn q4_k(x: &[BlockQ4K], y: &[BlockQ8K]) -> f32 {
             );
             sumi = _mm256_add_epi32(sumi, p);
         }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+        *acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), *acc);
     }
-    hsum_ps(acc) + hsum_ps128(acc_m)
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn finish((acc, acc_m): Self::Acc) -> f32 {
+        hsum_ps(acc) + hsum_ps128(acc_m)
+    }
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-fn q5_k(x: &[BlockQ5K], y: &[BlockQ8K]) -> f32 {
-    let m4 = _mm256_set1_epi8(0xf);
-    let sixteen = _mm256_set1_epi8(16);
-    let mut acc = _mm256_setzero_ps();
-    // ggml's Q5_K keeps Σ dmin·mins as a scalar, fused per super-block
-    // (unlike its Q4_K, which keeps 4 lanes).
-    let mut summs = 0f32;
-    let xs = x;
-    for (i, (x, y)) in x.iter().zip(y).enumerate() {
-        prefetch_ahead(xs, i);
+impl VecDotChain for BlockQ5K {
+    /// The 8 lanes of `d·Σ sc·(q·y)` and the scalar `−Σ dmin·Σ m·bsum`
+    /// (ggml's Q5_K keeps the mins as a scalar fused per super-block,
+    /// unlike its Q4_K).
+    type Acc = (__m256, f32);
+
+    const SCALAR: crate::kernels::VecDot = scalar::vec_dot_q5_K_q8_K_scalar;
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn start() -> Self::Acc {
+        (_mm256_setzero_ps(), 0.0)
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn step(&self, y: &BlockQ8K, (acc, summs): &mut Self::Acc) {
+        let x = self;
+        let m4 = _mm256_set1_epi8(0xf);
+        let sixteen = _mm256_set1_epi8(16);
         let d = y.d * f16_to_f32(x.d);
         let dmin = -y.d * f16_to_f32(x.dmin);
         let (scales, mins) = k4_scales_and_mins(head128(x), &y.bsums);
@@ -405,7 +484,7 @@ fn q5_k(x: &[BlockQ5K], y: &[BlockQ8K]) -> f32 {
             _mm_hadd_epi32(mins, _mm_setzero_si128()),
             _mm_setzero_si128(),
         );
-        summs = dmin.mul_add(_mm_cvtsi128_si32(m) as f32, summs);
+        *summs = dmin.mul_add(_mm_cvtsi128_si32(m) as f32, *summs);
 
         let hbits = load256(&x.qh);
         let qs: &[[u8; 32]; 4] = bytemuck::cast_ref(&x.qs);
@@ -440,27 +519,46 @@ fn q5_k(x: &[BlockQ5K], y: &[BlockQ8K]) -> f32 {
             );
             sumi = _mm256_add_epi32(sumi, p);
         }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+        *acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), *acc);
     }
-    hsum_ps(acc) + summs
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn finish((acc, summs): Self::Acc) -> f32 {
+        hsum_ps(acc) + summs
+    }
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-fn q6_k(x: &[BlockQ6K], y: &[BlockQ8K]) -> f32 {
-    let m3 = _mm256_set1_epi8(3);
-    let m15 = _mm256_set1_epi8(15);
-    let mut acc = _mm256_setzero_ps();
-    let xs = x;
-    for (i, (x, y)) in x.iter().zip(y).enumerate() {
-        prefetch_ahead(xs, i);
+impl VecDotChain for BlockQ6K {
+    /// The 8 lanes of `d·Σ sc·(q·y)`.
+    type Acc = __m256;
+
+    const SCALAR: crate::kernels::VecDot = scalar::vec_dot_q6_K_q8_K_scalar;
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn start() -> Self::Acc {
+        _mm256_setzero_ps()
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn step(&self, y: &BlockQ8K, acc: &mut Self::Acc) {
+        let x = self;
+        let m3 = _mm256_set1_epi8(3);
+        let m15 = _mm256_set1_epi8(15);
         let d = y.d * f16_to_f32(x.d);
 
         // q - 32 = q' - 32: dot with the unsigned q' and subtract 32·Σ sc·bsum.
-        let scales = load128(&x.scales);
-        let offset = _mm256_slli_epi32::<5>(_mm256_madd_epi16(
-            load256(&y.bsums),
-            _mm256_cvtepi8_epi16(scales),
-        ));
+        let scales = _mm256_cvtepi8_epi16(load128(&x.scales));
+        let offset = _mm256_slli_epi32::<5>(_mm256_madd_epi16(load256(&y.bsums), scales));
+        // Scales 0..8 (sub-blocks of the first 128 values) in both halves,
+        // then 8..16: a vector's two 16-value halves take scales 2i and
+        // 2i + 1 of one of them (`SHUFFLE_PAIR`).
+        let halves = [
+            _mm256_permute2x128_si256::<0x00>(scales, scales),
+            _mm256_permute2x128_si256::<0x11>(scales, scales),
+        ];
 
         let ql: &[[u8; 32]; 4] = bytemuck::cast_ref(&x.ql);
         let qh: &[[u8; 32]; 2] = bytemuck::cast_ref(&x.qh);
@@ -485,15 +583,20 @@ fn q6_k(x: &[BlockQ6K], y: &[BlockQ8K]) -> f32 {
             let mut p = [_mm256_setzero_si256(); 4];
             for k in 0..4 {
                 let p16 = _mm256_maddubs_epi16(q[k], load256(&q8[4 * j + k]));
-                let sc = _mm_shuffle_epi8(scales, load128(&SHUFFLE_BYTES[4 * j + k]));
-                p[k] = _mm256_madd_epi16(_mm256_cvtepi8_epi16(sc), p16);
+                let sc = _mm256_shuffle_epi8(halves[j], load256(&SHUFFLE_PAIR[k]));
+                p[k] = _mm256_madd_epi16(sc, p16);
             }
             let p01 = _mm256_add_epi32(p[0], p[1]);
             let p23 = _mm256_add_epi32(p[2], p[3]);
             sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p01, p23));
         }
         sumi = _mm256_sub_epi32(sumi, offset);
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+        *acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), *acc);
     }
-    hsum_ps(acc)
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn finish(acc: Self::Acc) -> f32 {
+        hsum_ps(acc)
+    }
 }

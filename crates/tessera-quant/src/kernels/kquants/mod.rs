@@ -36,6 +36,7 @@ use crate::GgmlType;
 
 #[cfg(target_arch = "x86_64")]
 pub(in crate::kernels) mod avx2;
+pub mod gemv8;
 pub mod q4k_8x8;
 pub mod scalar;
 pub mod tiled;
