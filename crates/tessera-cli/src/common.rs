@@ -215,7 +215,7 @@ impl ModelArgs {
     }
 }
 
-/// A draft model for speculative decoding (`run`, `bench`), with llama.cpp's
+/// A draft model for speculative decoding (`run`, `bench`, `serve`), with llama.cpp's
 /// flag names (and their newer `--spec-draft-*` spellings as aliases).
 #[derive(Args, Clone, Debug)]
 pub struct DraftArgs {

@@ -1,10 +1,13 @@
 //! `tessera serve`: the OpenAI-compatible HTTP server (`tessera-server`)
-//! on one model, with the placement flags every command takes.
+//! on one model, with the placement flags every command takes, and
+//! optionally a draft model for speculative decoding (`-md`, its own
+//! placement with `-otd`, `--draft-max` … as `run` and `bench` take them).
 //!
 //! ```sh
 //! tessera serve -m smollm2:135m --parallel 4 --port 8080
 //! curl http://127.0.0.1:8080/v1/chat/completions \
 //!   -d '{"messages":[{"role":"user","content":"Hi"}],"max_tokens":32}'
+//! tessera serve -m big.gguf -md small.gguf -otd '.*=cpu' --draft-max 8
 //! ```
 
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -15,13 +18,15 @@ use clap::Args as ClapArgs;
 use tessera::LoadOptions;
 use tessera_server::{Server, ServerConfig};
 
-use crate::common::ModelArgs;
+use crate::common::{DraftArgs, ModelArgs};
 
 /// Arguments of `tessera serve`.
 #[derive(ClapArgs, Debug)]
 pub struct Args {
     #[command(flatten)]
     model: ModelArgs,
+    #[command(flatten)]
+    draft: DraftArgs,
     /// Address to listen on (loopback by default; another address exposes
     /// the server to the network — set --api-key).
     #[arg(long, default_value = "127.0.0.1")]
@@ -97,6 +102,14 @@ pub fn run(args: &Args) -> Result<()> {
     for w in &model.core().placement().warnings {
         eprintln!("warning: {w}");
     }
+    let spec = args.draft.spec()?;
+    let draft = match args.draft.load(&args.model, model.core())? {
+        Some(d) => Some(tessera_server::DraftConfig {
+            model: tessera::Model::from_core(d, session.clone())?,
+            spec,
+        }),
+        None => None,
+    };
     let api_key = args
         .api_key
         .clone()
@@ -139,12 +152,17 @@ pub fn run(args: &Args) -> Result<()> {
                 max_files: args.hibernate_max,
                 idle: (args.hibernate_idle > 0).then(|| Duration::from_secs(args.hibernate_idle)),
             }),
+        draft,
     };
     let server = Server::new(model, config)?;
     let n_ctx = server.context_size();
     tessera_server::run_blocking(server, addr, |a| {
+        let draft = match &args.draft.draft_model {
+            Some(d) => format!(", draft {d}, --draft-max {}", spec.n_max),
+            None => String::new(),
+        };
         eprintln!(
-            "tessera serve: http://{a}/v1 ({} slot{} of {n_ctx} tokens); Ctrl-C stops",
+            "tessera serve: http://{a}/v1 ({} slot{} of {n_ctx} tokens{draft}); Ctrl-C stops",
             args.parallel,
             if args.parallel == 1 { "" } else { "s" }
         );

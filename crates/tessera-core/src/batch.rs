@@ -16,6 +16,11 @@
 //! session ends with the logits `session.eval(&[token], Logits::Last)`
 //! gives, and its [`Session::last_logits`] holds them.
 //!
+//! [`BatchDecoder::decode_spans`] takes a run of tokens per session (the
+//! rows of one session at consecutive positions, each attending to the
+//! ones before it as one-token steps would): the verification pass of
+//! speculative decoding for several sessions in one step.
+//!
 //! A step whose graph has a segment on a backend without multi-sequence
 //! steps (wgpu today) runs as one step per session instead: slower, never
 //! different.
@@ -47,6 +52,9 @@ pub struct BatchDecoder<'m> {
     pos: Vec<i32>,
     out_rows: Vec<u32>,
     seq: Vec<usize>,
+    /// The step's tokens, session after session, and how many each has.
+    flat: Vec<u32>,
+    lens: Vec<usize>,
     logits: Vec<f32>,
     /// Steps run, rows over all steps, steps run one session at a time.
     counts: BatchCounts,
@@ -80,6 +88,8 @@ impl<'m> BatchDecoder<'m> {
             pos: Vec::new(),
             out_rows: Vec::new(),
             seq: Vec::new(),
+            flat: Vec::new(),
+            lens: Vec::new(),
             logits: Vec::new(),
             counts: BatchCounts::default(),
         })
@@ -107,46 +117,100 @@ impl<'m> BatchDecoder<'m> {
                 tokens.len()
             )));
         }
+        self.flat.clear();
+        self.flat.extend_from_slice(tokens);
+        self.lens.clear();
+        self.lens.resize(n, 1);
+        self.run(sessions)
+    }
+
+    /// [`BatchDecoder::decode`] with a run of tokens per session:
+    /// evaluates `spans[i]` (one token or more) after what `sessions[i]`
+    /// holds, for every `i`, in one step of `Σ spans[i].len()` rows, and
+    /// returns the logits of every row, `[Σ spans[i].len(), n_vocab]`,
+    /// session after session. Each row is bit for bit what a one-token
+    /// step gives (`eval(span, Logits::All)` with
+    /// [`Session::set_decode_exact`] on), and each session's
+    /// `last_logits()` are its last token's. This is the verification
+    /// pass of speculative decoding over several sessions at once: a
+    /// session's last sampled token and its draft's guesses. Checks and
+    /// errors as `decode`.
+    pub fn decode_spans(
+        &mut self,
+        sessions: &mut [&mut Session<'m>],
+        spans: &[&[u32]],
+    ) -> Result<&[f32]> {
+        let n = sessions.len();
+        if n == 0 || spans.len() != n || spans.iter().any(|s| s.is_empty()) {
+            return Err(CoreError::Input(format!(
+                "a batched step needs a run of one token or more per session: {} runs for {n} sessions",
+                spans.len()
+            )));
+        }
+        self.flat.clear();
+        self.lens.clear();
+        for s in spans {
+            self.flat.extend_from_slice(s);
+            self.lens.push(s.len());
+        }
+        self.run(sessions)?;
+        Ok(&self.logits)
+    }
+
+    /// Runs `self.flat`, `self.lens[i]` tokens for session `i`; leaves
+    /// every row's logits in `self.logits`.
+    fn run(&mut self, sessions: &mut [&mut Session<'m>]) -> Result<()> {
         let n_vocab = self.model.hparams().n_vocab;
-        for (i, (s, &t)) in sessions.iter_mut().zip(tokens).enumerate() {
+        let mut at = 0;
+        for (i, (s, &len)) in sessions.iter_mut().zip(&self.lens).enumerate() {
+            let span = &self.flat[at..at + len];
+            at += len;
             if !std::ptr::eq(s.model(), self.model) {
                 return Err(CoreError::Input(format!(
                     "session {i} of the batch belongs to another model"
                 )));
             }
-            if t as usize >= n_vocab {
+            if let Some(&t) = span.iter().find(|&&t| t as usize >= n_vocab) {
                 return Err(CoreError::Input(format!(
                     "token id {t} (session {i}) is outside the vocabulary of {n_vocab}"
                 )));
             }
             // A hibernated session is woken first (as `eval` does).
             s.wake()?;
-            if s.n_past() + 1 > s.n_ctx() {
+            if s.n_past() + len > s.n_ctx() {
                 return Err(CoreError::ContextFull {
-                    needed: s.n_past() + 1,
+                    needed: s.n_past() + len,
                     n_ctx: s.n_ctx(),
                 });
             }
         }
+        let (n, rows) = (sessions.len(), self.flat.len());
         self.counts.steps += 1;
-        self.counts.rows += n as u64;
-        if n == 1 || !self.prepare(n)? {
+        self.counts.rows += rows as u64;
+        self.logits.clear();
+        if n == 1 || !self.prepare(rows)? {
             if n > 1 {
                 self.counts.fallback_steps += 1;
             }
-            for (s, &t) in sessions.iter_mut().zip(tokens) {
-                s.eval(&[t], Logits::Last)?;
+            // One session at a time, each row as a one-token step computes it.
+            let mut at = 0;
+            for (s, &len) in sessions.iter_mut().zip(&self.lens) {
+                let span = &self.flat[at..at + len];
+                at += len;
+                let exact = s.decode_exact();
+                s.set_decode_exact(true);
+                let r = s.eval(span, Logits::All).map(|l| self.logits.extend_from_slice(l));
+                s.set_decode_exact(exact);
+                r?;
             }
             return Ok(());
         }
-        self.step(sessions, tokens)?;
-        let logits = &self.logits;
-        for ((s, &t), row) in sessions
-            .iter_mut()
-            .zip(tokens)
-            .zip(logits.chunks_exact(n_vocab))
-        {
-            s.stepped(t, row);
+        self.step(sessions)?;
+        let mut at = 0;
+        for (s, &len) in sessions.iter_mut().zip(&self.lens) {
+            let last = &self.logits[(at + len - 1) * n_vocab..(at + len) * n_vocab];
+            s.stepped(&self.flat[at..at + len], last);
+            at += len;
         }
         Ok(())
     }
@@ -175,17 +239,22 @@ impl<'m> BatchDecoder<'m> {
         Ok(multi)
     }
 
-    /// Runs the scheduled graph of `tokens.len()` rows; leaves the logits
-    /// in `self.logits` (`[n, n_vocab]`).
-    fn step(&mut self, sessions: &mut [&mut Session<'m>], tokens: &[u32]) -> Result<()> {
-        let n = tokens.len();
+    /// Runs the scheduled graph of the rows of `self.flat` (session `i`'s
+    /// run at its own positions); leaves the logits in `self.logits`
+    /// (`[rows, n_vocab]`).
+    fn step(&mut self, sessions: &mut [&mut Session<'m>]) -> Result<()> {
+        let n = self.flat.len();
         let (sched, _) = &self.schedules[&n];
         self.pos.clear();
-        self.pos.extend(sessions.iter().map(|s| s.n_past() as i32));
+        self.seq.clear();
+        for (i, (s, &len)) in sessions.iter().zip(&self.lens).enumerate() {
+            let p = s.n_past();
+            self.pos.extend((p..p + len).map(|p| p as i32));
+            self.seq.extend(std::iter::repeat_n(i, len));
+        }
         self.out_rows.clear();
         self.out_rows.extend(0..n as u32);
-        self.seq.clear();
-        self.seq.extend(0..n);
+        let tokens = &self.flat;
         let step = StepInputs {
             tokens,
             pos: &self.pos,

@@ -213,12 +213,12 @@ impl<'m> Session<'m> {
         &mut self.kv
     }
 
-    /// A step over several sessions stored `token` at the next position
-    /// and computed `logits` (its row) for it.
-    pub(crate) fn stepped(&mut self, token: u32, logits: &[f32]) {
-        self.kv.advance(1);
-        self.tokens.push(token);
-        self.n_evaluated += 1;
+    /// A step over several sessions stored `tokens` at the next positions
+    /// and computed `logits` (the last one's row) for them.
+    pub(crate) fn stepped(&mut self, tokens: &[u32], logits: &[f32]) {
+        self.kv.advance(tokens.len());
+        self.tokens.extend_from_slice(tokens);
+        self.n_evaluated += tokens.len() as u64;
         self.logits.clear();
         self.logits.extend_from_slice(logits);
     }

@@ -48,6 +48,15 @@
 //! `min(1, p/q)` and resample from the residual, so acceptance is lower at
 //! high temperatures.
 //!
+//! # The pieces
+//!
+//! [`generate_speculative`] runs the rounds for one session. A server
+//! that verifies several sessions' guesses in one batched pass
+//! ([`BatchDecoder::decode_spans`](crate::BatchDecoder::decode_spans))
+//! runs the same round from its parts: [`n_guesses`] (how many a round
+//! may draft), [`guess`] (the draft step) and [`accept`] (walking the
+//! verification rows with the caller's sampler).
+//!
 //! # Counters
 //!
 //! [`SpecStats`] counts one generation (drafted, accepted, target passes,
@@ -276,16 +285,14 @@ fn run(
     // row i follows guesses[..i].
     let mut rows: Vec<f32> = target.last_logits().to_vec();
     let mut guesses: Vec<u32> = Vec::new();
-    let mut guess_buf: Vec<u32> = Vec::new();
     let mut verify: Vec<u32> = Vec::new();
     let budget_left = |out: &[u32]| params.n_predict.map(|n| n.saturating_sub(out.len()));
-    'gen: loop {
+    loop {
         if budget_left(&out) == Some(0) {
             break;
         }
         // Accept: sample row after row while the target agrees with the draft.
-        let mut last = None;
-        for (i, row) in rows.chunks_exact(n_vocab).enumerate() {
+        let round = accept(&rows, n_vocab, &guesses, &mut st, |row| {
             let t = sampler.sample(row)?;
             sampler.accept(t);
             out.push(t);
@@ -293,24 +300,12 @@ fn run(
                 emit(t, tok, params, &mut stream, &mut stop_strings, &mut on_text)?
             {
                 stop = r;
-                break 'gen;
+                return Ok(None);
             }
-            if budget_left(&out) == Some(0) {
-                break 'gen;
-            }
-            match guesses.get(i) {
-                Some(&g) if g == t => st.n_accepted += 1,
-                _ => {
-                    last = Some(t);
-                    break;
-                }
-            }
-        }
-        let Some(last) = last else {
-            // Unreachable: the last row has no guess, so it always ends the loop.
-            return Err(CoreError::Config(
-                "speculative decoding: a round ended without a token".into(),
-            ));
+            Ok((budget_left(&out) != Some(0)).then_some(t))
+        })?;
+        let Some(last) = round.next else {
+            break;
         };
         // Drop the KV of the rejected guesses: keep the prompt and every
         // emitted token but `last`.
@@ -322,27 +317,10 @@ fn run(
             stop = StopReason::ContextFull;
             break;
         }
-        let mut k = spec.n_max.min(room - 1);
-        if let Some(left) = budget_left(&out) {
-            k = k.min(left.saturating_sub(1));
-        }
+        let k = n_guesses(spec, room, budget_left(&out));
         guesses.clear();
-        if drafting && k > 0 {
-            let td = Instant::now();
-            guess_buf.clear();
-            drafting = propose(
-                draft,
-                target.tokens(),
-                last,
-                k,
-                spec,
-                &mut guess_buf,
-                &mut st,
-            )?;
-            st.draft_time += td.elapsed();
-            if guess_buf.len() >= spec.n_min.max(1) {
-                guesses.extend_from_slice(&guess_buf);
-            }
+        if drafting {
+            drafting = guess(draft, target.tokens(), last, k, spec, &mut guesses, &mut st)?;
         }
 
         // Verify: one target pass over `last` and the guesses, each row as a
@@ -370,7 +348,6 @@ fn run(
         }
         st.target_time += tt.elapsed();
         st.n_target_passes += 1;
-        st.n_drafted += guesses.len() as u64;
     }
     if stop != StopReason::StopString && stop != StopReason::Cancelled {
         let mut tail = stream.finish();
@@ -389,6 +366,106 @@ fn run(
         stop,
     };
     Ok((out, stats, st))
+}
+
+/// How many guesses a round may draft: `spec.n_max`, fewer when the
+/// target's context has only `room` cells left (the verification pass
+/// needs one more, for the token the round starts from) or the generation
+/// only `left` tokens (a round emits up to its guesses and one more).
+pub fn n_guesses(spec: &SpecParams, room: usize, left: Option<usize>) -> usize {
+    let k = spec.n_max.min(room.saturating_sub(1));
+    left.map_or(k, |l| k.min(l.saturating_sub(1)))
+}
+
+/// The draft step of a round: up to `k` greedy guesses of `draft` after
+/// `committed` (the tokens the target holds) and `next` (the token the
+/// target sampled last, not yet evaluated), into `guesses` (cleared first;
+/// left empty when shorter than `spec.n_min`). The draft keeps the longest
+/// prefix it shares with `committed` and evaluates the rest first, so any
+/// session of the draft model can serve (one rebuilt from nothing, or one
+/// that drafted for another conversation). Returns whether drafting can go
+/// on (false once the draft's context is full). Counts its steps and time
+/// in `st`.
+pub fn guess(
+    draft: &mut Session<'_>,
+    committed: &[u32],
+    next: u32,
+    k: usize,
+    spec: &SpecParams,
+    guesses: &mut Vec<u32>,
+    st: &mut SpecStats,
+) -> Result<bool> {
+    guesses.clear();
+    if k == 0 {
+        return Ok(true);
+    }
+    let t0 = Instant::now();
+    let r = propose(draft, committed, next, k, spec, guesses, st);
+    st.draft_time += t0.elapsed();
+    if guesses.len() < spec.n_min.max(1) {
+        guesses.clear();
+    }
+    r
+}
+
+/// How [`accept`] ended a round.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Accepted {
+    /// Guesses the target's sampler agreed with.
+    pub n_accepted: usize,
+    /// The token that starts the next round (the first that differs from
+    /// the guesses, or the one after the last guess); `None` when the
+    /// generation ended in this round.
+    pub next: Option<u32>,
+}
+
+impl Accepted {
+    /// Tokens of the verified run `[t, guesses…]` whose KV entries hold:
+    /// `t` and the accepted guesses (the rest are to be truncated).
+    pub fn kept(&self) -> usize {
+        1 + self.n_accepted
+    }
+}
+
+/// The accept step of a round: `rows` are the target's logits
+/// (`[guesses.len() + 1, n_vocab]`; row `i` follows the round's first
+/// token and `guesses[..i]`). `take` samples row 0 (and emits the token),
+/// returning it, or `None` when the generation ends with it; while the
+/// token equals the guess of its row, the next row is taken. Counts the
+/// drafted and accepted guesses in `st`.
+pub fn accept(
+    rows: &[f32],
+    n_vocab: usize,
+    guesses: &[u32],
+    st: &mut SpecStats,
+    mut take: impl FnMut(&[f32]) -> Result<Option<u32>>,
+) -> Result<Accepted> {
+    if n_vocab == 0 || rows.len() != (guesses.len() + 1) * n_vocab {
+        return Err(CoreError::Input(format!(
+            "speculative decoding: {} logits for {} guesses and {n_vocab} tokens: expected one row per guess and one more",
+            rows.len(),
+            guesses.len()
+        )));
+    }
+    st.n_drafted += guesses.len() as u64;
+    let mut n_accepted = 0;
+    for (i, row) in rows.chunks_exact(n_vocab).enumerate() {
+        let Some(t) = take(row)? else {
+            break;
+        };
+        if guesses.get(i) != Some(&t) {
+            return Ok(Accepted {
+                n_accepted,
+                next: Some(t),
+            });
+        }
+        n_accepted += 1;
+        st.n_accepted += 1;
+    }
+    Ok(Accepted {
+        n_accepted,
+        next: None,
+    })
 }
 
 /// Streams token `t` (end of generation, stop strings, the callback) as
@@ -531,6 +608,47 @@ mod tests {
         assert_eq!(c.generations(), 2);
         assert!((want.acceptance_rate() - 0.7).abs() < 1e-12);
         assert_eq!(SpecStats::default().acceptance_rate(), 0.0);
+    }
+
+    #[test]
+    fn guesses_fit_the_context_and_the_budget() {
+        let spec = SpecParams::default();
+        assert_eq!(n_guesses(&spec, 100, None), 8);
+        assert_eq!(n_guesses(&spec, 5, None), 4, "the round's token needs a cell");
+        assert_eq!(n_guesses(&spec, 100, Some(3)), 2, "a round emits guesses + 1");
+        assert_eq!(n_guesses(&spec, 1, Some(1)), 0);
+        assert_eq!(n_guesses(&spec, 0, None), 0);
+    }
+
+    /// Rows of 3 logits whose argmax is `picks[i]`.
+    fn rows(picks: &[u32]) -> Vec<f32> {
+        picks
+            .iter()
+            .flat_map(|&p| (0..3).map(move |i| if i == p { 1.0 } else { 0.0 }))
+            .collect()
+    }
+
+    #[test]
+    fn accept_takes_rows_while_they_agree_with_the_guesses() {
+        let take = |row: &[f32]| Ok(Some(argmax(row, false).0));
+        let mut st = SpecStats::default();
+        // All three guesses right: four tokens, the last starts the next round.
+        let r = accept(&rows(&[1, 2, 0, 1]), 3, &[1, 2, 0], &mut st, take).unwrap();
+        assert_eq!((r.n_accepted, r.next, r.kept()), (3, Some(1), 4));
+        // The second guess wrong: its row's token starts the next round.
+        let r = accept(&rows(&[1, 0, 2]), 3, &[1, 2], &mut st, take).unwrap();
+        assert_eq!((r.n_accepted, r.next), (1, Some(0)));
+        assert_eq!((st.n_drafted, st.n_accepted), (5, 4));
+        // The generation ends at the first row: nothing more is taken.
+        let mut taken = 0;
+        let r = accept(&rows(&[1, 2]), 3, &[1], &mut st, |_| {
+            taken += 1;
+            Ok(None)
+        })
+        .unwrap();
+        assert_eq!((r.n_accepted, r.next, taken), (0, None, 1));
+        // Rows that do not match the guesses are refused.
+        assert!(accept(&rows(&[1]), 3, &[1], &mut st, take).is_err());
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //! Gemma 3 Q4_K_M (repacked Q4_K, sliding windows), synthetic MoE models
 //! (`mul_mat_id`, gpt-oss's `add_id`, attention sinks and windows;
 //! DeepSeek-2's MLA and per-head products) and the Q4_K_M MoE bench model.
-//! Bad input is refused before anything runs.
+//! Runs of several tokens per session (`decode_spans`, speculative
+//! decoding's verification) give every row of a one-token step. Bad input
+//! is refused before anything runs.
 
 use tessera_core::{BatchDecoder, CoreError, Logits, Model, ModelParams, Session, SessionParams};
 use tessera_testkit::env;
@@ -103,6 +105,68 @@ fn batched_equals_single(model: &Model, what: &str, lens: &[usize], steps: usize
     );
 }
 
+/// Sessions after prompts of `lens` tokens evaluate runs of `runs[i]`
+/// tokens in one `decode_spans` step; every row equals, bit for bit, the
+/// one-token step of a twin session, and each session ends holding its run.
+fn spans_equal_single(model: &Model, what: &str, lens: &[usize], runs: &[usize]) {
+    let mut batched: Vec<Session<'_>> = lens.iter().map(|_| session(model)).collect();
+    let mut single: Vec<Session<'_>> = lens.iter().map(|_| session(model)).collect();
+    for (i, &n) in lens.iter().enumerate() {
+        let prompt = ids(model, n, i as u32 + 1);
+        batched[i].eval(&prompt, Logits::Last).unwrap();
+        single[i].eval(&prompt, Logits::Last).unwrap();
+    }
+    let spans: Vec<Vec<u32>> = runs
+        .iter()
+        .enumerate()
+        .map(|(i, &r)| ids(model, r, 100 + i as u32))
+        .collect();
+    let refs: Vec<&[u32]> = spans.iter().map(Vec::as_slice).collect();
+    let mut dec = BatchDecoder::new(model).unwrap();
+    let mut sessions: Vec<&mut Session<'_>> = batched.iter_mut().collect();
+    let rows = dec.decode_spans(&mut sessions, &refs).unwrap().to_vec();
+    let n_vocab = model.hparams().n_vocab;
+    assert_eq!(rows.len(), runs.iter().sum::<usize>() * n_vocab, "{what}");
+    let mut row = rows.chunks_exact(n_vocab);
+    for (i, span) in spans.iter().enumerate() {
+        for (j, &t) in span.iter().enumerate() {
+            let want = single[i].eval(&[t], Logits::Last).unwrap();
+            let got = row.next().unwrap();
+            assert!(
+                want.iter().zip(got).all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{what}: session {i}, token {j} of its run (position {}): \
+                 the row differs from its one-token step",
+                single[i].n_past() - 1
+            );
+        }
+        assert_eq!(batched[i].tokens(), single[i].tokens(), "{what}: tokens");
+        assert_eq!(batched[i].last_logits(), single[i].last_logits(), "{what}");
+    }
+    assert_eq!(dec.counts().fallback_steps, 0, "{what}");
+}
+
+#[test]
+fn spans_equal_one_token_steps_smollm2() {
+    let Some(path) = env::real_model("SmolLM2-135M-Instruct.Q4_1.gguf") else {
+        return;
+    };
+    let m = load(&path);
+    spans_equal_single(&m, "SmolLM2 Q4_1", &[5, 300, 37], &[4, 1, 6]);
+}
+
+#[test]
+fn spans_equal_one_token_steps_synthetic() {
+    for arch in [Arch::Llama, Arch::Gemma3] {
+        let mut c = SynthConfig::new(arch);
+        c.seed = 3;
+        c.context_length = 512;
+        c.weight_type = WeightType::F16;
+        let file = TempModel::new(&c).unwrap();
+        let m = load(file.path());
+        spans_equal_single(&m, &format!("synthetic {arch:?}"), &[2, 30, 11], &[3, 5, 1]);
+    }
+}
+
 #[test]
 fn batched_steps_equal_one_token_steps_smollm2() {
     let Some(path) = env::real_model("SmolLM2-135M-Instruct.Q4_1.gguf") else {
@@ -163,6 +227,10 @@ fn bad_batches_are_refused_before_anything_runs() {
         .unwrap_err();
     assert!(e.to_string().contains("vocabulary"), "{e}");
     let e = dec.decode(&mut [], &[]).unwrap_err();
+    assert!(matches!(e, CoreError::Input(_)), "{e}");
+    let e = dec
+        .decode_spans(&mut [&mut a, &mut b], &[&[1, 2], &[]])
+        .unwrap_err();
     assert!(matches!(e, CoreError::Input(_)), "{e}");
     let mut foreign = session(&other);
     let e = dec

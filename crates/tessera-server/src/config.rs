@@ -1,12 +1,13 @@
 //! [`ServerConfig`]: how many slots, their sessions, the limits every
 //! request is held to (body size, timeout, queue), the API key and how
-//! long a shutdown waits for requests in flight.
+//! long a shutdown waits for requests in flight, and the draft model.
 
 use std::time::Duration;
 
 use tessera_core::SessionParams;
 
 use crate::hibernation::HibernationConfig;
+use crate::speculative::DraftConfig;
 
 /// The server's settings. `Default` gives one slot, a 4 MiB body limit, a
 /// 10-minute request timeout, 256 queued requests and a 10-second grace at
@@ -39,6 +40,8 @@ pub struct ServerConfig {
     /// Where states of conversations that lose their slot are hibernated
     /// (`None`: they are dropped).
     pub hibernation: Option<HibernationConfig>,
+    /// A draft model for speculative decoding (`None`: none).
+    pub draft: Option<DraftConfig>,
 }
 
 impl Default for ServerConfig {
@@ -54,6 +57,7 @@ impl Default for ServerConfig {
             shutdown_grace: Duration::from_secs(10),
             default_max_tokens: None,
             hibernation: None,
+            draft: None,
         }
     }
 }

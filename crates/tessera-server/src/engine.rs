@@ -10,7 +10,11 @@
 //! 3. decode: the tokens just sampled by every active request are
 //!    evaluated in one batched step ([`BatchDecoder`]: one pass over the
 //!    weights for all of them), then each request samples its next token
-//!    from its own logits with its own sampler;
+//!    from its own logits with its own sampler; with a draft model each
+//!    request's draft first guesses what follows its token, the step
+//!    verifies every request's token and guesses at once, and each
+//!    request takes its rows while they agree with its guesses
+//!    ([`crate::speculative`]);
 //! 4. release: a request that ended gives its slot back
 //!    ([`Scheduler::release`], recording what the cache holds for the
 //!    longest-prefix choice) before its last event is sent.
@@ -24,6 +28,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+use tessera_core::speculative::{accept, SpecParams, SpecStats};
 use tessera_core::{BatchDecoder, CoreError, Session, SessionParams};
 
 use crate::error::{ApiError, ServerError};
@@ -33,19 +38,22 @@ use crate::logprobs::Scratch;
 use crate::metrics::Metrics;
 use crate::request::{engine_error, Active, Next};
 use crate::slots::{Scheduler, Waited};
+use crate::speculative::{DraftConfig, Drafts};
 
 /// Starts the engine thread with `n` slots (sessions); returns once every
 /// session is open (or the first reason one could not be).
 pub fn spawn(
     model: &tessera::Model,
+    draft: Option<&DraftConfig>,
     params: &SessionParams,
     n: usize,
     sched: &Arc<Scheduler>,
     metrics: &Arc<Metrics>,
 ) -> Result<Vec<JoinHandle<()>>, ServerError> {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let (m, p, s, mx) = (
+    let (m, d, p, s, mx) = (
         model.clone(),
+        draft.cloned(),
         params.clone(),
         sched.clone(),
         metrics.clone(),
@@ -54,7 +62,8 @@ pub fn spawn(
         .name("tessera-engine".into())
         .spawn(move || {
             let core = m.core();
-            match Engine::new(core, &p, n, &s, &mx) {
+            let draft = d.as_ref().map(|d| (d.model.core(), d.spec));
+            match Engine::new(core, draft, &p, n, &s, &mx) {
                 Ok(mut e) => {
                     let _ = ready_tx.send(Ok(()));
                     e.run();
@@ -82,18 +91,36 @@ struct Engine<'m, 'a> {
     /// Per slot: the token its request sampled last, to evaluate.
     pending: Vec<Option<u32>>,
     decoder: BatchDecoder<'m>,
+    /// The draft model's sessions, with `--draft-model`.
+    drafts: Option<Drafts<'m>>,
+    n_vocab: usize,
     sched: &'a Scheduler,
     metrics: &'a Metrics,
     scratch: Scratch,
+    /// The slots of the decode step under way, in order.
     batch: Vec<usize>,
+    /// Their tokens to evaluate: each slot's pending token and guesses.
     tokens: Vec<u32>,
+    /// How many of `tokens` are each slot's.
+    lens: Vec<usize>,
     /// Prompt tokens per prefill chunk (the sessions' micro-batch).
     chunk: usize,
+}
+
+/// What sampling a row gave a request.
+enum Sampled {
+    /// Its next token, to evaluate.
+    Eval(u32),
+    /// It ended, or failed.
+    End(Result<Finish, ApiError>),
+    /// The request's code panicked (its session is to be emptied).
+    Panicked,
 }
 
 impl<'m, 'a> Engine<'m, 'a> {
     fn new(
         model: &'m tessera_core::Model,
+        draft: Option<(&'m tessera_core::Model, SpecParams)>,
         params: &SessionParams,
         n: usize,
         sched: &'a Scheduler,
@@ -102,16 +129,22 @@ impl<'m, 'a> Engine<'m, 'a> {
         let sessions = (0..n)
             .map(|slot| model.session(params).map_err(|e| (slot, e)))
             .collect::<Result<Vec<_>, _>>()?;
+        let drafts = draft
+            .map(|(d, spec)| Drafts::new(d, spec, params, n))
+            .transpose()?;
         Ok(Engine {
             sessions,
             active: (0..n).map(|_| None).collect(),
             pending: vec![None; n],
             decoder: BatchDecoder::new(model).map_err(|e| (0, e))?,
+            drafts,
+            n_vocab: model.hparams().n_vocab,
             sched,
             metrics,
             scratch: Scratch::default(),
             batch: Vec::with_capacity(n),
             tokens: Vec::with_capacity(n),
+            lens: Vec::with_capacity(n),
             chunk: params.n_ubatch.min(params.n_batch).max(1),
         })
     }
@@ -120,7 +153,9 @@ impl<'m, 'a> Engine<'m, 'a> {
     /// slots idle for `--hibernate-idle` are hibernated as it goes.
     fn run(&mut self) {
         loop {
-            let next_idle = hibernation::sweep_idle(&mut self.sessions, self.sched, self.metrics);
+            let drafts = self.drafts.as_mut().map(Drafts::sessions_mut);
+            let next_idle =
+                hibernation::sweep_idle(&mut self.sessions, drafts, self.sched, self.metrics);
             if self.active.iter().all(Option::is_none) {
                 match self.sched.wait_for_job_within(next_idle) {
                     Waited::Job => {}
@@ -132,7 +167,8 @@ impl<'m, 'a> Engine<'m, 'a> {
             self.prefill();
             self.decode();
         }
-        for s in &self.sessions {
+        let drafts = self.drafts.as_ref().map_or(&[][..], Drafts::sessions);
+        for s in self.sessions.iter().chain(drafts) {
             hibernation::remove_slot_file(s);
         }
     }
@@ -148,7 +184,17 @@ impl<'m, 'a> Engine<'m, 'a> {
             };
             // Hibernation: save what the slot holds, restore the job's
             // conversation, wake an idle-hibernated session.
-            hibernation::prepare(&mut self.sessions[slot], self.sched, slot, self.metrics);
+            let draft = self.drafts.as_mut().map(|d| {
+                d.start(slot);
+                d.session_mut(slot)
+            });
+            hibernation::prepare(
+                &mut self.sessions[slot],
+                draft,
+                self.sched,
+                slot,
+                self.metrics,
+            );
             let events = job.events.clone();
             let session = &mut self.sessions[slot];
             let started = catch_unwind(AssertUnwindSafe(|| Active::start(session, job, slot)));
@@ -211,15 +257,19 @@ impl<'m, 'a> Engine<'m, 'a> {
         let Some(a) = self.active[slot].as_mut() else {
             return;
         };
-        let (session, scratch, metrics) = (&self.sessions[slot], &mut self.scratch, self.metrics);
-        let next = catch_unwind(AssertUnwindSafe(|| {
-            a.advance(session.last_logits(), scratch, metrics)
-        }));
-        match next {
-            Ok(Ok(Next::Eval(t))) => self.pending[slot] = Some(t),
-            Ok(Ok(Next::Done(f))) => self.finish(slot, Ok(f)),
-            Ok(Err(e)) => self.finish(slot, Err(e)),
-            Err(_) => {
+        let row = self.sessions[slot].last_logits();
+        match sample(a, row, &mut self.scratch, self.metrics) {
+            Sampled::Eval(t) => self.pending[slot] = Some(t),
+            end => self.settle(slot, end),
+        }
+    }
+
+    /// Ends slot `slot`'s request as `end` says.
+    fn settle(&mut self, slot: usize, end: Sampled) {
+        match end {
+            Sampled::Eval(t) => self.pending[slot] = Some(t),
+            Sampled::End(how) => self.finish(slot, how),
+            Sampled::Panicked => {
                 self.sessions[slot].clear();
                 self.finish(
                     slot,
@@ -229,10 +279,12 @@ impl<'m, 'a> Engine<'m, 'a> {
         }
     }
 
-    /// Evaluates every pending token in one step, then advances each.
+    /// Evaluates every pending token (and its draft's guesses) in one
+    /// step, then advances each request over its rows.
     fn decode(&mut self) {
         self.batch.clear();
         self.tokens.clear();
+        self.lens.clear();
         for slot in 0..self.sessions.len() {
             let Some(t) = self.pending[slot].take() else {
                 continue;
@@ -245,11 +297,24 @@ impl<'m, 'a> Engine<'m, 'a> {
             }
             self.batch.push(slot);
             self.tokens.push(t);
+            let mut len = 1;
+            if let (Some(d), Some(a)) = (self.drafts.as_mut(), self.active[slot].as_ref()) {
+                d.guess(slot, s, t, a.tokens_left());
+                self.tokens.extend_from_slice(d.guesses(slot));
+                len += d.guesses(slot).len();
+            }
+            self.lens.push(len);
         }
         if self.batch.is_empty() {
             return;
         }
-        let batch = &self.batch;
+        let batch = std::mem::take(&mut self.batch);
+        let mut spans = Vec::with_capacity(batch.len());
+        let mut at = 0;
+        for &len in &self.lens {
+            spans.push(&self.tokens[at..at + len]);
+            at += len;
+        }
         let mut sessions: Vec<&mut Session<'m>> = self
             .sessions
             .iter_mut()
@@ -257,17 +322,59 @@ impl<'m, 'a> Engine<'m, 'a> {
             .filter(|(i, _)| batch.contains(i))
             .map(|(_, s)| s)
             .collect();
-        let (decoder, tokens) = (&mut self.decoder, &self.tokens);
-        let ran = catch_unwind(AssertUnwindSafe(|| decoder.decode(&mut sessions, tokens)));
-        drop(sessions);
-        self.metrics.decode_step(self.batch.len());
-        let batch = std::mem::take(&mut self.batch);
+        let decoder = &mut self.decoder;
+        // (`decoder` moved into the body: the rows borrow it past the call.)
+        let ran = catch_unwind(AssertUnwindSafe(move || {
+            let decoder = decoder;
+            decoder.decode_spans(&mut sessions, &spans)
+        }));
+        self.metrics.decode_step(batch.len());
         match ran {
-            Ok(Ok(())) => {
-                for &slot in &batch {
-                    self.metrics
-                        .set_slot_tokens(slot, self.sessions[slot].n_past());
-                    self.advance(slot);
+            Ok(Ok(logits)) => {
+                // Each request's rows: sampled while they agree with its
+                // guesses; how the requests that ended did, for after.
+                let mut ended = Vec::new();
+                let mut at = 0;
+                for (&slot, &len) in batch.iter().zip(&self.lens) {
+                    let rows = &logits[at * self.n_vocab..(at + len) * self.n_vocab];
+                    at += len;
+                    let Some(a) = self.active[slot].as_mut() else {
+                        continue;
+                    };
+                    let (scratch, metrics) = (&mut self.scratch, self.metrics);
+                    let mut no_draft = SpecStats::default();
+                    let (guesses, st) = match self.drafts.as_mut() {
+                        Some(d) => d.round(slot),
+                        None => (&[][..], &mut no_draft),
+                    };
+                    let mut end = None;
+                    let round = accept(rows, self.n_vocab, guesses, st, |row| {
+                        Ok(match sample(a, row, scratch, metrics) {
+                            Sampled::Eval(t) => Some(t),
+                            e => {
+                                end = Some(e);
+                                None
+                            }
+                        })
+                    });
+                    let s = &mut self.sessions[slot];
+                    match round {
+                        Ok(r) => {
+                            // Keep the token and the accepted guesses.
+                            s.truncate(s.n_past() - len + r.kept());
+                            self.metrics.set_slot_tokens(slot, s.n_past());
+                            if let Some(t) = r.next {
+                                self.pending[slot] = Some(t);
+                            }
+                        }
+                        Err(e) => end = Some(Sampled::End(Err(engine_error(e)))),
+                    }
+                    if let Some(e) = end {
+                        ended.push((slot, e));
+                    }
+                }
+                for (slot, e) in ended {
+                    self.settle(slot, e);
                 }
             }
             Ok(Err(e)) => {
@@ -301,6 +408,9 @@ impl<'m, 'a> Engine<'m, 'a> {
 
     /// Releases `slot` (its cache recorded), then answers `job`.
     fn end(&mut self, slot: usize, job: Job, result: Result<Outcome, ApiError>) {
+        if let Some(d) = &self.drafts {
+            self.metrics.speculated(d.stats(slot));
+        }
         let event = match result {
             Ok(outcome) => {
                 self.metrics.finished(&outcome);
@@ -319,5 +429,15 @@ impl<'m, 'a> Engine<'m, 'a> {
         let s = &self.sessions[slot];
         self.metrics.set_slot_tokens(slot, s.n_past());
         self.sched.release(slot, s.tokens());
+    }
+}
+
+/// Samples `a`'s next token from `row` (the logits after its last token).
+fn sample(a: &mut Active<'_>, row: &[f32], scratch: &mut Scratch, metrics: &Metrics) -> Sampled {
+    match catch_unwind(AssertUnwindSafe(|| a.advance(row, scratch, metrics))) {
+        Ok(Ok(Next::Eval(t))) => Sampled::Eval(t),
+        Ok(Ok(Next::Done(f))) => Sampled::End(Ok(f)),
+        Ok(Err(e)) => Sampled::End(Err(e)),
+        Err(_) => Sampled::Panicked,
     }
 }

@@ -18,7 +18,10 @@
 //!
 //! With [`HibernationConfig::idle`] (`--hibernate-idle`), a slot idle that
 //! long has its session hibernated by the engine (its device memory
-//! released, [`sweep_idle`]); its next job wakes it ([`prepare`]).
+//! released, [`sweep_idle`]); its next job wakes it ([`prepare`]). Draft
+//! sessions (`--draft-model`) are not part of a conversation's state:
+//! they hibernate and wake with their slot when it idles, and are rebuilt
+//! from the tokens otherwise ([`crate::speculative`]).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -164,10 +167,13 @@ impl Store {
 }
 
 /// Hibernates the sessions of the slots idle for `--hibernate-idle`
-/// (counted; their tokens in memory shown as 0); how long until the next
-/// idle slot is due (`None`: no timeout, or no idle slot holding tokens).
+/// (counted; their tokens in memory shown as 0), and their draft sessions
+/// (`drafts`, with `--draft-model`) to files beside theirs; how long until
+/// the next idle slot is due (`None`: no timeout, or no idle slot holding
+/// tokens).
 pub fn sweep_idle(
     sessions: &mut [Session<'_>],
+    mut drafts: Option<&mut [Session<'_>]>,
     sched: &Scheduler,
     metrics: &Metrics,
 ) -> Option<Duration> {
@@ -182,15 +188,42 @@ pub fn sweep_idle(
             metrics.set_slot_tokens(slot, 0);
             sched.slot_hibernated(slot, true);
         }
+        if let Some(d) = drafts.as_deref_mut().and_then(|d| d.get_mut(slot)) {
+            if d.residency() == Residency::Resident && d.hibernate(&draft_file(&path)).is_err() {
+                // Not saved: it is rebuilt from the tokens when it drafts.
+                d.clear();
+            }
+        }
     }
     next
 }
 
+/// The file a slot's draft session hibernates to, beside the target's.
+fn draft_file(target_file: &std::path::Path) -> PathBuf {
+    target_file.with_extension("draft.tshib")
+}
+
 /// Before `slot` runs the job it took: carries out its [`Orders`] and
-/// wakes its session if it hibernated while idle. A failed save costs
-/// only the cache (the state is dropped); a refused file is rebuilt from
-/// its tokens; a failed rebuild leaves the session empty.
-pub fn prepare(session: &mut Session<'_>, sched: &Scheduler, slot: usize, metrics: &Metrics) {
+/// wakes its session (and its `draft` session) if it hibernated while
+/// idle. A failed save costs only the cache (the state is dropped); a
+/// refused file is rebuilt from its tokens; a failed rebuild leaves the
+/// session empty (a draft session, too: it is rebuilt when it drafts).
+pub fn prepare(
+    session: &mut Session<'_>,
+    draft: Option<&mut Session<'_>>,
+    sched: &Scheduler,
+    slot: usize,
+    metrics: &Metrics,
+) {
+    if let Some(d) = draft {
+        let file = d.hibernation_file().map(PathBuf::from);
+        if d.wake().is_err() {
+            d.clear();
+        }
+        if let Some(f) = file {
+            let _ = std::fs::remove_file(f);
+        }
+    }
     let orders = sched.take_orders(slot);
     let idle_file = session.hibernation_file().map(PathBuf::from);
     if idle_file.is_some() {

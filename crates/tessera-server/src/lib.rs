@@ -27,6 +27,8 @@
 //!   own and sending [`job::Event`]s back.
 //! - [`generation`] reads those events under the request's deadline, and
 //!   the route answers whole or as events ([`routes::sse`]).
+//! - With a draft model ([`ServerConfig::draft`]), [`speculative`] drafts
+//!   guesses per slot and the engine's batched step verifies them.
 //! - [`metrics`] counts; [`server`] starts the slots, serves and drains at
 //!   shutdown.
 
@@ -45,11 +47,13 @@ pub mod request;
 pub mod routes;
 pub mod server;
 pub mod slots;
+pub mod speculative;
 
 pub use config::ServerConfig;
 pub use error::{ApiError, ServerError};
 pub use hibernation::HibernationConfig;
 pub use server::{run_blocking, shutdown_signal, Server};
+pub use speculative::DraftConfig;
 
 /// `system_fingerprint` of every response: the server's version.
 pub const FINGERPRINT: &str = concat!("tessera-", env!("CARGO_PKG_VERSION"));

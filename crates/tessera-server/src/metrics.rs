@@ -2,14 +2,17 @@
 //! requests by endpoint and status, prompt / cached / generated tokens and
 //! the time spent on them, aggregate tokens per second over the last ten
 //! seconds, batched decode steps and their sizes, queue depth, busy slots,
-//! resident and hibernated sessions (hibernations, restores, rebuilds) and
-//! KV cache use per device.
+//! resident and hibernated sessions (hibernations, restores, rebuilds),
+//! KV cache use per device and, with a draft model, speculative decoding's
+//! drafted and accepted tokens, verification passes and acceptance rate.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use tessera_core::speculative::{SpecCounters, SpecStats};
 
 use crate::job::Outcome;
 use crate::slots::Snapshot;
@@ -74,6 +77,9 @@ pub struct Metrics {
     decode_steps: AtomicU64,
     decode_rows: AtomicU64,
     last_batch: AtomicUsize,
+    /// Speculative decoding's counts, summed over requests; `None`
+    /// without a draft model.
+    spec: Option<SpecCounters>,
 }
 
 impl Metrics {
@@ -96,7 +102,26 @@ impl Metrics {
             decode_steps: AtomicU64::new(0),
             decode_rows: AtomicU64::new(0),
             last_batch: AtomicUsize::new(0),
+            spec: None,
         }
+    }
+
+    /// With a draft model: speculative decoding's counters are kept and shown.
+    pub fn with_draft(mut self) -> Metrics {
+        self.spec = Some(SpecCounters::new());
+        self
+    }
+
+    /// A request that ran with a draft ended, having done `st`.
+    pub fn speculated(&self, st: &SpecStats) {
+        if let Some(c) = &self.spec {
+            c.record(st);
+        }
+    }
+
+    /// Speculative decoding's counts so far (`None` without a draft).
+    pub fn speculation(&self) -> Option<SpecStats> {
+        self.spec.as_ref().map(SpecCounters::snapshot)
     }
 
     /// One answered request.
@@ -280,6 +305,44 @@ impl Metrics {
             "Requests in the last decode step.",
             self.last_batch.load(Ordering::Relaxed) as f64,
         );
+        if let Some(st) = self.speculation() {
+            x.one(
+                "tessera_draft_tokens_total",
+                COUNTER,
+                "Draft tokens sent to the target for verification (finished requests).",
+                st.n_drafted as f64,
+            );
+            x.one(
+                "tessera_draft_tokens_accepted_total",
+                COUNTER,
+                "Draft tokens the target's sampler agreed with (finished requests).",
+                st.n_accepted as f64,
+            );
+            x.one(
+                "tessera_draft_acceptance_rate",
+                GAUGE,
+                "Accepted / drafted tokens since start (0 before any draft).",
+                st.acceptance_rate(),
+            );
+            x.one(
+                "tessera_draft_verify_passes_total",
+                COUNTER,
+                "Requests' verification passes: decode steps in which a request had guesses checked.",
+                st.n_target_passes as f64,
+            );
+            x.one(
+                "tessera_draft_steps_total",
+                COUNTER,
+                "Draft model evaluations (catching up with a prompt, then one per guess).",
+                st.n_draft_steps as f64,
+            );
+            x.one(
+                "tessera_draft_seconds_total",
+                COUNTER,
+                "Time in the draft model.",
+                st.draft_time.as_secs_f64(),
+            );
+        }
         x.one(
             "tessera_queue_depth",
             GAUGE,
@@ -456,5 +519,34 @@ mod tests {
             assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
         }
         assert!(m.rates().1 > 0.0);
+        assert!(!text.contains("tessera_draft"), "no draft, no draft metrics");
+    }
+
+    #[test]
+    fn renders_speculation_with_a_draft() {
+        let m = Metrics::new(1, KvLayout::default()).with_draft();
+        let st = SpecStats {
+            n_drafted: 8,
+            n_accepted: 6,
+            n_target_passes: 2,
+            n_draft_steps: 9,
+            ..SpecStats::default()
+        };
+        m.speculated(&st);
+        m.speculated(&st);
+        let text = m.render(&Snapshot {
+            queue_depth: 0,
+            busy: vec![false],
+            hibernated: 0,
+        });
+        for line in [
+            "tessera_draft_tokens_total 16",
+            "tessera_draft_tokens_accepted_total 12",
+            "tessera_draft_acceptance_rate 0.75",
+            "tessera_draft_verify_passes_total 4",
+            "tessera_draft_steps_total 18",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
+        }
     }
 }

@@ -126,6 +126,14 @@ impl<'m> Active<'m> {
         Ok((sampler, stops, keep))
     }
 
+    /// Tokens it may still generate (`None`: no `max_tokens`).
+    pub fn tokens_left(&self) -> Option<usize> {
+        self.job
+            .req
+            .max_tokens
+            .map(|m| m.saturating_sub(self.n_gen))
+    }
+
     /// Whether the whole prompt is evaluated (sampling may begin).
     pub fn prefilled(&self) -> bool {
         self.evaluated == self.job.req.prompt.len()

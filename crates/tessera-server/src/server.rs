@@ -37,8 +37,9 @@ impl std::fmt::Debug for Server {
 }
 
 impl Server {
-    /// Opens `config.parallel` sessions on `model`, served by one engine
-    /// thread in batched steps.
+    /// Opens `config.parallel` sessions on `model` (and as many on the
+    /// draft model, with one), served by one engine thread in batched
+    /// steps.
     pub fn new(model: tessera::Model, config: ServerConfig) -> Result<Server, ServerError> {
         if config.parallel == 0 {
             return Err(ServerError::Config("--parallel must be at least 1".into()));
@@ -69,8 +70,25 @@ impl Server {
             sched.hibernate_to(h.clone());
         }
         let kv = KvLayout::of(core, &config.session, n_ctx);
-        let metrics = Arc::new(Metrics::new(config.parallel, kv));
-        let threads = engine::spawn(&model, &config.session, config.parallel, &sched, &metrics)?;
+        let mut metrics = Metrics::new(config.parallel, kv);
+        if let Some(d) = &config.draft {
+            tessera_core::speculative::check_draft(core, d.model.core()).map_err(|e| {
+                ServerError::Config(format!(
+                    "the draft model {} cannot draft for this model: {e}",
+                    d.model.path().display()
+                ))
+            })?;
+            metrics = metrics.with_draft();
+        }
+        let metrics = Arc::new(metrics);
+        let threads = engine::spawn(
+            &model,
+            config.draft.as_ref(),
+            &config.session,
+            config.parallel,
+            &sched,
+            &metrics,
+        )?;
         let app = App::new(config, model, templates, n_ctx, sched, metrics);
         Ok(Server {
             app: Arc::new(app),
