@@ -282,7 +282,7 @@ impl DraftArgs {
         let Some(name) = &self.draft_model else {
             return Ok(None);
         };
-        let path = models::resolve(Some(name))?;
+        let path = models::resolve(Some(name)).context("cannot load the draft model (-md)")?;
         let base = target_args.placement()?;
         let mut overrides = Vec::new();
         for ot in &self.override_tensor_draft {

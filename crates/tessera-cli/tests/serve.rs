@@ -1,6 +1,8 @@
-//! `tessera serve` end to end: the binary starts on SmolLM2 on a free port,
-//! says where it listens, answers a chat completion over HTTP, refuses a
-//! request without the API key, and stops cleanly (exit 0) on SIGTERM.
+//! `tessera serve` end to end: the binary starts on SmolLM2 on a free port
+//! (with SmolLM2 as its draft model, `-md`), says where it listens,
+//! answers a chat completion over HTTP, refuses a request without the API
+//! key, and stops cleanly (exit 0) on SIGTERM. A draft model that is not
+//! there is a clear error (exit status not 0).
 //!
 //! Skipped without the model unless `TESSERA_STRICT=1`.
 
@@ -46,6 +48,9 @@ fn serve_answers_and_stops_on_sigterm() {
         .arg(&model)
         .args(["--port", "0", "-c", "512", "-t", "2", "--parallel", "2"])
         .args(["--api-key", "k1", "--alias", "smol"])
+        .arg("-md")
+        .arg(&model)
+        .args(["--draft-max", "4", "-otd", ".*=cpu"])
         .stderr(Stdio::piped())
         .spawn()
         .expect("tessera serve starts");
@@ -58,6 +63,7 @@ fn serve_answers_and_stops_on_sigterm() {
             "exited before listening"
         );
         if let Some(rest) = line.split("http://").nth(1) {
+            assert!(line.contains("--draft-max 4"), "{line}");
             break rest.split('/').next().unwrap().to_string();
         }
     };
@@ -83,4 +89,26 @@ fn serve_answers_and_stops_on_sigterm() {
     err.read_to_string(&mut rest).unwrap();
     assert!(status.success(), "exit {status:?}: {rest}");
     assert!(rest.contains("stopped"), "{rest}");
+}
+
+#[test]
+fn serve_refuses_a_draft_model_that_is_not_there() {
+    let Some(model) = env::real_model(env::SMOLLM2) else {
+        return;
+    };
+    let out = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["serve", "-m"])
+        .arg(&model)
+        .args(["--port", "0", "-c", "256", "-t", "1"])
+        .args(["-md", "/nonexistent/draft.gguf"])
+        .output()
+        .expect("tessera runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("draft model")
+            && err.contains("/nonexistent/draft.gguf")
+            && err.contains("not found"),
+        "{err}"
+    );
 }

@@ -199,7 +199,9 @@ impl<'m> BatchDecoder<'m> {
                 at += len;
                 let exact = s.decode_exact();
                 s.set_decode_exact(true);
-                let r = s.eval(span, Logits::All).map(|l| self.logits.extend_from_slice(l));
+                let r = s
+                    .eval(span, Logits::All)
+                    .map(|l| self.logits.extend_from_slice(l));
                 s.set_decode_exact(exact);
                 r?;
             }

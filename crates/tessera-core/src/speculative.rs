@@ -614,8 +614,16 @@ mod tests {
     fn guesses_fit_the_context_and_the_budget() {
         let spec = SpecParams::default();
         assert_eq!(n_guesses(&spec, 100, None), 8);
-        assert_eq!(n_guesses(&spec, 5, None), 4, "the round's token needs a cell");
-        assert_eq!(n_guesses(&spec, 100, Some(3)), 2, "a round emits guesses + 1");
+        assert_eq!(
+            n_guesses(&spec, 5, None),
+            4,
+            "the round's token needs a cell"
+        );
+        assert_eq!(
+            n_guesses(&spec, 100, Some(3)),
+            2,
+            "a round emits guesses + 1"
+        );
         assert_eq!(n_guesses(&spec, 1, Some(1)), 0);
         assert_eq!(n_guesses(&spec, 0, None), 0);
     }

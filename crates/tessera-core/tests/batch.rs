@@ -133,7 +133,9 @@ fn spans_equal_single(model: &Model, what: &str, lens: &[usize], runs: &[usize])
             let want = single[i].eval(&[t], Logits::Last).unwrap();
             let got = row.next().unwrap();
             assert!(
-                want.iter().zip(got).all(|(a, b)| a.to_bits() == b.to_bits()),
+                want.iter()
+                    .zip(got)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
                 "{what}: session {i}, token {j} of its run (position {}): \
                  the row differs from its one-token step",
                 single[i].n_past() - 1

@@ -519,7 +519,10 @@ mod tests {
             assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
         }
         assert!(m.rates().1 > 0.0);
-        assert!(!text.contains("tessera_draft"), "no draft, no draft metrics");
+        assert!(
+            !text.contains("tessera_draft"),
+            "no draft, no draft metrics"
+        );
     }
 
     #[test]

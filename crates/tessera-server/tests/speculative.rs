@@ -61,7 +61,10 @@ async fn greedy_answers_with_a_draft_equal_those_without() {
     }
     let text = c.get(plain.url("/metrics")).send().await.unwrap();
     let text = text.text().await.unwrap();
-    assert!(!text.contains("tessera_draft"), "no draft, no draft metrics");
+    assert!(
+        !text.contains("tessera_draft"),
+        "no draft, no draft metrics"
+    );
     drop(plain);
 
     let mut config = common::config(2);
@@ -106,7 +109,10 @@ async fn greedy_answers_with_a_draft_equal_those_without() {
     // Fewer decode steps than tokens: the guesses were taken several a pass.
     let steps = metric(&text, "tessera_decode_steps_total");
     let generated = metric(&text, "tessera_completion_tokens_total");
-    assert!(steps < generated / 2.0, "{steps} steps for {generated} tokens");
+    assert!(
+        steps < generated / 2.0,
+        "{steps} steps for {generated} tokens"
+    );
 }
 
 #[test]
