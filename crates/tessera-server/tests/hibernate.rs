@@ -6,7 +6,8 @@
 //! cached (`usage.prompt_tokens_details.cached_tokens`).
 //!
 //! With `--hibernate-idle`, an idle slot hibernates its session (shown in
-//! `/metrics`) and the next turn restores it with the same reply.
+//! `/metrics`) and the next turn restores it with the same reply; with a
+//! draft model too (its draft session hibernated beside it).
 //!
 //! Skipped without the model unless `TESSERA_STRICT=1`.
 
@@ -129,7 +130,18 @@ async fn eight_conversations_over_two_slots_with_hibernation() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_slot_hibernates_and_its_next_turn_restores() {
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("server-hibernate-idle");
+    idle_slot("server-hibernate-idle", false).await;
+}
+
+/// The same with a draft model (SmolLM2 drafting for itself): the slot's
+/// draft session hibernates beside it (a second file) and wakes with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_slot_with_a_draft_hibernates_and_restores() {
+    idle_slot("server-hibernate-idle-draft", true).await;
+}
+
+async fn idle_slot(dir: &str, draft: bool) {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(dir);
     let _ = std::fs::remove_dir_all(&dir);
     let mut config = common::config(1);
     config.hibernation = Some(HibernationConfig {
@@ -137,6 +149,15 @@ async fn an_idle_slot_hibernates_and_its_next_turn_restores() {
         max_files: 4,
         idle: Some(std::time::Duration::from_millis(200)),
     });
+    if draft {
+        let Some(model) = common::model() else {
+            return;
+        };
+        config.draft = Some(tessera_server::DraftConfig {
+            model,
+            spec: Default::default(),
+        });
+    }
     let Some(server) = common::start(config) else {
         return;
     };
@@ -152,6 +173,8 @@ async fn an_idle_slot_hibernates_and_its_next_turn_restores() {
     assert_eq!(value(&m, "tessera_hibernations_total"), 1.0);
     assert_eq!(value(&m, "tessera_sessions_hibernated"), 1.0);
     assert_eq!(value(&m, "tessera_sessions_resident"), 0.0);
+    let files = std::fs::read_dir(&dir).map_or(0, |d| d.count());
+    assert_eq!(files, 1 + usize::from(draft), "files in {}", dir.display());
     let (_, second) = common::post(&c, &url, &ask(&h)).await;
     let m = metrics(&server).await;
     assert_eq!(value(&m, "tessera_restores_total"), 1.0);
