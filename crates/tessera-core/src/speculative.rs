@@ -54,7 +54,8 @@
 //! that verifies several sessions' guesses in one batched pass
 //! ([`BatchDecoder::decode_spans`](crate::BatchDecoder::decode_spans))
 //! runs the same round from its parts: [`n_guesses`] (how many a round
-//! may draft), [`guess`] (the draft step) and [`accept`] (walking the
+//! may draft), [`guess`] (the draft step; [`guess_batch`] for several
+//! draft sessions in batched steps) and [`accept`] (walking the
 //! verification rows with the caller's sampler).
 //!
 //! # Counters
@@ -66,6 +67,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::batch::BatchDecoder;
 use crate::error::{CoreError, Result};
 use crate::generate::{GenerateParams, GenerateStats, StopReason};
 use crate::model::Model;
@@ -539,18 +541,151 @@ fn propose(
         }
     };
     let mut pick = step(draft, &todo)?;
-    while let Some((g, p)) = pick {
-        if p < spec.p_min {
+    while let Some(p) = pick {
+        if !take(p, k, spec, out) {
             return Ok(true);
         }
-        out.push(g);
-        if out.len() >= k {
-            return Ok(true);
-        }
-        pick = step(draft, &[g])?;
+        pick = step(draft, &out[out.len() - 1..])?;
     }
     Ok(false)
 }
+
+/// The draft's pick `(token, probability)`: kept as a guess unless its
+/// probability is below `spec.p_min`; whether to draft one more (kept, and
+/// fewer than `k` guesses so far).
+fn take(pick: (u32, f32), k: usize, spec: &SpecParams, out: &mut Vec<u32>) -> bool {
+    if pick.1 < spec.p_min {
+        return false;
+    }
+    out.push(pick.0);
+    out.len() < k
+}
+
+/// One session's part in [`guess_batch`]: as [`guess`]'s arguments.
+#[derive(Clone, Copy, Debug)]
+pub struct DraftJob<'a> {
+    /// The tokens the target holds.
+    pub committed: &'a [u32],
+    /// The token the target sampled last, not yet evaluated.
+    pub next: u32,
+    /// Most guesses ([`n_guesses`]).
+    pub k: usize,
+}
+
+/// [`guess`] for several sessions of one draft model at once: the steps
+/// of all of them (the few committed tokens a session lacks and `next`,
+/// then each guess) run as batched steps of `decoder` — one pass over the
+/// draft's weights per guess position for every session still drafting; a
+/// session lacking more than [`BATCHED_CATCH_UP`] tokens (a new prompt)
+/// evaluates them on its own first. Fills `guesses[i]` (cleared first; left
+/// empty when shorter than `spec.n_min`) and counts in `st[i]` (a batched
+/// step's time shared out between its sessions); returns, per session,
+/// whether drafting can go on (false once its context is full).
+pub fn guess_batch<'m>(
+    decoder: &mut BatchDecoder<'m>,
+    drafts: &mut [&mut Session<'m>],
+    jobs: &[DraftJob<'_>],
+    spec: &SpecParams,
+    guesses: &mut [Vec<u32>],
+    st: &mut [SpecStats],
+) -> Result<Vec<bool>> {
+    let n = drafts.len();
+    if jobs.len() != n || guesses.len() != n || st.len() != n {
+        return Err(CoreError::Input(format!(
+            "a batched draft step needs one job, guess list and stats per session: {} jobs, {} lists, {} stats for {n} sessions",
+            jobs.len(),
+            guesses.len(),
+            st.len()
+        )));
+    }
+    let mut go = vec![true; n];
+    // The sessions still drafting and what each evaluates next: the
+    // committed tokens it lacks (when few) and `next`, then its last guess.
+    let mut live: Vec<usize> = Vec::with_capacity(n);
+    let mut spans: Vec<Vec<u32>> = Vec::with_capacity(n);
+    for (i, (d, job)) in drafts.iter_mut().zip(jobs).enumerate() {
+        guesses[i].clear();
+        if job.k == 0 {
+            continue;
+        }
+        let t0 = Instant::now();
+        let p = shared_prefix(d.tokens(), job.committed);
+        d.truncate(p);
+        let lag = &job.committed[p..];
+        let caught_up = lag.len() <= BATCHED_CATCH_UP || {
+            // A new prompt: evaluated on its own, as a prompt.
+            st[i].n_draft_steps += 1;
+            match d.eval(lag, Logits::Last) {
+                Ok(_) => true,
+                Err(CoreError::ContextFull { .. }) => false,
+                Err(e) => return Err(e),
+            }
+        };
+        st[i].draft_time += t0.elapsed();
+        if caught_up {
+            let mut span = if lag.len() <= BATCHED_CATCH_UP {
+                lag.to_vec()
+            } else {
+                Vec::new()
+            };
+            span.push(job.next);
+            live.push(i);
+            spans.push(span);
+        } else {
+            go[i] = false;
+        }
+    }
+    while !live.is_empty() {
+        // A session without room for its span stops drafting.
+        for j in (0..live.len()).rev() {
+            let d = &drafts[live[j]];
+            if d.n_past() + spans[j].len() > d.n_ctx() {
+                go[live[j]] = false;
+                live.remove(j);
+                spans.remove(j);
+            }
+        }
+        if live.is_empty() {
+            break;
+        }
+        let t0 = Instant::now();
+        let mut refs: Vec<&mut Session<'m>> = drafts
+            .iter_mut()
+            .enumerate()
+            .filter(|(i, _)| live.contains(i))
+            .map(|(_, d)| &mut **d)
+            .collect();
+        let runs: Vec<&[u32]> = spans.iter().map(Vec::as_slice).collect();
+        decoder.decode_spans(&mut refs, &runs)?;
+        let share = t0.elapsed() / live.len() as u32;
+        let mut j = 0;
+        while j < live.len() {
+            let i = live[j];
+            st[i].n_draft_steps += 1;
+            st[i].draft_time += share;
+            let pick = argmax(drafts[i].last_logits(), spec.p_min > 0.0);
+            if take(pick, jobs[i].k, spec, &mut guesses[i]) {
+                spans[j].clear();
+                spans[j].push(pick.0);
+                j += 1;
+            } else {
+                live.remove(j);
+                spans.remove(j);
+            }
+        }
+    }
+    for g in guesses.iter_mut() {
+        if g.len() < spec.n_min.max(1) {
+            g.clear();
+        }
+    }
+    Ok(go)
+}
+
+/// Most committed tokens a draft session may lack for [`guess_batch`] to
+/// evaluate them in its first batched step (with `next`); more — a new
+/// prompt — are evaluated before, on their own.
+const BATCHED_CATCH_UP: usize = 16;
 
 /// The highest logit (lowest id on ties) and, when `want_p`, its
 /// probability among the [`P_TOP_K`] highest (llama.cpp's draft sampler is

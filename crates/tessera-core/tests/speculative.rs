@@ -17,6 +17,9 @@
 //! - Stop strings, end of generation, `n_predict`, cancellation and a full
 //!   context end it where `generate` ends.
 //! - A draft with another vocabulary is refused.
+//! - Batched drafting (`guess_batch`, the server's): with the target as
+//!   its own draft, every session's guesses are its greedy continuation,
+//!   after a prompt and after a round that accepted some guesses.
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -24,8 +27,10 @@ use std::sync::OnceLock;
 use tessera_core::generate::{generate, GenerateParams, GenerateStats, StopReason};
 use tessera_core::quantize::{quantize_file, FileType, QuantizeParams};
 use tessera_core::sample::SamplerConfig;
-use tessera_core::speculative::{generate_speculative, SpecParams, SpecStats};
-use tessera_core::{CoreError, Logits, Model, ModelParams, Session, SessionParams};
+use tessera_core::speculative::{
+    generate_speculative, guess_batch, DraftJob, SpecParams, SpecStats,
+};
+use tessera_core::{BatchDecoder, CoreError, Logits, Model, ModelParams, Session, SessionParams};
 use tessera_testkit::env;
 use tessera_testkit::synth::{Arch, SynthConfig, TempModel, VocabSource, WeightType};
 use tessera_tokenizer::EncodeOptions;
@@ -507,4 +512,69 @@ fn a_draft_with_another_vocabulary_is_refused() {
             other.map(|r| r.0)
         ),
     }
+}
+
+/// The greedy continuation of `s` after `next`: `k` one-token steps.
+fn continuation(s: &mut Session<'_>, next: u32, k: usize) -> Vec<u32> {
+    let mut out = Vec::new();
+    let mut t = next;
+    while out.len() < k {
+        let l = s.eval(&[t], Logits::Last).unwrap();
+        t = (0..l.len()).fold(0, |b, i| if l[i] > l[b] { i } else { b }) as u32;
+        out.push(t);
+    }
+    out
+}
+
+#[test]
+fn batched_drafting_guesses_the_greedy_continuation() {
+    let t = synth(Arch::Llama, 3, 2, 64, VocabSource::Builtin);
+    let model = load_path(t.path());
+    let spec = SpecParams {
+        n_max: 4,
+        ..SpecParams::default()
+    };
+    // Three targets (here: reference sessions) after prompts of 20, 30 and
+    // 40 tokens; the second drafts nothing this round.
+    let mut refs: Vec<Session<'_>> = (0..3).map(|_| session(&model)).collect();
+    let mut drafts: Vec<Session<'_>> = (0..3).map(|_| session(&model)).collect();
+    let mut committed: Vec<Vec<u32>> = (0..3).map(|i| ids(&model, 20 + 10 * i, i as u32)).collect();
+    for (r, c) in refs.iter_mut().zip(&committed) {
+        r.eval(c, Logits::Last).unwrap();
+    }
+    let mut dec = BatchDecoder::new(&model).unwrap();
+    let mut guesses = vec![Vec::new(); 3];
+    let mut st = vec![SpecStats::default(); 3];
+    for round in 0..2 {
+        let next: Vec<u32> = (0..3).map(|i| 7 + 31 * i as u32 + round).collect();
+        let ks = [4, if round == 0 { 0 } else { 3 }, 2];
+        let jobs: Vec<DraftJob<'_>> = (0..3)
+            .map(|i| DraftJob {
+                committed: &committed[i],
+                next: next[i],
+                k: ks[i],
+            })
+            .collect();
+        let mut ds: Vec<&mut Session<'_>> = drafts.iter_mut().collect();
+        let go = guess_batch(&mut dec, &mut ds, &jobs, &spec, &mut guesses, &mut st).unwrap();
+        assert_eq!(go, [true; 3]);
+        for i in 0..3 {
+            let want = continuation(&mut refs[i], next[i], ks[i]);
+            assert_eq!(guesses[i], want, "round {round}, session {i}");
+            // The target accepts `next` and the first guess (if any); the
+            // reference keeps their one-token steps (and takes one more
+            // when it lacks one).
+            committed[i].push(next[i]);
+            committed[i].extend(guesses[i].first());
+            refs[i].truncate(committed[i].len());
+            let have = refs[i].n_past();
+            if have < committed[i].len() {
+                refs[i].eval(&committed[i][have..], Logits::Last).unwrap();
+            }
+        }
+    }
+    assert_eq!(
+        st[1].n_draft_steps, 4,
+        "session 1 drafted in the second round only"
+    );
 }

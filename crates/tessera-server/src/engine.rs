@@ -97,8 +97,10 @@ struct Engine<'m, 'a> {
     sched: &'a Scheduler,
     metrics: &'a Metrics,
     scratch: Scratch,
-    /// The slots of the decode step under way, in order.
+    /// The slots of the decode step under way, in order, and the token
+    /// each sampled last.
     batch: Vec<usize>,
+    next: Vec<u32>,
     /// Their tokens to evaluate: each slot's pending token and guesses.
     tokens: Vec<u32>,
     /// How many of `tokens` are each slot's.
@@ -143,6 +145,7 @@ impl<'m, 'a> Engine<'m, 'a> {
             metrics,
             scratch: Scratch::default(),
             batch: Vec::with_capacity(n),
+            next: Vec::with_capacity(n),
             tokens: Vec::with_capacity(n),
             lens: Vec::with_capacity(n),
             chunk: params.n_ubatch.min(params.n_batch).max(1),
@@ -283,6 +286,7 @@ impl<'m, 'a> Engine<'m, 'a> {
     /// step, then advances each request over its rows.
     fn decode(&mut self) {
         self.batch.clear();
+        self.next.clear();
         self.tokens.clear();
         self.lens.clear();
         for slot in 0..self.sessions.len() {
@@ -296,17 +300,26 @@ impl<'m, 'a> Engine<'m, 'a> {
                 continue;
             }
             self.batch.push(slot);
-            self.tokens.push(t);
-            let mut len = 1;
-            if let (Some(d), Some(a)) = (self.drafts.as_mut(), self.active[slot].as_ref()) {
-                d.guess(slot, s, t, a.tokens_left());
-                self.tokens.extend_from_slice(d.guesses(slot));
-                len += d.guesses(slot).len();
-            }
-            self.lens.push(len);
+            self.next.push(t);
         }
         if self.batch.is_empty() {
             return;
+        }
+        // The draft step: each request's guesses (none without a draft).
+        if let Some(d) = self.drafts.as_mut() {
+            let mut jobs: Vec<_> = (self.batch.iter().zip(&self.next))
+                .filter_map(|(&slot, &t)| {
+                    let left = self.active[slot].as_ref().and_then(Active::tokens_left);
+                    d.job(slot, &self.sessions[slot], t, left)
+                })
+                .collect();
+            d.guess(&mut jobs);
+        }
+        for (&slot, &t) in self.batch.iter().zip(&self.next) {
+            let guesses = self.drafts.as_ref().map_or(&[][..], |d| d.guesses(slot));
+            self.tokens.push(t);
+            self.tokens.extend_from_slice(guesses);
+            self.lens.push(1 + guesses.len());
         }
         let batch = std::mem::take(&mut self.batch);
         let mut spans = Vec::with_capacity(batch.len());

@@ -4,12 +4,15 @@
 //! a round of core's speculative decoding for every active request at
 //! once:
 //!
-//! 1. **Draft** ([`Drafts::guess`], core's [`speculative::guess`]): each
-//!    request's draft session catches up with the tokens its target
-//!    session holds and proposes up to `--draft-max` greedy guesses after
-//!    the token the request sampled last (fewer near `max_tokens` or the
-//!    end of the context, none once the draft's own context is full).
-//!    The draft steps run one slot after the other.
+//! 1. **Draft** ([`Drafts::guess`], core's [`speculative::guess_batch`]):
+//!    each request's draft session catches up with the tokens its target
+//!    session holds (on its own: a new prompt is evaluated there, in one
+//!    go, which delays the step), then the draft sessions propose up to
+//!    `--draft-max` greedy guesses after the token each request sampled
+//!    last (fewer near `max_tokens` or the end of the context, none once
+//!    the draft's own context is full) in batched one-token steps of the
+//!    draft model: one pass over its weights per guess position for all
+//!    slots.
 //! 2. **Verify**: one batched target pass
 //!    ([`BatchDecoder::decode_spans`](tessera_core::BatchDecoder::decode_spans))
 //!    evaluates every request's `[last token, guesses…]` — one pass over
@@ -37,8 +40,8 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use tessera_core::speculative::{self, SpecParams, SpecStats};
-use tessera_core::{CoreError, Session, SessionParams};
+use tessera_core::speculative::{self, DraftJob, SpecParams, SpecStats};
+use tessera_core::{BatchDecoder, CoreError, Session, SessionParams};
 
 /// A draft model and how much it drafts ([`crate::ServerConfig::draft`]).
 #[derive(Clone, Debug)]
@@ -54,6 +57,8 @@ pub struct DraftConfig {
 pub struct Drafts<'m> {
     spec: SpecParams,
     sessions: Vec<Session<'m>>,
+    /// Batched steps over the draft sessions.
+    decoder: BatchDecoder<'m>,
     /// Per slot: whether its request may draft (false once the draft's
     /// context is full or a draft step failed).
     on: Vec<bool>,
@@ -78,6 +83,7 @@ impl<'m> Drafts<'m> {
         Ok(Drafts {
             spec,
             sessions,
+            decoder: BatchDecoder::new(model).map_err(|e| (0, e))?,
             on: vec![false; n],
             guesses: vec![Vec::new(); n],
             stats: vec![SpecStats::default(); n],
@@ -91,29 +97,81 @@ impl<'m> Drafts<'m> {
         self.stats[slot] = SpecStats::default();
     }
 
-    /// The draft step for slot `slot`, whose target session is `target`
-    /// and whose request sampled `next` last and may generate `left` more
-    /// tokens after it: fills its guesses (none when it does
-    /// not draft). A draft that fails (an error or a panic) stops
-    /// drafting for the request, which goes on without guesses.
-    pub fn guess(&mut self, slot: usize, target: &Session<'_>, next: u32, left: Option<usize>) {
-        let guesses = &mut self.guesses[slot];
-        guesses.clear();
+    /// Slot `slot`'s part in the draft step, when its request drafts:
+    /// `target` is its target session, `next` the token it sampled last
+    /// and `left` how many more it may generate after it.
+    pub fn job<'a>(
+        &self,
+        slot: usize,
+        target: &'a Session<'_>,
+        next: u32,
+        left: Option<usize>,
+    ) -> Option<(usize, DraftJob<'a>)> {
         if !self.on[slot] {
-            return;
+            return None;
         }
         let room = target.n_ctx() - target.n_past();
         let k = speculative::n_guesses(&self.spec, room, left);
-        let (draft, spec, st) = (&mut self.sessions[slot], &self.spec, &mut self.stats[slot]);
-        let ran = catch_unwind(AssertUnwindSafe(|| {
-            speculative::guess(draft, target.tokens(), next, k, spec, guesses, st)
-        }));
-        if !matches!(ran, Ok(Ok(true))) {
-            self.on[slot] = false;
+        let committed = target.tokens();
+        Some((slot, DraftJob { committed, next, k }))
+    }
+
+    /// The draft step of the slots of `jobs` (from [`Drafts::job`]): their
+    /// draft sessions guess in batched steps (core's
+    /// [`speculative::guess_batch`]); every other slot's guesses are
+    /// cleared. A draft step that fails (an error or a panic) stops
+    /// drafting for those requests, which go on without guesses.
+    pub fn guess(&mut self, jobs: &mut [(usize, DraftJob<'_>)]) {
+        for g in &mut self.guesses {
+            g.clear();
         }
-        if !matches!(ran, Ok(Ok(_))) {
-            self.guesses[slot].clear();
-            self.sessions[slot].clear();
+        if jobs.is_empty() {
+            return;
+        }
+        jobs.sort_by_key(|(slot, _)| *slot);
+        let slots: Vec<usize> = jobs.iter().map(|(slot, _)| *slot).collect();
+        let list: Vec<DraftJob<'_>> = jobs.iter().map(|(_, j)| *j).collect();
+        let mut guesses: Vec<Vec<u32>> = slots
+            .iter()
+            .map(|&s| std::mem::take(&mut self.guesses[s]))
+            .collect();
+        let mut stats: Vec<SpecStats> = slots.iter().map(|&s| self.stats[s]).collect();
+        let (decoder, spec) = (&mut self.decoder, &self.spec);
+        let mut sessions: Vec<&mut Session<'m>> = self
+            .sessions
+            .iter_mut()
+            .enumerate()
+            .filter(|(i, _)| slots.contains(i))
+            .map(|(_, s)| s)
+            .collect();
+        let ran = catch_unwind(AssertUnwindSafe(|| {
+            speculative::guess_batch(
+                decoder,
+                &mut sessions,
+                &list,
+                spec,
+                &mut guesses,
+                &mut stats,
+            )
+        }));
+        drop(sessions);
+        for ((&slot, g), st) in slots.iter().zip(guesses).zip(stats) {
+            self.guesses[slot] = g;
+            self.stats[slot] = st;
+        }
+        match ran {
+            Ok(Ok(go)) => {
+                for (&slot, go) in slots.iter().zip(go) {
+                    self.on[slot] &= go;
+                }
+            }
+            _ => {
+                for &slot in &slots {
+                    self.on[slot] = false;
+                    self.guesses[slot].clear();
+                    self.sessions[slot].clear();
+                }
+            }
         }
     }
 
