@@ -345,10 +345,17 @@ mod x86 {
         // Pair p: lanes 0–3 (in `acc[p][0]`) and 4–7 (`acc[p][1]`) of rows
         // 2p (low 128 bits) and 2p + 1 (high).
         let mut acc = [[_mm256_setzero_ps(); 2]; 4];
-        let mut extra = _mm256_setzero_ps();
-        // dx·dy of rows 2p, 2p + 1, each in 4 lanes.
+        // The types with a min: Σ m·s of rows 0–3 and 4–7 in the odd lanes.
+        let mut extra = [_mm256_setzero_ps(); 2];
+        // dx·dy of rows 2p, 2p + 1, each in 4 lanes, from the vector of 8
+        // rows (d only) or of rows 0–3 / 4–7 (d in the even lanes, m in the
+        // odd ones).
         let spread: [__m256i; 4] = std::array::from_fn(|p| {
-            let (r0, r1) = (2 * p as i32, 2 * p as i32 + 1);
+            let (r0, r1) = if T::MIN {
+                (4 * (p % 2) as i32, 4 * (p % 2) as i32 + 2)
+            } else {
+                (2 * p as i32, 2 * p as i32 + 1)
+            };
             _mm256_setr_epi32(r0, r0, r0, r0, r1, r1, r1, r1)
         });
         // SAFETY (every read): block b < nb of each row and of a.
@@ -368,11 +375,24 @@ mod x86 {
                 };
                 let xb: [*const u8; 8] = std::array::from_fn(|r| rows[r].add(b * T::W));
                 let ys = _mm_cvtph_ps(_mm_cvtsi32_si128(yb.cast::<i32>().read_unaligned()));
-                let d = _mm256_mul_ps(f16x8(&xb, 0), _mm256_broadcastss_ps(ys));
-                if T::MIN {
-                    let s = _mm256_broadcastss_ps(_mm_movehdup_ps(ys));
-                    extra = _mm256_fmadd_ps(f16x8(&xb, 2), s, extra);
-                }
+                let dy = _mm256_broadcastss_ps(ys);
+                let d = if T::MIN {
+                    // (d, m) of each row as f32 pairs: rows 0–3, rows 4–7.
+                    let dm = dm_pairs(&xb);
+                    // s in the odd lanes: the m lanes' chains, 0 (unused) in
+                    // the d lanes.
+                    let s = _mm256_and_ps(
+                        _mm256_broadcastss_ps(_mm_movehdup_ps(ys)),
+                        _mm256_castsi256_ps(_mm256_setr_epi32(0, -1, 0, -1, 0, -1, 0, -1)),
+                    );
+                    for h in 0..2 {
+                        extra[h] = _mm256_fmadd_ps(dm[h], s, extra[h]);
+                    }
+                    [_mm256_mul_ps(dm[0], dy), _mm256_mul_ps(dm[1], dy)]
+                } else {
+                    let d = _mm256_mul_ps(f16x8(&xb, 0), dy);
+                    [d, d]
+                };
                 for p in 0..4 {
                     let q =
                         _mm256_loadu2_m128i(xb[2 * p + 1].add(qs).cast(), xb[2 * p].add(qs).cast());
@@ -385,7 +405,7 @@ mod x86 {
                         ),
                         _ => (_mm256_maddubs_epi16(lo, ylo), _mm256_maddubs_epi16(hi, yhi)),
                     };
-                    let dp = _mm256_permutevar8x32_ps(d, spread[p]);
+                    let dp = _mm256_permutevar8x32_ps(d[p / 2], spread[p]);
                     let [a0, a1] = &mut acc[p];
                     *a0 =
                         _mm256_fmadd_ps(dp, _mm256_cvtepi32_ps(_mm256_madd_epi16(plo, ones)), *a0);
@@ -394,9 +414,12 @@ mod x86 {
                 }
             }
         }
-        let mut ex = [0f32; 8];
-        // SAFETY: 8 f32.
-        unsafe { _mm256_storeu_ps(ex.as_mut_ptr(), extra) };
+        let mut ex = [0f32; 16];
+        // SAFETY: 2 × 8 f32.
+        unsafe {
+            _mm256_storeu_ps(ex.as_mut_ptr(), extra[0]);
+            _mm256_storeu_ps(ex.as_mut_ptr().add(8), extra[1]);
+        }
         std::array::from_fn(|r| {
             let [a0, a1] = acc[r / 2];
             let lanes = if r % 2 == 0 {
@@ -406,11 +429,30 @@ mod x86 {
             };
             let sum = hsum_ps(lanes);
             if T::MIN {
-                sum + ex[r]
+                sum + ex[2 * r + 1]
             } else {
                 sum
             }
         })
+    }
+
+    /// The f16 pairs at byte 0 of each of 8 blocks (`d`, `m`) as f32:
+    /// `[d0, m0, d1, m1, d2, m2, d3, m3]` and the same for blocks 4–7. Two
+    /// blocks' 4 bytes per general register: half the loads and shifts of
+    /// [`f16x8`] twice.
+    ///
+    /// # Safety
+    /// 4 readable bytes at each `xb[r]`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn dm_pairs(xb: &[*const u8; 8]) -> [__m256; 2] {
+        // SAFETY: the caller's.
+        let w = |r: usize| u64::from(unsafe { xb[r].cast::<u32>().read_unaligned() });
+        let p = |r: usize| (w(r) | w(r + 1) << 32) as i64;
+        [
+            _mm256_cvtph_ps(_mm_set_epi64x(p(2), p(0))),
+            _mm256_cvtph_ps(_mm_set_epi64x(p(6), p(4))),
+        ]
     }
 
     /// `vec_dot`'s order for 8 rows (see the module docs): the activation
