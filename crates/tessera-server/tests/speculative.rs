@@ -6,6 +6,17 @@
 //! (a draft equal to the target agrees with every greedy pick). A draft
 //! with another vocabulary is refused at start.
 //!
+//! `speed_with_and_without_a_draft` (ignored: a measurement) prints the
+//! aggregate tokens/s of 1 and 4 greedy clients with and without a draft:
+//!
+//! ```sh
+//! TESSERA_MODELS=~/.cache/tessera/models cargo test --release -p tessera-server \
+//!   --test speculative -- --ignored --nocapture
+//! ```
+//!
+//! SmolLM2 drafts for itself (the overhead at 100 % acceptance) unless
+//! `TESSERA_SPEC_TARGET` and `TESSERA_SPEC_DRAFT` name other GGUF files.
+//!
 //! Skipped without the model unless `TESSERA_STRICT=1`.
 
 mod common;
@@ -133,4 +144,75 @@ fn a_draft_with_another_vocabulary_is_refused() {
     });
     let e = tessera_server::Server::new(model, config).unwrap_err();
     assert!(e.to_string().contains("cannot draft"), "{e}");
+}
+
+/// Aggregate tokens/s of `clients` greedy clients, each one completion of
+/// `n` tokens (end of generation banned), on a server of `clients` slots.
+async fn speed(model: &tessera::Model, draft: Option<&tessera::Model>, clients: usize) -> f64 {
+    let n = 64;
+    let mut config = common::config(clients);
+    config.draft = draft.map(|d| DraftConfig {
+        model: d.clone(),
+        spec: SpecParams {
+            n_max: 4,
+            ..SpecParams::default()
+        },
+    });
+    let server = common::start_on(model.clone(), config);
+    let c = common::client();
+    let url = server.url("/v1/completions");
+    let eog: Vec<u32> = model.core().tokenizer().eog_ids().collect();
+    let bias: serde_json::Map<_, _> = eog.iter().map(|id| (id.to_string(), json!(-100))).collect();
+    common::post(
+        &c,
+        &url,
+        &json!({"prompt": "Hello", "max_tokens": 4, "temperature": 0}),
+    )
+    .await;
+    let t0 = std::time::Instant::now();
+    let tasks: Vec<_> = (0..clients)
+        .map(|i| {
+            let (c, url, bias) = (c.clone(), url.clone(), bias.clone());
+            tokio::spawn(async move {
+                let req = json!({"prompt": format!("Story {i}: Once upon a time"),
+                    "max_tokens": n, "temperature": 0, "logit_bias": bias});
+                let (status, v) = common::post(&c, &url, &req).await;
+                assert_eq!(status, 200, "{v}");
+                v["usage"]["completion_tokens"].as_u64().unwrap()
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for t in tasks {
+        total += t.await.unwrap();
+    }
+    total as f64 / t0.elapsed().as_secs_f64()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: run with --ignored --nocapture"]
+async fn speed_with_and_without_a_draft() {
+    let load = |p: String| {
+        tessera::Model::load_blocking(&p, tessera::LoadOptions::default().threads(2)).unwrap()
+    };
+    let (target, draft) = match (
+        std::env::var("TESSERA_SPEC_TARGET"),
+        std::env::var("TESSERA_SPEC_DRAFT"),
+    ) {
+        (Ok(t), Ok(d)) => (load(t), load(d)),
+        _ => {
+            let Some(m) = common::model() else {
+                return;
+            };
+            (m.clone(), m)
+        }
+    };
+    eprintln!("clients  tok/s plain  tok/s draft (--draft-max 4)");
+    for _ in 0..3 {
+        for clients in [1, 4] {
+            let plain = speed(&target, None, clients).await;
+            let spec = speed(&target, Some(&draft), clients).await;
+            eprintln!("{clients:>7}  {plain:>11.1}  {spec:>11.1}");
+        }
+    }
 }

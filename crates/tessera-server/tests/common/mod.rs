@@ -84,7 +84,11 @@ impl Drop for TestServer {
 
 /// A server on the model with `config`, or `None` (skipped) without the model.
 pub fn start(config: ServerConfig) -> Option<TestServer> {
-    let model = model()?;
+    Some(start_on(model()?, config))
+}
+
+/// A server on `model` with `config`.
+pub fn start_on(model: Model, config: ServerConfig) -> TestServer {
     let server = Server::new(model, config).expect("server starts");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let (addr_tx, addr_rx) = std::sync::mpsc::channel::<SocketAddr>();
@@ -104,11 +108,11 @@ pub fn start(config: ServerConfig) -> Option<TestServer> {
         })
     });
     let addr = addr_rx.recv().expect("server bound");
-    Some(TestServer {
+    TestServer {
         base: format!("http://{addr}"),
         stop: Some(stop),
         thread: Some(thread),
-    })
+    }
 }
 
 /// A client with no proxy.
