@@ -1,7 +1,8 @@
 //! Speculative decoding in the server: with SmolLM2 as its own draft
 //! (`ServerConfig::draft`), greedy answers are those of a server without a
 //! draft — one client after the other (the second time from the prefix
-//! cache), streamed, and several clients at once on fewer slots — and
+//! cache), streamed, and several clients at once on fewer slots; a seeded
+//! sampled answer is the same too — and
 //! `/metrics` shows drafted and accepted tokens with an acceptance of 1
 //! (a draft equal to the target agrees with every greedy pick). A draft
 //! with another vocabulary is refused at start.
@@ -52,6 +53,16 @@ async fn answer(c: &reqwest::Client, url: &str, i: usize, stream: bool) -> Strin
     }
 }
 
+/// A sampled answer (temperature 0.9, seed 7).
+async fn seeded(c: &reqwest::Client, url: &str) -> String {
+    let mut req = common::chat(QUESTIONS[0], MAX_TOKENS);
+    req["temperature"] = json!(0.9);
+    req["seed"] = json!(7);
+    let (status, v) = common::post(c, url, &req).await;
+    assert_eq!(status, 200, "{v}");
+    common::content(&v).to_string()
+}
+
 /// A counter or gauge of a `/metrics` text.
 fn metric(text: &str, name: &str) -> f64 {
     text.lines()
@@ -70,6 +81,7 @@ async fn greedy_answers_with_a_draft_equal_those_without() {
     for i in 0..QUESTIONS.len() {
         want.push(answer(&c, &url, i, false).await);
     }
+    let sampled = seeded(&c, &url).await;
     let text = c.get(plain.url("/metrics")).send().await.unwrap();
     let text = text.text().await.unwrap();
     assert!(
@@ -124,6 +136,10 @@ async fn greedy_answers_with_a_draft_equal_those_without() {
         steps < generated / 2.0,
         "{steps} steps for {generated} tokens"
     );
+    // Sampling with a temperature and a seed (after the counts: the greedy
+    // guesses meet sampled picks): every token is still drawn by the
+    // request's sampler from the target's rows, in order.
+    assert_eq!(seeded(&c, &url).await, sampled, "seeded sampling");
 }
 
 #[test]
