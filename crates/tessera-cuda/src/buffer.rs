@@ -12,11 +12,12 @@ use std::any::Any;
 use std::sync::Arc;
 
 use cudarc::driver::{CudaEvent, CudaSlice, DevicePtr, PinnedHostSlice};
+use tessera_core::backend::gpu::GpuError;
 use tessera_core::backend::DeviceBuffer;
 use tessera_gguf::GgmlType;
 
 use crate::device::Gpu;
-use crate::error::{CudaError, Result};
+use crate::error::Result;
 
 /// Bytes of each of the two pinned upload buffers.
 pub const STAGING_BYTES: usize = 16 << 20;
@@ -64,15 +65,7 @@ impl CudaBuffer {
     }
 
     fn check_range(&self, offset: usize, n: usize) -> Result<()> {
-        match offset.checked_add(n) {
-            Some(end) if end <= self.len => Ok(()),
-            _ => Err(CudaError::OutOfRange {
-                device: self.gpu.name.clone(),
-                offset,
-                len: n,
-                size: self.len,
-            }),
-        }
+        Ok(GpuError::check_range(&self.gpu.name, offset, n, self.len)?)
     }
 
     fn write_bytes(&mut self, offset: usize, src: &[u8]) -> Result<()> {

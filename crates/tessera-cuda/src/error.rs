@@ -2,6 +2,7 @@
 //! before one is open) and what was being done; [`CudaError`] converts into
 //! [`tessera_core::CoreError::Backend`] at the trait boundary.
 
+use tessera_core::backend::gpu::{self, GpuError};
 use tessera_core::CoreError;
 
 /// Why a CUDA operation failed.
@@ -42,30 +43,10 @@ pub enum CudaError {
         /// What the driver said.
         reason: String,
     },
-    /// An access outside a buffer.
-    #[error("{device}: access of {len} bytes at {offset} outside a buffer of {size}")]
-    OutOfRange {
-        /// The device name.
-        device: String,
-        /// Byte offset.
-        offset: usize,
-        /// Bytes.
-        len: usize,
-        /// Buffer size.
-        size: usize,
-    },
-    /// An op was given inputs the kernels cannot handle.
-    #[error("{device}: {op} ({node}): {reason}")]
-    Op {
-        /// The device name.
-        device: String,
-        /// The op name.
-        op: &'static str,
-        /// The graph node.
-        node: String,
-        /// What is wrong.
-        reason: String,
-    },
+    /// An access outside a buffer, or an op given inputs the kernels
+    /// cannot handle.
+    #[error(transparent)]
+    Gpu(#[from] GpuError),
 }
 
 impl CudaError {
@@ -74,21 +55,15 @@ impl CudaError {
         match self {
             CudaError::NoDevice(_) | CudaError::NoNvrtc(_) | CudaError::Compile { .. } => "cuda",
             CudaError::BadName { name, .. } => name,
-            CudaError::Driver { device, .. }
-            | CudaError::OutOfRange { device, .. }
-            | CudaError::Op { device, .. } => device,
+            CudaError::Driver { device, .. } => device,
+            CudaError::Gpu(e) => e.device(),
         }
     }
 }
 
 impl From<CudaError> for CoreError {
     fn from(e: CudaError) -> CoreError {
-        let device = e.device().to_string();
-        let msg = e.to_string();
-        let reason = msg
-            .strip_prefix(&format!("{device}: "))
-            .map_or(msg.clone(), str::to_string);
-        CoreError::Backend { device, reason }
+        gpu::backend_error(e.device(), &e.to_string())
     }
 }
 

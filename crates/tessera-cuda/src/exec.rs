@@ -5,15 +5,16 @@
 //!
 //! Kernels take raw device addresses already offset to each tensor's first
 //! value: an activation is the arena's address plus its slot's offset
-//! (`run.plan`), a weight its own buffer. Shapes are checked here, before
-//! any launch: a shape a kernel cannot take is an error naming the node,
+//! (`run.plan`), a weight its own buffer. Shapes are checked before any
+//! launch (`tessera_core::backend::gpu::check`, shared with the wgpu
+//! backend): a shape a kernel cannot take is an error naming the node,
 //! never a wrong result. Grids whose y extent could pass 65535 (tokens,
 //! MoE slots) are launched in pieces.
 
 use cudarc::driver::{CudaSlice, LaunchConfig, PushKernelArg};
-use tessera_core::backend::cpu::ops::{rope::yarn_corr_dims, RopeMode, RopeParams};
+use tessera_core::backend::gpu::{self, shapes, GpuError, Shaped};
 use tessera_core::backend::{SegmentRun, WeightData};
-use tessera_core::graph::{AttnCfg, Glu, Op, RopeCfg, TensorId, TensorKind, Unary};
+use tessera_core::graph::{TensorId, TensorKind};
 use tessera_core::kv::{KvCache, KvType};
 use tessera_gguf::GgmlType;
 
@@ -21,6 +22,7 @@ use crate::buffer::{addr, CudaBuffer, DeviceWeight};
 use crate::device::Gpu;
 use crate::error::{CudaError, Result};
 use crate::kernels::{self, Source, ATTENTION, EW, MATMUL, NORM, ROPE, ROUTING};
+use crate::LIMITS;
 
 /// Largest `k` of the top-k kernel (`MAX_K` in `routing.cu`).
 pub const MAX_TOP_K: usize = 64;
@@ -141,25 +143,11 @@ struct Exec<'a> {
 
 impl Exec<'_> {
     fn op_err(&self, reason: String) -> CudaError {
-        let node = &self.run.graph.nodes[self.node];
-        CudaError::Op {
-            device: self.gpu.name.clone(),
-            op: node.op.name(),
-            node: self.run.graph.node_name(self.node).to_string(),
-            reason,
-        }
-    }
-
-    fn shape(&self, t: TensorId) -> [usize; 3] {
-        self.run.graph.tensor(t).shape
+        GpuError::op(&self.gpu.name, self.run, self.node, reason).into()
     }
 
     fn len(&self, t: TensorId) -> usize {
         self.run.graph.tensor(t).len()
-    }
-
-    fn cols(&self, t: TensorId) -> usize {
-        self.run.graph.tensor(t).cols()
     }
 
     /// A 32-bit kernel argument, or an error when `v` does not fit.
@@ -169,21 +157,12 @@ impl Exec<'_> {
             .map_err(|_| self.op_err(format!("{v} exceeds the kernels' 32-bit sizes")))
     }
 
-    /// The device weight behind tensor `t`, and its shape.
-    fn weight(&self, t: TensorId) -> Result<(&DeviceWeight, [usize; 3])> {
-        let def = self.run.graph.tensor(t);
-        let TensorKind::Weight(i) = def.kind else {
-            return Err(self.op_err(format!("{} is not a weight", def.name)));
-        };
-        let w = self
-            .run
-            .weights
-            .get(i)
-            .ok_or_else(|| self.op_err(format!("no weight {i}")))?;
+    /// The device weight behind tensor `t`.
+    fn weight(&self, t: TensorId) -> Result<&DeviceWeight> {
+        let w = gpu::weight(self.run, t).map_err(|r| self.op_err(r))?;
         match &w.data {
             WeightData::Device(b) => b
                 .downcast_ref::<DeviceWeight>()
-                .map(|d| (d, w.shape))
                 .ok_or_else(|| self.op_err(format!("weight {} is not on a CUDA device", w.name))),
             WeightData::Host(_) => Err(self.op_err(format!(
                 "weight {} is in host memory, not on {}",
@@ -198,18 +177,12 @@ impl Exec<'_> {
         let bytes = def.len() * 4;
         match def.kind {
             TensorKind::Act(_) => {
-                let slot = self
-                    .run
-                    .plan
-                    .slot(t)
-                    .ok_or_else(|| self.op_err(format!("{} has no buffer", def.name)))?;
-                if slot.offset + bytes > self.work_len {
-                    return Err(self.op_err(format!("{} lies outside the arena", def.name)));
-                }
-                Ok(self.work + slot.offset as u64)
+                let offset =
+                    gpu::act_offset(self.run, t, self.work_len).map_err(|r| self.op_err(r))?;
+                Ok(self.work + offset as u64)
             }
             TensorKind::Weight(_) => {
-                let (w, _) = self.weight(t)?;
+                let w = self.weight(t)?;
                 if w.ggml_type != GgmlType::F32 || w.bytes < bytes {
                     return Err(self.op_err(format!(
                         "{} is {:?} of {} bytes; this op reads {bytes} bytes of F32",
@@ -221,7 +194,6 @@ impl Exec<'_> {
         }
     }
 
-    /// The optional tensor `t`, or address 0 (the kernels' "none").
     fn opt_tensor(&self, t: Option<TensorId>) -> Result<u64> {
         t.map_or(Ok(0), |t| self.tensor(t))
     }
@@ -296,367 +268,219 @@ impl Exec<'_> {
     }
 
     fn record(&mut self, n: usize, kv: &mut KvCache) -> Result<()> {
-        let node = self.run.graph.nodes[n].clone();
-        let out = node.out;
-        match node.op {
-            Op::Embed { table } => self.embed(table, out),
-            Op::MatMul { w, x } => {
-                let [_, rows, cols] = self.weight(w)?.1;
-                self.matmul(w, x, out, rows, cols, 1, 0)
+        let op = gpu::check(self.run, n, &LIMITS).map_err(|r| self.op_err(r))?;
+        match op {
+            Shaped::Embed(sh) => self.embed(&sh),
+            Shaped::MatMul(sh) => self.matmul(&sh),
+            Shaped::MatMulId(sh) => self.matmul_id(&sh),
+            Shaped::Binary(sh) => {
+                // binary(op, a, b, blen, y, n)
+                let args = vec![
+                    Arg::U32(sh.op),
+                    Arg::U64(self.tensor(sh.a)?),
+                    Arg::U64(self.tensor(sh.b)?),
+                    self.u(sh.b_len)?,
+                    Arg::U64(self.tensor(sh.out)?),
+                ];
+                self.ew(&EW, "binary", sh.n, args)
             }
-            Op::MatMulHeads { w, x } => {
-                let [n_heads, rows, cols] = self.weight(w)?.1;
-                self.matmul(w, x, out, rows, cols, n_heads, cols)
+            Shaped::Unary(sh) => {
+                // unary(op, s, x, y, n)
+                let args = vec![
+                    Arg::U32(sh.op),
+                    Arg::F32(sh.s),
+                    Arg::U64(self.tensor(sh.x)?),
+                    Arg::U64(self.tensor(sh.out)?),
+                ];
+                self.ew(&EW, "unary", sh.n, args)
             }
-            Op::MatMulId { w, x, ids } => self.matmul_id(w, x, ids, out),
-            Op::Add { a, b } => self.binary(0, a, b, out),
-            Op::Mul { a, b } => self.binary(1, a, b, out),
-            Op::Div { a, b } => self.binary(2, a, b, out),
-            Op::Scale { x, s } => self.unary(0, s, x, out),
-            Op::Unary { x, f } => {
-                let code = match f {
-                    Unary::Silu => 1,
-                    Unary::Gelu => 2,
-                    Unary::GeluErf => 3,
-                    Unary::Tanh => 4,
-                    Unary::Sigmoid => 5,
-                };
-                self.unary(code, 0.0, x, out)
-            }
-            Op::Glu { gate, up, f } => {
-                let code = match f {
-                    Glu::SwiGlu => 0,
-                    Glu::GeGlu => 1,
-                    Glu::SwiGluOai => 2,
-                };
-                if self.len(up) != self.len(gate) || self.len(out) != self.len(gate) {
-                    return Err(self.op_err(format!(
-                        "gate {:?}, up {:?}",
-                        self.shape(gate),
-                        self.shape(up)
-                    )));
-                }
+            Shaped::Glu(sh) => {
                 // glu(op, s, gate, up, y, n)
                 let args = vec![
-                    Arg::U32(code),
-                    Arg::F32(1.702),
-                    Arg::U64(self.tensor(gate)?),
-                    Arg::U64(self.tensor(up)?),
-                    Arg::U64(self.tensor(out)?),
+                    Arg::U32(sh.op),
+                    Arg::F32(sh.alpha),
+                    Arg::U64(self.tensor(sh.gate)?),
+                    Arg::U64(self.tensor(sh.up)?),
+                    Arg::U64(self.tensor(sh.out)?),
                 ];
-                self.ew(&EW, "glu", self.len(out), args)
+                self.ew(&EW, "glu", sh.n, args)
             }
-            Op::RmsNorm { x, w, group, eps } => self.norm(x, w, None, group, eps, out, false),
-            Op::LayerNorm {
-                x,
-                w,
-                b,
-                group,
-                eps,
-            } => self.norm(x, w, b, group, eps, out, true),
-            Op::Rope {
-                x,
-                n_heads,
-                head_dim,
-                cfg,
-            } => self.rope(x, n_heads, head_dim, &cfg, out),
-            Op::Attention {
-                q,
-                k,
-                v,
-                layer,
-                cfg,
-            } => self.attention(q, k, v, layer, &cfg, out, kv),
-            Op::SelectRows { x } => {
-                let cols = self.cols(x);
-                let n_rows = self.shape(x)[1];
-                if let Some(&bad) = self
-                    .run
-                    .step
-                    .out_rows
-                    .iter()
-                    .find(|&&r| r as usize >= n_rows)
-                {
-                    return Err(self.op_err(format!("output row {bad} of {n_rows}")));
+            Shaped::Norm(sh) => {
+                let mut args = vec![
+                    Arg::U64(self.tensor(sh.x)?),
+                    Arg::U64(self.opt_tensor(sh.w)?),
+                ];
+                if sh.layer {
+                    args.push(Arg::U64(self.opt_tensor(sh.b)?));
                 }
-                if self.len(out) != self.run.step.out_rows.len() * cols {
-                    return Err(self.op_err(format!("out {:?}", self.shape(out))));
-                }
+                // rms_norm(x, w, y, group, n_groups, eps);
+                // layer_norm(x, w, b, y, group, n_groups, eps)
+                args.extend([
+                    Arg::U64(self.tensor(sh.out)?),
+                    self.u(sh.group)?,
+                    self.u(sh.n_groups)?,
+                    Arg::F32(sh.eps),
+                ]);
+                let func = if sh.layer { "layer_norm" } else { "rms_norm" };
+                self.launch(&NORM, func, (sh.n_groups, 1, 1), 256, &args)
+            }
+            Shaped::Rope(sh) => {
+                // rope(x, y, pos, ff, n, n_heads, hd, n_rot, neox, freq_scale,
+                //   ext_factor, attn_factor, corr0, corr1, theta_scale)
+                let args = vec![
+                    Arg::U64(self.tensor(sh.x)?),
+                    Arg::U64(self.tensor(sh.out)?),
+                    Arg::U64(self.pos),
+                    Arg::U64(self.opt_tensor(sh.cfg.freq_factors)?),
+                    self.u(sh.n)?,
+                    self.u(sh.n_heads)?,
+                    self.u(sh.head_dim)?,
+                    self.u(sh.cfg.n_rot)?,
+                    Arg::U32(sh.cfg.neox as u32),
+                    Arg::F32(sh.cfg.freq_scale),
+                    Arg::F32(sh.cfg.ext_factor),
+                    Arg::F32(sh.cfg.attn_factor),
+                    Arg::F32(sh.consts.corr[0]),
+                    Arg::F32(sh.consts.corr[1]),
+                    Arg::F32(sh.consts.theta_scale),
+                ];
+                let blocks = sh.n.div_ceil(EW_BLOCK as usize);
+                self.launch(&ROPE, "rope", (blocks, 1, 1), EW_BLOCK, &args)
+            }
+            Shaped::Attention(sh) => self.attention(&sh, kv),
+            Shaped::SelectRows(sh) => {
                 // select_rows(x, rows, cols, y, n)
                 let args = vec![
-                    Arg::U64(self.tensor(x)?),
+                    Arg::U64(self.tensor(sh.x)?),
                     Arg::U64(self.rows),
-                    self.u(cols.max(1))?,
-                    Arg::U64(self.tensor(out)?),
+                    self.u(sh.cols.max(1))?,
+                    Arg::U64(self.tensor(sh.out)?),
                 ];
-                self.ew(&EW, "select_rows", self.len(out), args)
+                self.ew(&EW, "select_rows", sh.n, args)
             }
-            Op::Copy { .. } => Err(self.op_err("copies are run by the session".into())),
-            Op::Softmax { x } => {
-                let cols = self.cols(x);
-                let rows = self.len(x) / cols.max(1);
-                if self.len(out) != self.len(x) {
-                    return Err(self.op_err(format!("out {:?}", self.shape(out))));
-                }
+            Shaped::Copy => Err(self.op_err("copies are run by the session".into())),
+            Shaped::Softmax(sh) => {
                 // softmax(x, y, cols, rows)
                 let args = [
-                    Arg::U64(self.tensor(x)?),
-                    Arg::U64(self.tensor(out)?),
-                    self.u(cols)?,
-                    self.u(rows)?,
+                    Arg::U64(self.tensor(sh.x)?),
+                    Arg::U64(self.tensor(sh.out)?),
+                    self.u(sh.cols)?,
+                    self.u(sh.rows)?,
                 ];
-                self.launch(&NORM, "softmax", (rows, 1, 1), 256, &args)
+                self.launch(&NORM, "softmax", (sh.rows, 1, 1), 256, &args)
             }
-            Op::TopK { x, k } => {
-                let cols = self.cols(x);
-                let rows = self.len(x) / cols.max(1);
-                if k == 0 || k > MAX_TOP_K || k > cols || self.len(out) != rows * k {
-                    return Err(
-                        self.op_err(format!("k = {k} (at most {MAX_TOP_K} and the row length)"))
-                    );
-                }
+            Shaped::TopK(sh) => {
                 // top_k(x, ids_out, rows, cols, k)
                 let args = [
-                    Arg::U64(self.tensor(x)?),
-                    Arg::U64(self.tensor(out)?),
-                    self.u(rows)?,
-                    self.u(cols)?,
-                    self.u(k)?,
+                    Arg::U64(self.tensor(sh.x)?),
+                    Arg::U64(self.tensor(sh.out)?),
+                    self.u(sh.rows)?,
+                    self.u(sh.cols)?,
+                    self.u(sh.k)?,
                 ];
-                self.launch(&ROUTING, "top_k", (rows.div_ceil(64), 1, 1), 64, &args)
+                self.launch(&ROUTING, "top_k", (sh.rows.div_ceil(64), 1, 1), 64, &args)
             }
-            Op::NormSum { x, min_sum } => {
-                let cols = self.cols(x);
-                let rows = self.len(x) / cols.max(1);
+            Shaped::NormSum(sh) => {
                 // norm_sum(x, y, rows, cols, min_sum)
                 let args = [
-                    Arg::U64(self.tensor(x)?),
-                    Arg::U64(self.tensor(out)?),
-                    self.u(rows)?,
-                    self.u(cols)?,
-                    Arg::F32(min_sum),
+                    Arg::U64(self.tensor(sh.x)?),
+                    Arg::U64(self.tensor(sh.out)?),
+                    self.u(sh.rows)?,
+                    self.u(sh.cols)?,
+                    Arg::F32(sh.min_sum),
                 ];
-                self.launch(&ROUTING, "norm_sum", (rows.div_ceil(64), 1, 1), 64, &args)
+                self.launch(
+                    &ROUTING,
+                    "norm_sum",
+                    (sh.rows.div_ceil(64), 1, 1),
+                    64,
+                    &args,
+                )
             }
-            Op::GroupMask {
-                x,
-                n_groups,
-                n_used,
-            } => {
-                let cols = self.cols(x);
-                let rows = self.len(x) / cols.max(1);
-                if n_groups == 0
-                    || n_groups > MAX_TOP_K
-                    || !cols.is_multiple_of(n_groups)
-                    || cols / n_groups < 2
-                    || n_used > n_groups
-                {
-                    return Err(self.op_err(format!(
-                        "{cols} experts in {n_groups} groups, {n_used} used"
-                    )));
-                }
+            Shaped::GroupMask(sh) => {
                 // group_mask(x, y, rows, cols, n_groups, n_used)
                 let args = [
-                    Arg::U64(self.tensor(x)?),
-                    Arg::U64(self.tensor(out)?),
-                    self.u(rows)?,
-                    self.u(cols)?,
-                    self.u(n_groups)?,
-                    self.u(n_used)?,
+                    Arg::U64(self.tensor(sh.x)?),
+                    Arg::U64(self.tensor(sh.out)?),
+                    self.u(sh.rows)?,
+                    self.u(sh.cols)?,
+                    self.u(sh.n_groups)?,
+                    self.u(sh.n_used)?,
                 ];
-                self.launch(&ROUTING, "group_mask", (rows.div_ceil(64), 1, 1), 64, &args)
+                self.launch(
+                    &ROUTING,
+                    "group_mask",
+                    (sh.rows.div_ceil(64), 1, 1),
+                    64,
+                    &args,
+                )
             }
-            Op::GatherCols { x, ids } => {
-                let cols = self.cols(x);
-                let rows = self.len(x) / cols.max(1);
-                if self.len(ids) != self.len(out)
-                    || rows == 0
-                    || !self.len(ids).is_multiple_of(rows)
-                {
-                    return Err(self.op_err(format!("{} ids for {rows} rows", self.len(ids))));
-                }
+            Shaped::GatherCols(sh) => {
                 // gather_cols(x, ids, cols, k, y, n)
                 let args = vec![
-                    Arg::U64(self.tensor(x)?),
-                    Arg::U64(self.tensor(ids)?),
-                    self.u(cols)?,
-                    self.u(self.len(ids) / rows)?,
-                    Arg::U64(self.tensor(out)?),
+                    Arg::U64(self.tensor(sh.x)?),
+                    Arg::U64(self.tensor(sh.ids)?),
+                    self.u(sh.cols)?,
+                    self.u(sh.k)?,
+                    Arg::U64(self.tensor(sh.out)?),
                 ];
-                self.ew(&EW, "gather_cols", self.len(out), args)
+                self.ew(&EW, "gather_cols", self.len(sh.out), args)
             }
-            Op::AddId { x, b, ids } => {
-                let cols = self.cols(x);
-                if self.len(ids) * cols != self.len(x) || self.cols(b) != cols {
-                    return Err(self.op_err(format!(
-                        "x {:?}, b {:?}, ids {:?}",
-                        self.shape(x),
-                        self.shape(b),
-                        self.shape(ids)
-                    )));
-                }
+            Shaped::AddId(sh) => {
                 // add_id(x, b, ids, cols, y, n)
                 let args = vec![
-                    Arg::U64(self.tensor(x)?),
-                    Arg::U64(self.tensor(b)?),
-                    Arg::U64(self.tensor(ids)?),
-                    self.u(cols)?,
-                    Arg::U64(self.tensor(out)?),
+                    Arg::U64(self.tensor(sh.x)?),
+                    Arg::U64(self.tensor(sh.b)?),
+                    Arg::U64(self.tensor(sh.ids)?),
+                    self.u(sh.cols)?,
+                    Arg::U64(self.tensor(sh.out)?),
                 ];
-                self.ew(&EW, "add_id", self.len(out), args)
+                self.ew(&EW, "add_id", self.len(sh.out), args)
             }
-            Op::MoeSum { x, w } => {
-                let k = self.cols(w);
-                let cols = self.cols(out);
-                if self.len(x) != self.len(w) * cols || self.len(out) * k != self.len(x) {
-                    return Err(self.op_err(format!(
-                        "x {:?}, w {:?}, out {:?}",
-                        self.shape(x),
-                        self.shape(w),
-                        self.shape(out)
-                    )));
-                }
+            Shaped::MoeSum(sh) => {
                 // moe_sum(x, w, k, cols, y, n)
                 let args = vec![
-                    Arg::U64(self.tensor(x)?),
-                    Arg::U64(self.tensor(w)?),
-                    self.u(k)?,
-                    self.u(cols.max(1))?,
-                    Arg::U64(self.tensor(out)?),
+                    Arg::U64(self.tensor(sh.x)?),
+                    Arg::U64(self.tensor(sh.w)?),
+                    self.u(sh.k)?,
+                    self.u(sh.cols.max(1))?,
+                    Arg::U64(self.tensor(sh.out)?),
                 ];
-                self.ew(&EW, "moe_sum", self.len(out), args)
+                self.ew(&EW, "moe_sum", self.len(sh.out), args)
             }
-            Op::MulRows { x, s } => {
-                let rows = self.len(s);
-                if rows == 0 || !self.len(x).is_multiple_of(rows) {
-                    return Err(self.op_err(format!("{} values for {rows} rows", self.len(x))));
-                }
+            Shaped::MulRows(sh) => {
                 // mul_rows(x, s, cols, y, n)
                 let args = vec![
-                    Arg::U64(self.tensor(x)?),
-                    Arg::U64(self.tensor(s)?),
-                    self.u((self.len(x) / rows).max(1))?,
-                    Arg::U64(self.tensor(out)?),
+                    Arg::U64(self.tensor(sh.x)?),
+                    Arg::U64(self.tensor(sh.s)?),
+                    self.u(sh.cols.max(1))?,
+                    Arg::U64(self.tensor(sh.out)?),
                 ];
-                self.ew(&EW, "mul_rows", self.len(out), args)
+                self.ew(&EW, "mul_rows", self.len(sh.out), args)
             }
-            Op::SliceHeads {
-                x,
-                n_heads,
-                head_dim,
-                start,
-                len,
-            } => {
-                if len == 0
-                    || start + len > head_dim
-                    || self.len(x) != self.shape(x)[1] * n_heads * head_dim
-                    || self.len(out) * head_dim != self.len(x) * len
-                {
-                    return Err(
-                        self.op_err(format!("columns {start}..{} of {head_dim}", start + len))
-                    );
-                }
+            Shaped::SliceHeads(sh) => {
                 // slice_heads(x, hd, start, len, y, n)
                 let args = vec![
-                    Arg::U64(self.tensor(x)?),
-                    self.u(head_dim)?,
-                    self.u(start)?,
-                    self.u(len)?,
-                    Arg::U64(self.tensor(out)?),
+                    Arg::U64(self.tensor(sh.x)?),
+                    self.u(sh.head_dim)?,
+                    self.u(sh.start)?,
+                    self.u(sh.len)?,
+                    Arg::U64(self.tensor(sh.out)?),
                 ];
-                self.ew(&EW, "slice_heads", self.len(out), args)
+                self.ew(&EW, "slice_heads", self.len(sh.out), args)
             }
-            Op::ConcatHeads { a, b, n_heads } => {
-                let nh = n_heads.max(1);
-                let la = self.cols(a) / nh;
-                let lb = self.cols(b) / nh;
-                if la == 0 || lb == 0 || self.len(out) != self.len(a) + self.len(b) {
-                    return Err(
-                        self.op_err(format!("heads of {la} and {lb} into {:?}", self.shape(out)))
-                    );
-                }
+            Shaped::ConcatHeads(sh) => {
                 // concat_heads(a, la, b, lb, y, n)
                 let args = vec![
-                    Arg::U64(self.tensor(a)?),
-                    self.u(la)?,
-                    Arg::U64(self.tensor(b)?),
-                    self.u(lb)?,
-                    Arg::U64(self.tensor(out)?),
+                    Arg::U64(self.tensor(sh.a)?),
+                    self.u(sh.la)?,
+                    Arg::U64(self.tensor(sh.b)?),
+                    self.u(sh.lb)?,
+                    Arg::U64(self.tensor(sh.out)?),
                 ];
-                self.ew(&EW, "concat_heads", self.len(out), args)
+                self.ew(&EW, "concat_heads", self.len(sh.out), args)
             }
         }
-    }
-
-    /// `Y = A op B`, `B` one row broadcast or A's shape.
-    fn binary(&self, op: u32, a: TensorId, b: TensorId, out: TensorId) -> Result<()> {
-        let (na, nb) = (self.len(a), self.len(b));
-        if nb == 0 || (nb != na && !na.is_multiple_of(nb)) || self.len(out) != na {
-            return Err(self.op_err(format!("b has {nb} values for a's {na}")));
-        }
-        // binary(op, a, b, blen, y, n)
-        let args = vec![
-            Arg::U32(op),
-            Arg::U64(self.tensor(a)?),
-            Arg::U64(self.tensor(b)?),
-            self.u(nb)?,
-            Arg::U64(self.tensor(out)?),
-        ];
-        self.ew(&EW, "binary", na, args)
-    }
-
-    fn unary(&self, op: u32, s: f32, x: TensorId, out: TensorId) -> Result<()> {
-        if self.len(x) != self.len(out) {
-            return Err(self.op_err(format!("{:?} into {:?}", self.shape(x), self.shape(out))));
-        }
-        // unary(op, s, x, y, n)
-        let args = vec![
-            Arg::U32(op),
-            Arg::F32(s),
-            Arg::U64(self.tensor(x)?),
-            Arg::U64(self.tensor(out)?),
-        ];
-        self.ew(&EW, "unary", self.len(out), args)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn norm(
-        &self,
-        x: TensorId,
-        w: Option<TensorId>,
-        b: Option<TensorId>,
-        group: usize,
-        eps: f32,
-        out: TensorId,
-        layer: bool,
-    ) -> Result<()> {
-        let n = self.len(x);
-        if group == 0 || !n.is_multiple_of(group) || self.len(out) != n {
-            return Err(self.op_err(format!("{n} values in groups of {group}")));
-        }
-        for t in [w, b].into_iter().flatten() {
-            if self.len(t) != group {
-                return Err(self.op_err(format!(
-                    "weight has {} values for groups of {group}",
-                    self.len(t)
-                )));
-            }
-        }
-        let n_groups = n / group;
-        let mut args = vec![Arg::U64(self.tensor(x)?), Arg::U64(self.opt_tensor(w)?)];
-        if layer {
-            args.push(Arg::U64(self.opt_tensor(b)?));
-        }
-        // rms_norm(x, w, y, group, n_groups, eps);
-        // layer_norm(x, w, b, y, group, n_groups, eps)
-        args.extend([
-            Arg::U64(self.tensor(out)?),
-            self.u(group)?,
-            self.u(n_groups)?,
-            Arg::F32(eps),
-        ]);
-        let func = if layer { "layer_norm" } else { "rms_norm" };
-        self.launch(&NORM, func, (n_groups, 1, 1), 256, &args)
     }
 
     /// The kernel name `<base>_<type>` for weight `w`, or an error for a
@@ -668,32 +492,15 @@ impl Exec<'_> {
     }
 
     fn row_bytes(&self, w: &DeviceWeight, cols: usize, n_rows: usize) -> Result<usize> {
-        let rb = tessera_quant::matmul::row_bytes(w.ggml_type, cols)
-            .map_err(|e| self.op_err(e.to_string()))?;
-        if rb * n_rows > w.bytes {
-            return Err(self.op_err(format!(
-                "{} has {} bytes, fewer than {n_rows} rows of {rb}",
-                w.name, w.bytes
-            )));
-        }
-        Ok(rb)
+        gpu::row_bytes(&w.name, w.ggml_type, w.bytes, cols, n_rows).map_err(|r| self.op_err(r))
     }
 
-    fn embed(&self, table: TensorId, out: TensorId) -> Result<()> {
-        let (w, [_, rows, cols]) = self.weight(table)?;
-        let rb = self.row_bytes(w, cols, rows)?;
-        let n = self.run.step.tokens.len();
-        if self.len(out) != n * cols {
-            return Err(self.op_err(format!(
-                "{} outputs for {n} tokens of {cols}",
-                self.len(out)
-            )));
-        }
-        if let Some(&bad) = self.run.step.tokens.iter().find(|&&id| id as usize >= rows) {
-            return Err(self.op_err(format!("token id {bad}, the table has {rows} rows")));
-        }
+    fn embed(&self, e: &shapes::Embed) -> Result<()> {
+        let w = self.weight(e.table)?;
+        let rb = self.row_bytes(w, e.cols, e.rows)?;
         let func = self.typed("get_rows", w)?;
-        let y = self.tensor(out)?;
+        let y = self.tensor(e.out)?;
+        let (n, cols) = (e.n_tokens, e.cols);
         for t0 in (0..n).step_by(MAX_Y) {
             // get_rows_<t>(w, row_bytes, cols, ids, y, tok0)
             let args = [
@@ -712,30 +519,12 @@ impl Exec<'_> {
 
     /// `out = x · wᵀ` for a stack of `n_mat` matrices of `rows × cols`
     /// (matrix `m` reads `x` values from `m * x_mat_stride`).
-    #[allow(clippy::too_many_arguments)]
-    fn matmul(
-        &self,
-        wt: TensorId,
-        x: TensorId,
-        out: TensorId,
-        rows: usize,
-        cols: usize,
-        n_mat: usize,
-        x_mat_stride: usize,
-    ) -> Result<()> {
-        let (w, _) = self.weight(wt)?;
+    fn matmul(&self, m: &shapes::MatMul) -> Result<()> {
+        let (rows, cols, n_mat, n) = (m.rows, m.cols, m.n_mat, m.n);
+        let w = self.weight(m.w)?;
         let rb = self.row_bytes(w, cols, rows * n_mat)?;
-        let x_stride = cols * n_mat;
-        let n = self.len(x) / x_stride.max(1);
-        if rows == 0 || n * x_stride != self.len(x) || self.len(out) != n * rows * n_mat {
-            return Err(self.op_err(format!(
-                "x {:?}, out {:?} for {n_mat} × [{rows}, {cols}]",
-                self.shape(x),
-                self.shape(out)
-            )));
-        }
         let func = self.typed("matmul", w)?;
-        let (xa, ya) = (self.tensor(x)?, self.tensor(out)?);
+        let (xa, ya) = (self.tensor(m.x)?, self.tensor(m.out)?);
         let per_launch = MAX_Y * TN;
         for t0 in (0..n).step_by(per_launch) {
             // matmul_<t>(w, row_bytes, rows_total, mat_rows, cols, x,
@@ -747,8 +536,8 @@ impl Exec<'_> {
                 self.u(rows)?,
                 self.u(cols)?,
                 Arg::U64(xa),
-                self.u(x_stride)?,
-                self.u(x_mat_stride)?,
+                self.u(cols * n_mat)?,
+                self.u(m.x_mat_stride)?,
                 self.u(n)?,
                 Arg::U64(ya),
                 self.u(rows * n_mat)?,
@@ -764,24 +553,13 @@ impl Exec<'_> {
         Ok(())
     }
 
-    fn matmul_id(&self, wt: TensorId, x: TensorId, ids: TensorId, out: TensorId) -> Result<()> {
-        let (w, [n_expert, rows, cols]) = self.weight(wt)?;
-        let rb = self.row_bytes(w, cols, rows * n_expert)?;
-        let k = self.cols(ids);
-        let n = self.len(ids) / k.max(1);
-        let slots = n * k;
-        let x_rows = self.len(x) / cols.max(1);
-        let x_per_slot = x_rows == slots;
-        if (!x_per_slot && x_rows != n) || self.len(out) != slots * rows {
-            return Err(self.op_err(format!(
-                "x {:?}, ids {:?}, out {:?} for {n_expert} experts of [{rows}, {cols}]",
-                self.shape(x),
-                self.shape(ids),
-                self.shape(out)
-            )));
-        }
+    /// The products of the experts `ids` choose, slot by slot.
+    fn matmul_id(&self, m: &shapes::MatMulId) -> Result<()> {
+        let (rows, cols, slots) = (m.rows, m.cols, m.slots);
+        let w = self.weight(m.w)?;
+        let rb = self.row_bytes(w, cols, rows * m.n_expert)?;
         let func = self.typed("mul_mat_id", w)?;
-        let (xa, ia, ya) = (self.tensor(x)?, self.tensor(ids)?, self.tensor(out)?);
+        let (xa, ia, ya) = (self.tensor(m.x)?, self.tensor(m.ids)?, self.tensor(m.out)?);
         for s0 in (0..slots).step_by(MAX_Y) {
             // mul_mat_id_<t>(w, row_bytes, rows, n_expert, cols, x,
             //   x_per_slot, ids, k, y, slot0)
@@ -789,12 +567,12 @@ impl Exec<'_> {
                 Arg::U64(w.addr()),
                 Arg::U64(rb as u64),
                 self.u(rows)?,
-                self.u(n_expert)?,
+                self.u(m.n_expert)?,
                 self.u(cols)?,
                 Arg::U64(xa),
-                Arg::U32(x_per_slot as u32),
+                Arg::U32(m.x_per_slot as u32),
                 Arg::U64(ia),
-                self.u(k.max(1))?,
+                self.u(m.k.max(1))?,
                 Arg::U64(ya),
                 self.u(s0)?,
             ];
@@ -804,123 +582,15 @@ impl Exec<'_> {
         Ok(())
     }
 
-    fn rope(
-        &self,
-        x: TensorId,
-        n_heads: usize,
-        head_dim: usize,
-        cfg: &RopeCfg,
-        out: TensorId,
-    ) -> Result<()> {
-        let n = self.len(x);
-        let n_tokens = self.shape(x)[1];
-        if n != n_tokens * n_heads * head_dim
-            || self.len(out) != n
-            || cfg.n_rot == 0
-            || !cfg.n_rot.is_multiple_of(2)
-            || cfg.n_rot > head_dim
-            || self.run.step.pos.len() != n_tokens
-        {
-            return Err(self.op_err(format!(
-                "x {:?} as {n_heads} heads of {head_dim}, n_rot {}, {} positions",
-                self.shape(x),
-                cfg.n_rot,
-                self.run.step.pos.len()
-            )));
-        }
-        if let Some(f) = cfg.freq_factors {
-            if self.len(f) < cfg.n_rot / 2 {
-                return Err(self.op_err(format!(
-                    "{} frequency factors for n_rot {}",
-                    self.len(f),
-                    cfg.n_rot
-                )));
-            }
-        }
-        let rp = RopeParams {
-            n_rot: cfg.n_rot,
-            mode: if cfg.neox {
-                RopeMode::Neox
-            } else {
-                RopeMode::Normal
-            },
-            freq_base: cfg.freq_base,
-            freq_scale: cfg.freq_scale,
-            ext_factor: cfg.ext_factor,
-            attn_factor: cfg.attn_factor,
-            beta_fast: cfg.beta_fast,
-            beta_slow: cfg.beta_slow,
-            n_ctx_orig: cfg.n_ctx_orig,
-            freq_factors: None,
-        };
-        let corr = yarn_corr_dims(&rp);
-        let theta_scale = cfg.freq_base.powf(-2.0 / cfg.n_rot as f32);
-        // rope(x, y, pos, ff, n, n_heads, hd, n_rot, neox, freq_scale,
-        //   ext_factor, attn_factor, corr0, corr1, theta_scale)
-        let args = vec![
-            Arg::U64(self.tensor(x)?),
-            Arg::U64(self.tensor(out)?),
-            Arg::U64(self.pos),
-            Arg::U64(self.opt_tensor(cfg.freq_factors)?),
-            self.u(n)?,
-            self.u(n_heads)?,
-            self.u(head_dim)?,
-            self.u(cfg.n_rot)?,
-            Arg::U32(cfg.neox as u32),
-            Arg::F32(cfg.freq_scale),
-            Arg::F32(cfg.ext_factor),
-            Arg::F32(cfg.attn_factor),
-            Arg::F32(corr[0]),
-            Arg::F32(corr[1]),
-            Arg::F32(theta_scale),
-        ];
-        let blocks = n.div_ceil(EW_BLOCK as usize);
-        self.launch(&ROPE, "rope", (blocks, 1, 1), EW_BLOCK, &args)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn attention(
-        &self,
-        q: TensorId,
-        kt: TensorId,
-        vt: TensorId,
-        layer: usize,
-        cfg: &AttnCfg,
-        out: TensorId,
-        kv: &mut KvCache,
-    ) -> Result<()> {
-        let n_tokens = self.shape(q)[1];
-        let pos = self.run.step.pos;
-        let first = *pos
-            .first()
-            .ok_or_else(|| self.op_err("empty step".into()))?;
-        let contiguous = pos.iter().enumerate().all(|(i, &p)| p == first + i as i32);
+    /// Stores the step's keys and values in cells `first..first + n_tokens`
+    /// of `layer`'s cache, then attends.
+    fn attention(&self, at: &shapes::Attention, kv: &mut KvCache) -> Result<()> {
+        let (cfg, n_tokens, first) = (&at.cfg, at.n_tokens, at.first);
+        let (kt, vt) = (at.k, at.v);
         let (hd, hdv) = (cfg.head_dim, cfg.head_dim_v);
-        if first < 0
-            || !contiguous
-            || cfg.n_head_kv == 0
-            || !cfg.n_head.is_multiple_of(cfg.n_head_kv)
-            || hd == 0
-            || hd > MAX_HEAD_DIM
-            || hdv == 0
-            || hdv > MAX_HEAD_DIM
-            || self.len(q) != n_tokens * cfg.n_head * hd
-            || self.len(out) != n_tokens * cfg.n_head * hdv
-            || pos.len() != n_tokens
-        {
-            return Err(self.op_err(format!(
-                "q {:?}, out {:?}: {} heads ({} KV) of {hd}/{hdv} (at most {MAX_HEAD_DIM}), \
-                 positions from {first}, contiguous: {contiguous}",
-                self.shape(q),
-                self.shape(out),
-                cfg.n_head,
-                cfg.n_head_kv
-            )));
-        }
-        let first = first as usize;
         let l = kv
-            .layer_mut(layer)
-            .ok_or_else(|| self.op_err(format!("no KV cache for layer {layer}")))?;
+            .layer_mut(at.layer)
+            .ok_or_else(|| self.op_err(format!("no KV cache for layer {}", at.layer)))?;
         let cache = |b: &dyn tessera_core::backend::DeviceBuffer, what: &str| {
             b.as_any()
                 .downcast_ref::<CudaBuffer>()
@@ -929,28 +599,11 @@ impl Exec<'_> {
         };
         let (ka, klen) = cache(l.k.as_ref(), "K")?;
         let (va, vlen) = cache(l.v.as_ref(), "V")?;
-        let (k_type, v_type, k_row, v_row) = (l.k_type, l.v_type, l.k_row_bytes, l.v_row_bytes);
+        let (k_row, v_row) = (l.k_row_bytes, l.v_row_bytes);
+        let (k_q8, v_q8) = (l.k_type == KvType::Q8_0, l.v_type == KvType::Q8_0);
         let n_kv = first + n_tokens;
-        if n_kv * k_row > klen || n_kv * v_row > vlen {
-            return Err(self.op_err(format!("cells up to {n_kv} do not fit the cache")));
-        }
-        let (k_q8, v_q8) = (k_type == KvType::Q8_0, v_type == KvType::Q8_0);
-        if (k_q8 && !hd.is_multiple_of(32)) || (v_q8 && !hdv.is_multiple_of(32)) {
-            return Err(self.op_err(format!("Q8_0 cache rows of heads of {hd}/{hdv}")));
-        }
-        for (t, width, row, q8) in [
-            (kt, cfg.n_head_kv * hd, k_row, k_q8),
-            (vt, cfg.n_head_kv * hdv, v_row, v_q8),
-        ] {
-            let need = if q8 { width / 32 * 34 } else { width * 2 };
-            if self.len(t) != n_tokens * width || row < need {
-                return Err(self.op_err(format!(
-                    "{:?} holds {} values, not {n_tokens} rows of {width} (cache rows of {row} bytes)",
-                    self.shape(t),
-                    self.len(t)
-                )));
-            }
-        }
+        gpu::check_cache(cfg, n_kv, (k_q8, v_q8), (k_row, v_row), (klen, vlen))
+            .map_err(|r| self.op_err(r))?;
         // Store the step's keys and values in cells first.. .
         for (t, base, width, row, q8) in [
             (kt, ka, cfg.n_head_kv * hd, k_row, k_q8),
@@ -973,11 +626,11 @@ impl Exec<'_> {
         // attention(q, kc, vc, sinks, o, pos, n_head, n_head_kv, hd, hdv,
         //   n_kv, k_row, v_row, k_q8, v_q8, scale, softcap, window)
         let args = [
-            Arg::U64(self.tensor(q)?),
+            Arg::U64(self.tensor(at.q)?),
             Arg::U64(ka),
             Arg::U64(va),
             Arg::U64(self.opt_tensor(cfg.sinks)?),
-            Arg::U64(self.tensor(out)?),
+            Arg::U64(self.tensor(at.out)?),
             Arg::U64(self.pos),
             self.u(cfg.n_head)?,
             self.u(cfg.n_head_kv)?,
@@ -1011,23 +664,7 @@ mod tests {
     #[test]
     fn suffixes_match_the_kernel_list() {
         let list = crate::kernels::DEQUANT;
-        let types = [
-            GgmlType::F32,
-            GgmlType::F16,
-            GgmlType::BF16,
-            GgmlType::Q4_0,
-            GgmlType::Q4_1,
-            GgmlType::Q5_0,
-            GgmlType::Q5_1,
-            GgmlType::Q8_0,
-            GgmlType::IQ4_NL,
-            GgmlType::MXFP4,
-            GgmlType::Q2_K,
-            GgmlType::Q3_K,
-            GgmlType::Q4_K,
-            GgmlType::Q5_K,
-            GgmlType::Q6_K,
-        ];
+        let types = gpu::WEIGHT_TYPES;
         for t in types {
             let s = type_suffix(t).unwrap();
             let bs = t.block_size();

@@ -31,6 +31,7 @@ pub mod provider;
 
 use std::sync::{Arc, Mutex};
 
+use tessera_core::backend::gpu::{self, Limits};
 use tessera_core::backend::{
     Backend, DeviceBuffer, DeviceInfo, DeviceKind, HostSlice, SegmentRun, WeightData,
 };
@@ -44,35 +45,15 @@ pub use error::{CudaError, Result};
 pub use exec::{type_suffix, MAX_HEAD_DIM, MAX_TOP_K};
 pub use provider::{register, CudaProvider};
 
-/// The ops the kernels implement (by [`Op::name`]); weight types as
-/// [`CudaBackend::supports`] says.
-pub const SUPPORTED: &[&str] = &[
-    "embed",
-    "matmul",
-    "mul_mat_heads",
-    "mul_mat_id",
-    "add",
-    "mul",
-    "div",
-    "scale",
-    "rms_norm",
-    "layer_norm",
-    "rope",
-    "attention",
-    "unary",
-    "glu",
-    "select_rows",
-    "softmax",
-    "top_k",
-    "gather_cols",
-    "norm_sum",
-    "group_mask",
-    "add_id",
-    "moe_sum",
-    "mul_rows",
-    "slice_heads",
-    "concat_heads",
-];
+/// What the kernels take: the GPU op set ([`gpu::OPS`]), top-k and
+/// attention heads up to [`MAX_TOP_K`] and [`MAX_HEAD_DIM`], weights of the
+/// types [`reads_type`] accepts.
+pub const LIMITS: Limits = Limits {
+    max_top_k: MAX_TOP_K,
+    max_head_dim: MAX_HEAD_DIM,
+    reads_type,
+    more_ops: &[],
+};
 
 /// One CUDA device as a tessera backend.
 pub struct CudaBackend {
@@ -161,19 +142,7 @@ impl Backend for CudaBackend {
 /// What [`CudaBackend::supports`] answers (a free function so that it can
 /// be checked without a device).
 pub fn supports(op: &Op, weight_types: &[GgmlType]) -> bool {
-    match *op {
-        Op::MatMul { .. } | Op::MatMulId { .. } | Op::MatMulHeads { .. } | Op::Embed { .. } => {
-            weight_types.iter().all(|&t| reads_type(t))
-        }
-        Op::TopK { k, .. } => k <= MAX_TOP_K && weight_types.is_empty(),
-        Op::GroupMask { n_groups, .. } => n_groups <= MAX_TOP_K && weight_types.is_empty(),
-        Op::Attention { cfg, .. } => {
-            cfg.head_dim <= MAX_HEAD_DIM
-                && cfg.head_dim_v <= MAX_HEAD_DIM
-                && weight_types.iter().all(|&t| t == GgmlType::F32)
-        }
-        _ => SUPPORTED.contains(&op.name()) && weight_types.iter().all(|&t| t == GgmlType::F32),
-    }
+    gpu::supports(&LIMITS, op, weight_types)
 }
 
 #[cfg(test)]

@@ -43,23 +43,8 @@ int main(int argc, char** argv) {
 }
 "#;
 
-const TYPES: &[GgmlType] = &[
-    GgmlType::F32,
-    GgmlType::F16,
-    GgmlType::BF16,
-    GgmlType::Q4_0,
-    GgmlType::Q4_1,
-    GgmlType::Q5_0,
-    GgmlType::Q5_1,
-    GgmlType::Q8_0,
-    GgmlType::IQ4_NL,
-    GgmlType::MXFP4,
-    GgmlType::Q2_K,
-    GgmlType::Q3_K,
-    GgmlType::Q4_K,
-    GgmlType::Q5_K,
-    GgmlType::Q6_K,
-];
+/// The weight types the kernels read.
+const TYPES: &[GgmlType] = &tessera_core::backend::gpu::WEIGHT_TYPES;
 
 fn strict() -> bool {
     std::env::var("TESSERA_STRICT").is_ok_and(|v| v == "1")

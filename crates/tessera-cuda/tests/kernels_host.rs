@@ -21,10 +21,11 @@ use std::process::Command;
 use common::*;
 use tessera_core::backend::cpu::CpuBackend;
 use tessera_core::backend::Backend;
-use tessera_core::graph::{AttnCfg, Glu, Op, RopeCfg, Unary};
-use tessera_core::kv::{KvShape, KvType};
+use tessera_core::graph::{Glu, Op, RopeCfg, Unary};
+use tessera_core::kv::KvType;
 use tessera_cuda::kernels::{Source, ATTENTION, COMMON, DEQUANT, EW, MATMUL, NORM, ROPE, ROUTING};
 use tessera_gguf::GgmlType;
+use tessera_testkit::gpu::cases::{self, AttnCase};
 
 /// Calls a kernel for every thread of a launch: each argument is one
 /// 8-byte slot (a pointer, a u32/u64, or an f32's bits), converted to the
@@ -255,7 +256,9 @@ fn strict() -> bool {
 /// The CPU backend's outputs of a one-node `case` at positions `pos`.
 fn cpu(case: Case, pos: Vec<i32>) -> Vec<f32> {
     let b: std::sync::Arc<dyn Backend> = std::sync::Arc::new(CpuBackend::new("cpu", 1));
-    run_steps(&b, &[(case, pos)], None).remove(0).remove(0)
+    run_steps(&b, &[(case, pos)], None, ALIGN)
+        .remove(0)
+        .remove(0)
 }
 
 fn ids_bits(v: &[usize]) -> Vec<f32> {
@@ -355,25 +358,8 @@ fn elementwise_rope_routing_match_the_cpu() {
     }
     // rope(x, y, pos, ff, n, n_heads, hd, n_rot, neox, freq_scale,
     //   ext_factor, attn_factor, corr0, corr1, theta_scale)
-    let base = RopeCfg {
-        n_rot: 64,
-        neox: false,
-        freq_base: 10000.0,
-        freq_scale: 1.0,
-        ext_factor: 0.0,
-        attn_factor: 1.0,
-        beta_fast: 32.0,
-        beta_slow: 1.0,
-        n_ctx_orig: 4096,
-        freq_factors: None,
-    };
-    let yarn = RopeCfg {
-        freq_scale: 0.25,
-        ext_factor: 1.0,
-        n_ctx_orig: 2048,
-        neox: true,
-        ..base
-    };
+    let base = cases::ROPE_BASE;
+    let yarn = cases::ROPE_YARN;
     let partial = RopeCfg {
         n_rot: 32,
         neox: true,
@@ -404,24 +390,8 @@ fn elementwise_rope_routing_match_the_cpu() {
         };
         c.node("r", o, nt, heads * hd);
         let want = cpu(c, pos.clone());
-        let rp = tessera_core::backend::cpu::ops::RopeParams {
-            n_rot: cfg.n_rot,
-            mode: if cfg.neox {
-                tessera_core::backend::cpu::ops::RopeMode::Neox
-            } else {
-                tessera_core::backend::cpu::ops::RopeMode::Normal
-            },
-            freq_base: cfg.freq_base,
-            freq_scale: cfg.freq_scale,
-            ext_factor: cfg.ext_factor,
-            attn_factor: cfg.attn_factor,
-            beta_fast: cfg.beta_fast,
-            beta_slow: cfg.beta_slow,
-            n_ctx_orig: cfg.n_ctx_orig,
-            freq_factors: None,
-        };
-        let corr = tessera_core::backend::cpu::ops::rope::yarn_corr_dims(&rp);
-        let theta_scale = cfg.freq_base.powf(-2.0 / cfg.n_rot as f32);
+        let rc = tessera_core::backend::gpu::rope_consts(&cfg);
+        let (corr, theta_scale) = (rc.corr, rc.theta_scale);
         let posb: Vec<f32> = pos.iter().map(|&p| f32::from_bits(p as u32)).collect();
         let mut y = vec![f32::NAN; x.len()];
         let total = x.len();
@@ -863,74 +833,44 @@ fn attention() {
     let Some((h, _)) = host() else { return };
     let mut rep = Report::default();
     let mut rng = Rng(0x1f83_d9ab_fb41_bd6b);
-    // (label, heads, kv heads, head dim, value head dim, window, softcap, sinks)
-    type Cfg = (
-        &'static str,
-        usize,
-        usize,
-        usize,
-        usize,
-        Option<usize>,
-        f32,
-        bool,
-    );
-    let cases: [Cfg; 4] = [
-        ("gqa", 4, 2, 64, 64, None, 0.0, false),
-        ("window", 2, 2, 64, 64, Some(4), 0.0, false),
-        ("softcap+sinks", 2, 1, 64, 64, None, 30.0, true),
-        ("k192 v128", 2, 1, 192, 128, None, 0.0, false),
+    let cases = [
+        AttnCase::heads("gqa", 4, 2, 64),
+        AttnCase {
+            window: Some(4),
+            ..AttnCase::heads("window", 2, 2, 64)
+        },
+        AttnCase {
+            softcap: 30.0,
+            sinks: true,
+            ..AttnCase::heads("softcap+sinks", 2, 1, 64)
+        },
+        AttnCase {
+            head_dim_v: 128,
+            ..AttnCase::heads("k192 v128", 2, 1, 192)
+        },
     ];
-    for (label, nh, nkv, hd, hdv, window, softcap, sinks) in cases {
-        for kv_type in [KvType::F16, KvType::Q8_0] {
-            let q8 = kv_type == KvType::Q8_0;
+    for a in cases {
+        for kv in [KvType::F16, KvType::Q8_0] {
+            // The CPU's steps: a prompt of 7, then 3 one-token steps.
+            let check = cases::attention(&mut rng, &AttnCase { kv, ..a }, 7, 3);
+            let (nh, nkv, hd) = (a.n_head, a.n_head_kv, a.head_dim);
+            let hdv = if a.head_dim_v == 0 { hd } else { a.head_dim_v };
+            let q8 = kv == KvType::Q8_0;
             let row = |w: usize| if q8 { w / 32 * 34 } else { w * 2 };
             let (k_row, v_row) = (row(nkv * hd), row(nkv * hdv));
             let n_ctx = 32;
             let mut kc = vec![0u8; n_ctx * k_row];
             let mut vc = vec![0u8; n_ctx * v_row];
-            let sink_vals = rng.vec(nh, 2.0);
-            let mut steps = Vec::new();
             let mut host_out = Vec::new();
-            let mut p = 0usize;
-            for n in [7usize, 1, 1, 1] {
-                let q = rng.vec(n * nh * hd, 2.0);
-                let k = rng.vec(n * nkv * hd, 2.0);
-                let v = rng.vec(n * nkv * hdv, 2.0);
-                let pos: Vec<i32> = (p..p + n).map(|x| x as i32).collect();
-                // The CPU's step.
-                let mut c = Case::default();
-                let tq = c.input("q", n, nh * hd, q.clone());
-                let tk = c.input("k", n, nkv * hd, k.clone());
-                let tv = c.input("v", n, nkv * hdv, v.clone());
-                let ts = sinks.then(|| c.weight("sinks", GgmlType::F32, [1, 1, nh], &sink_vals));
-                let cfg = AttnCfg {
-                    n_head: nh,
-                    n_head_kv: nkv,
-                    head_dim: hd,
-                    head_dim_v: hdv,
-                    scale: 1.0 / (hd as f32).sqrt(),
-                    softcap,
-                    window,
-                    sinks: ts,
-                };
-                c.node(
-                    "attn",
-                    Op::Attention {
-                        q: tq,
-                        k: tk,
-                        v: tv,
-                        layer: 0,
-                        cfg,
-                    },
-                    n,
-                    nh * hdv,
-                );
-                steps.push((c, pos.clone()));
-                // The kernels' step: kv_store(x, cache, width, n, row_bytes,
-                // first, q8) for K and V, then attention(...).
+            // The same values through the kernels: kv_store(x, cache, width,
+            // n, row_bytes, first, q8) for K and V, then attention(...).
+            for (c, pos) in &check.steps {
+                let (p, n) = (pos[0] as usize, pos.len());
+                let [q, k, v] = [0, 1, 2].map(|i| &c.inputs[i].1);
+                let sink_vals = c.weights.first().map(|w| decode(GgmlType::F32, &w.3, nh));
                 for (x, cache, width, rb) in [
-                    (&k, &mut kc, nkv * hd, k_row),
-                    (&v, &mut vc, nkv * hdv, v_row),
+                    (k, &mut kc, nkv * hd, k_row),
+                    (v, &mut vc, nkv * hdv, v_row),
                 ] {
                     let per_row = if q8 { width / 32 } else { width };
                     let mut args = [
@@ -947,10 +887,13 @@ fn attention() {
                 let posb: Vec<f32> = pos.iter().map(|&x| f32::from_bits(x as u32)).collect();
                 let mut o = vec![f32::NAN; n * nh * hdv];
                 let mut args = [
-                    A::In(&q),
+                    A::In(q),
                     A::Bytes(&kc),
                     A::Bytes(&vc),
-                    if sinks { A::In(&sink_vals) } else { A::U(0) },
+                    match &sink_vals {
+                        Some(s) => A::In(s),
+                        None => A::U(0),
+                    },
                     A::Out(&mut o),
                     A::In(&posb),
                     A::U(nh),
@@ -963,33 +906,20 @@ fn attention() {
                     A::U(q8 as usize),
                     A::U(q8 as usize),
                     A::F(1.0 / (hd as f32).sqrt()),
-                    A::F(softcap),
-                    A::U(window.unwrap_or(0)),
+                    A::F(a.softcap),
+                    A::U(a.window.unwrap_or(0)),
                 ];
                 h.launch2("attention", (nh, n), 128, &mut args);
                 host_out.push(o);
-                p += n;
             }
-            let kv = KvShape {
-                n_ctx,
-                k_width: nkv * hd,
-                v_width: nkv * hdv,
-                k_type: kv_type,
-                v_type: kv_type,
-            };
             let b: std::sync::Arc<dyn Backend> = std::sync::Arc::new(CpuBackend::new("cpu", 1));
-            let want = run_steps(&b, &steps, Some(kv));
+            let want = run_steps(&b, &check.steps, check.kv, ALIGN);
             let worst = host_out
                 .iter()
                 .zip(&want)
                 .map(|(a, w)| nmse(a, &w[0]))
                 .fold(0f64, f64::max);
-            let tol = if q8 { NMSE_ATTN_Q8 } else { NMSE_ATTN_F16 };
-            rep.check(
-                &format!("attention {label} {kv_type:?}, prompt 7 + 3 steps"),
-                worst,
-                tol,
-            );
+            rep.check(&check.label, worst, TOL.of(check.tol));
         }
     }
     rep.finish("attention on the host");

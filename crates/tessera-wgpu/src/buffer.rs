@@ -17,6 +17,7 @@
 use std::any::Any;
 use std::sync::Arc;
 
+use tessera_core::backend::gpu::GpuError;
 use tessera_core::backend::DeviceBuffer;
 use tessera_gguf::GgmlType;
 
@@ -55,15 +56,7 @@ impl WgpuBuffer {
     }
 
     fn check_range(&self, offset: usize, n: usize) -> Result<()> {
-        match offset.checked_add(n) {
-            Some(end) if end <= self.len => Ok(()),
-            _ => Err(WgpuError::OutOfRange {
-                device: self.gpu.name.clone(),
-                offset,
-                len: n,
-                size: self.len,
-            }),
-        }
+        Ok(GpuError::check_range(&self.gpu.name, offset, n, self.len)?)
     }
 
     fn write_bytes(&mut self, offset: usize, src: &[u8]) -> Result<()> {

@@ -10,6 +10,7 @@
 //! compiler may fuse `d * q - m` into one FMA, a last-bit difference).
 //! F32, F16 and BF16 use virtual blocks of 4 values.
 
+use tessera_core::backend::gpu;
 use tessera_gguf::GgmlType;
 
 /// `(BS, BB, source of dq4)` for `t`, or `None` when no shader reads it.
@@ -72,25 +73,17 @@ fn dq4_parts(t: GgmlType) -> Option<(u32, u32, &'static str)> {
     })
 }
 
-/// The types the shaders read, in report order.
-pub const TYPES: [GgmlType; 16] = [
-    GgmlType::F32,
-    GgmlType::F16,
-    GgmlType::BF16,
-    GgmlType::Q4_0,
-    GgmlType::Q4_1,
-    GgmlType::Q5_0,
-    GgmlType::Q5_1,
-    GgmlType::Q8_0,
-    GgmlType::IQ4_NL,
-    GgmlType::MXFP4,
-    GgmlType::Q2_K,
-    GgmlType::Q3_K,
-    GgmlType::Q4_K,
-    GgmlType::Q5_K,
-    GgmlType::Q6_K,
-    GgmlType::IQ4_XS,
-];
+/// The types the shaders read, in report order: the GPU backends' common
+/// ones, then IQ4_XS.
+pub const TYPES: [GgmlType; 16] = {
+    let mut all = [GgmlType::IQ4_XS; 16];
+    let mut i = 0;
+    while i < gpu::WEIGHT_TYPES.len() {
+        all[i] = gpu::WEIGHT_TYPES[i];
+        i += 1;
+    }
+    all
+};
 
 const F32: &str = r#"
 fn dq4(b: u32, k: u32) -> vec4<f32> {

@@ -2,6 +2,7 @@
 //! being done; [`WgpuError`] converts into [`tessera_core::CoreError::Backend`]
 //! at the trait boundary.
 
+use tessera_core::backend::gpu::{self, GpuError};
 use tessera_core::CoreError;
 
 /// Why a wgpu operation failed.
@@ -46,30 +47,10 @@ pub enum WgpuError {
         /// The limit.
         limit: u64,
     },
-    /// An access outside a buffer.
-    #[error("{device}: access of {len} bytes at {offset} outside a buffer of {size}")]
-    OutOfRange {
-        /// The device name.
-        device: String,
-        /// Byte offset.
-        offset: usize,
-        /// Bytes.
-        len: usize,
-        /// Buffer size.
-        size: usize,
-    },
-    /// An op was given inputs the shaders cannot handle.
-    #[error("{device}: {op} ({node}): {reason}")]
-    Op {
-        /// The device name.
-        device: String,
-        /// The op name.
-        op: &'static str,
-        /// The graph node.
-        node: String,
-        /// What is wrong.
-        reason: String,
-    },
+    /// An access outside a buffer, or an op given inputs the shaders
+    /// cannot handle.
+    #[error(transparent)]
+    Gpu(#[from] GpuError),
 }
 
 impl WgpuError {
@@ -80,22 +61,15 @@ impl WgpuError {
             WgpuError::BadName(name) => name,
             WgpuError::RequestDevice { device, .. }
             | WgpuError::Device { device, .. }
-            | WgpuError::TooLarge { device, .. }
-            | WgpuError::OutOfRange { device, .. }
-            | WgpuError::Op { device, .. } => device,
+            | WgpuError::TooLarge { device, .. } => device,
+            WgpuError::Gpu(e) => e.device(),
         }
     }
 }
 
 impl From<WgpuError> for CoreError {
     fn from(e: WgpuError) -> CoreError {
-        let device = e.device().to_string();
-        let msg = e.to_string();
-        // `CoreError::Backend` names the device itself.
-        let reason = msg
-            .strip_prefix(&format!("{device}: "))
-            .map_or(msg.clone(), str::to_string);
-        CoreError::Backend { device, reason }
+        gpu::backend_error(e.device(), &e.to_string())
     }
 }
 

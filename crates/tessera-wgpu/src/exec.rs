@@ -14,9 +14,9 @@
 
 use std::sync::Arc;
 
-use tessera_core::backend::cpu::ops::{rope::yarn_corr_dims, RopeMode, RopeParams};
+use tessera_core::backend::gpu::{self, shapes, GpuError, Shaped};
 use tessera_core::backend::{SegmentRun, WeightData};
-use tessera_core::graph::{Glu, Op, TensorId, TensorKind, Unary};
+use tessera_core::graph::{TensorId, TensorKind};
 use tessera_core::kv::{KvCache, KvType};
 use tessera_gguf::GgmlType;
 
@@ -24,6 +24,7 @@ use crate::buffer::{DeviceWeight, WgpuBuffer};
 use crate::device::Gpu;
 use crate::error::{Result, WgpuError};
 use crate::pipelines::{self as k, Cache, Kernel, Pipe, WG};
+use crate::LIMITS;
 
 /// Tokens per matmul workgroup (`TN` in `matmul.wgsl`).
 const MATMUL_TN: u32 = 4;
@@ -99,6 +100,34 @@ struct Ew {
     hd: usize,
     la: usize,
     lb: usize,
+}
+
+/// The parameters of a `routing.wgsl` kernel: `rows` rows of `cols`,
+/// and what the kernel at hand reads of the rest.
+struct Routing {
+    x: TensorId,
+    out: TensorId,
+    rows: usize,
+    cols: usize,
+    k: usize,
+    min_sum: f32,
+    n_groups: usize,
+    n_used: usize,
+}
+
+impl Routing {
+    fn new(x: TensorId, out: TensorId, rows: usize, cols: usize) -> Routing {
+        Routing {
+            x,
+            out,
+            rows,
+            cols,
+            k: 0,
+            min_sum: 0.0,
+            n_groups: 0,
+            n_used: 0,
+        }
+    }
 }
 
 fn p() -> Params {
@@ -287,25 +316,11 @@ impl Profile {
 
 impl Exec<'_> {
     fn op_err(&self, reason: String) -> WgpuError {
-        let node = &self.run.graph.nodes[self.node];
-        WgpuError::Op {
-            device: self.gpu.name.clone(),
-            op: node.op.name(),
-            node: self.run.graph.node_name(self.node).to_string(),
-            reason,
-        }
-    }
-
-    fn shape(&self, t: TensorId) -> [usize; 3] {
-        self.run.graph.tensor(t).shape
+        GpuError::op(&self.gpu.name, self.run, self.node, reason).into()
     }
 
     fn len(&self, t: TensorId) -> usize {
         self.run.graph.tensor(t).len()
-    }
-
-    fn cols(&self, t: TensorId) -> usize {
-        self.run.graph.tensor(t).cols()
     }
 
     /// A window of `buf` covering bytes `a..a + n`, and `a`'s offset in it.
@@ -347,20 +362,11 @@ impl Exec<'_> {
     }
 
     /// The device weight behind tensor `t`.
-    fn weight(&self, t: TensorId) -> Result<(&DeviceWeight, [usize; 3])> {
-        let def = self.run.graph.tensor(t);
-        let TensorKind::Weight(i) = def.kind else {
-            return Err(self.op_err(format!("{} is not a weight", def.name)));
-        };
-        let w = self
-            .run
-            .weights
-            .get(i)
-            .ok_or_else(|| self.op_err(format!("no weight {i}")))?;
+    fn weight(&self, t: TensorId) -> Result<&DeviceWeight> {
+        let w = gpu::weight(self.run, t).map_err(|r| self.op_err(r))?;
         match &w.data {
             WeightData::Device(b) => b
                 .downcast_ref::<DeviceWeight>()
-                .map(|d| (d, w.shape))
                 .ok_or_else(|| self.op_err(format!("weight {} is not on a wgpu device", w.name))),
             WeightData::Host(_) => Err(self.op_err(format!(
                 "weight {} is in host memory, not on {}",
@@ -376,19 +382,13 @@ impl Exec<'_> {
         let bytes = (def.len() * 4) as u64;
         match def.kind {
             TensorKind::Act(_) => {
-                let slot = self
-                    .run
-                    .plan
-                    .slot(t)
-                    .ok_or_else(|| self.op_err(format!("{} has no buffer", def.name)))?;
-                if slot.offset as u64 + bytes > self.work.len as u64 {
-                    return Err(self.op_err(format!("{} lies outside the arena", def.name)));
-                }
-                let (v, off) = self.window(&self.work.buf, slot.offset as u64, bytes, &def.name)?;
+                let offset =
+                    gpu::act_offset(self.run, t, self.work.len).map_err(|r| self.op_err(r))?;
+                let (v, off) = self.window(&self.work.buf, offset as u64, bytes, &def.name)?;
                 Ok((v, (off / 4) as usize))
             }
             TensorKind::Weight(_) => {
-                let (w, _) = self.weight(t)?;
+                let w = self.weight(t)?;
                 if w.ggml_type != GgmlType::F32 {
                     return Err(self.op_err(format!(
                         "{} is {:?}; this op reads F32 weights",
@@ -433,12 +433,6 @@ impl Exec<'_> {
             return Err(self.op_err(format!(
                 "a row of {} ({row_bytes} bytes) exceeds the binding limit",
                 w.name
-            )));
-        }
-        if (n_rows as u64) * rb > w.bytes {
-            return Err(self.op_err(format!(
-                "{} has {} bytes, fewer than {n_rows} rows of {row_bytes}",
-                w.name, w.bytes
             )));
         }
         let mut out = Vec::new();
@@ -575,246 +569,173 @@ impl Exec<'_> {
     }
 
     fn record(&mut self, n: usize, kv: &mut KvCache) -> Result<()> {
-        let node = self.run.graph.nodes[n].clone();
-        let out = node.out;
-        match node.op {
-            Op::Embed { table } => self.embed(table, out),
-            Op::MatMul { w, x } => {
-                let [_, rows, cols] = self.weight(w)?.1;
-                self.matmul(w, x, out, rows, cols, 1, 0)
-            }
-            Op::MatMulHeads { w, x } => {
-                let [n_heads, rows, cols] = self.weight(w)?.1;
-                self.matmul(w, x, out, rows, cols, n_heads, cols)
-            }
-            Op::MatMulId { w, x, ids } => self.matmul_id(w, x, ids, out),
-            Op::Add { a, b } => self.binary(0, a, b, out),
-            Op::Mul { a, b } => self.binary(1, a, b, out),
-            Op::Div { a, b } => self.binary(2, a, b, out),
-            Op::Scale { x, s } => self.unary(0, s, x, out),
-            Op::Unary { x, f } => {
-                let code = match f {
-                    Unary::Silu => 1,
-                    Unary::Gelu => 2,
-                    Unary::GeluErf => 3,
-                    Unary::Tanh => 4,
-                    Unary::Sigmoid => 5,
-                };
-                self.unary(code, 0.0, x, out)
-            }
-            Op::Glu { gate, up, f } => {
-                let code = match f {
-                    Glu::SwiGlu => 0,
-                    Glu::GeGlu => 1,
-                    Glu::SwiGluOai => 2,
-                };
-                if self.len(up) != self.len(gate) || self.len(out) != self.len(gate) {
-                    return Err(self.op_err(format!(
-                        "gate {:?}, up {:?}",
-                        self.shape(gate),
-                        self.shape(up)
-                    )));
-                }
+        let op = gpu::check(self.run, n, &LIMITS).map_err(|r| self.op_err(r))?;
+        match op {
+            Shaped::Attention(sh) => self.attention(&sh, kv),
+            Shaped::Embed(sh) => self.embed(&sh),
+            Shaped::MatMul(sh) => self.matmul(&sh),
+            Shaped::MatMulId(sh) => self.matmul_id(&sh),
+            Shaped::Binary(sh) => {
                 let e = Ew {
-                    op: code,
-                    s: 1.702,
+                    op: sh.op as usize,
+                    blen: sh.b_len,
                     ..Ew::default()
                 };
-                self.ew(&k::GLU, gate, Some(up), None, out, e)
+                self.ew(&k::BINARY, sh.a, Some(sh.b), None, sh.out, e)
             }
-            Op::RmsNorm { x, w, group, eps } => {
-                self.norm(&k::RMS_NORM, x, w, None, group, eps, out)
+            Shaped::Unary(sh) => {
+                let e = Ew {
+                    op: sh.op as usize,
+                    s: sh.s,
+                    ..Ew::default()
+                };
+                self.ew(&k::UNARY, sh.x, None, None, sh.out, e)
             }
-            Op::LayerNorm {
-                x,
-                w,
-                b,
-                group,
-                eps,
-            } => self.norm(&k::LAYER_NORM, x, w, b, group, eps, out),
-            Op::Rope {
-                x,
-                n_heads,
-                head_dim,
-                cfg,
-            } => self.rope(x, n_heads, head_dim, &cfg, out),
-            Op::Attention {
-                q,
-                k: kk,
-                v,
-                layer,
-                cfg,
-            } => self.attention(q, kk, v, layer, &cfg, out, kv),
-            Op::SelectRows { x } => {
-                let (xv, xo) = self.tensor(x)?;
-                let (yv, yo) = self.tensor(out)?;
-                let n = self.len(out);
-                let (g, sx) = Self::elementwise(n);
-                let prm = p().u(n).u(self.cols(x)).u(xo).u(yo).u(self.rows_off).u(sx);
+            Shaped::Glu(sh) => {
+                let e = Ew {
+                    op: sh.op as usize,
+                    s: sh.alpha,
+                    ..Ew::default()
+                };
+                self.ew(&k::GLU, sh.gate, Some(sh.up), None, sh.out, e)
+            }
+            Shaped::Norm(sh) => {
+                let kernel = if sh.layer {
+                    &k::LAYER_NORM
+                } else {
+                    &k::RMS_NORM
+                };
+                let (xv, xo) = self.tensor(sh.x)?;
+                let (wv, wo, hw) = self.opt_tensor(sh.w)?;
+                let (bv, bo, hb) = self.opt_tensor(sh.b)?;
+                let (yv, yo) = self.tensor(sh.out)?;
+                let (gx, gy) = grid(sh.n_groups);
+                let prm = p()
+                    .u(sh.group)
+                    .u(sh.n_groups)
+                    .f(sh.eps)
+                    .u(xo)
+                    .u(wo)
+                    .u(bo)
+                    .u(yo)
+                    .u(hw as usize)
+                    .u(hb as usize)
+                    .u(gx as usize);
+                self.dispatch(kernel, None, prm, vec![xv, wv, bv, yv], [gx, gy, 1])
+            }
+            Shaped::Rope(sh) => {
+                let (xv, xo) = self.tensor(sh.x)?;
+                let (fv, fo, hf) = self.opt_tensor(sh.cfg.freq_factors)?;
+                let (yv, yo) = self.tensor(sh.out)?;
+                let (g, sx) = Self::elementwise(sh.n);
+                let prm = p()
+                    .u(sh.n)
+                    .u(sh.n_heads)
+                    .u(sh.head_dim)
+                    .u(sh.cfg.n_rot)
+                    .u(sh.cfg.neox as usize)
+                    .f(sh.cfg.freq_base)
+                    .f(sh.cfg.freq_scale)
+                    .f(sh.cfg.ext_factor)
+                    .f(sh.cfg.attn_factor)
+                    .f(sh.consts.corr[0])
+                    .f(sh.consts.corr[1])
+                    .f(sh.consts.theta_scale)
+                    .u(hf as usize)
+                    .u(fo)
+                    .u(xo)
+                    .u(yo)
+                    .u(self.pos_off)
+                    .u(sx);
+                let views = vec![xv, fv, yv, self.step_view.clone()];
+                self.dispatch(&k::ROPE, None, prm, views, g)
+            }
+            Shaped::SelectRows(sh) => {
+                let (xv, xo) = self.tensor(sh.x)?;
+                let (yv, yo) = self.tensor(sh.out)?;
+                let (g, sx) = Self::elementwise(sh.n);
+                let prm = p().u(sh.n).u(sh.cols).u(xo).u(yo).u(self.rows_off).u(sx);
                 let step = self.step_view.clone();
                 self.dispatch(&k::SELECT_ROWS, None, prm, vec![xv, step, yv], g)
             }
-            Op::Copy { .. } => Err(self.op_err("copies are run by the session".into())),
-            Op::Softmax { x } => {
-                let (xv, xo) = self.tensor(x)?;
-                let (yv, yo) = self.tensor(out)?;
-                let cols = self.cols(x);
-                let rows = self.len(x) / cols.max(1);
-                let (gx, gy) = grid(rows);
-                let prm = p().u(cols).u(rows).u(xo).u(yo).u(gx as usize);
+            Shaped::Copy => Err(self.op_err("copies are run by the session".into())),
+            Shaped::Softmax(sh) => {
+                let (xv, xo) = self.tensor(sh.x)?;
+                let (yv, yo) = self.tensor(sh.out)?;
+                let (gx, gy) = grid(sh.rows);
+                let prm = p().u(sh.cols).u(sh.rows).u(xo).u(yo).u(gx as usize);
                 self.dispatch(&k::SOFTMAX, None, prm, vec![xv, yv], [gx, gy, 1])
             }
-            Op::TopK { x, k: kk } => {
-                if kk == 0 || kk > MAX_TOP_K || kk > self.cols(x) {
-                    return Err(
-                        self.op_err(format!("k = {kk} (at most {MAX_TOP_K} and the row length)"))
-                    );
-                }
-                self.routing(&k::TOP_K, x, out, kk, 0.0, 0, 0)
+            Shaped::TopK(sh) => {
+                let r = Routing {
+                    k: sh.k,
+                    ..Routing::new(sh.x, sh.out, sh.rows, sh.cols)
+                };
+                self.routing(&k::TOP_K, r)
             }
-            Op::NormSum { x, min_sum } => self.routing(&k::NORM_SUM, x, out, 0, min_sum, 0, 0),
-            Op::GroupMask {
-                x,
-                n_groups,
-                n_used,
-            } => {
-                let cols = self.cols(x);
-                if n_groups == 0
-                    || n_groups > MAX_TOP_K
-                    || !cols.is_multiple_of(n_groups)
-                    || cols / n_groups < 2
-                    || n_used > n_groups
-                {
-                    return Err(self.op_err(format!(
-                        "{cols} experts in {n_groups} groups, {n_used} used"
-                    )));
-                }
-                self.routing(&k::GROUP_MASK, x, out, 0, 0.0, n_groups, n_used)
+            Shaped::NormSum(sh) => {
+                let r = Routing {
+                    min_sum: sh.min_sum,
+                    ..Routing::new(sh.x, sh.out, sh.rows, sh.cols)
+                };
+                self.routing(&k::NORM_SUM, r)
             }
-            Op::GatherCols { x, ids } => {
-                let cols = self.cols(x);
-                let rows = self.len(x) / cols.max(1);
-                if self.len(ids) != self.len(out)
-                    || rows == 0
-                    || !self.len(ids).is_multiple_of(rows)
-                {
-                    return Err(self.op_err(format!("{} ids for {rows} rows", self.len(ids))));
-                }
+            Shaped::GroupMask(sh) => {
+                let r = Routing {
+                    n_groups: sh.n_groups,
+                    n_used: sh.n_used,
+                    ..Routing::new(sh.x, sh.out, sh.rows, sh.cols)
+                };
+                self.routing(&k::GROUP_MASK, r)
+            }
+            Shaped::GatherCols(sh) => {
                 let e = Ew {
-                    cols,
-                    k: self.len(ids) / rows,
+                    cols: sh.cols,
+                    k: sh.k,
                     ..Ew::default()
                 };
-                self.ew(&k::GATHER_COLS, x, Some(ids), None, out, e)
+                self.ew(&k::GATHER_COLS, sh.x, Some(sh.ids), None, sh.out, e)
             }
-            Op::AddId { x, b, ids } => {
-                let cols = self.cols(x);
-                if self.len(ids) * cols != self.len(x) || self.cols(b) != cols {
-                    return Err(self.op_err(format!(
-                        "x {:?}, b {:?}, ids {:?}",
-                        self.shape(x),
-                        self.shape(b),
-                        self.shape(ids)
-                    )));
-                }
+            Shaped::AddId(sh) => {
                 let e = Ew {
-                    cols,
+                    cols: sh.cols,
                     ..Ew::default()
                 };
-                self.ew(&k::ADD_ID, x, Some(b), Some(ids), out, e)
+                self.ew(&k::ADD_ID, sh.x, Some(sh.b), Some(sh.ids), sh.out, e)
             }
-            Op::MoeSum { x, w } => {
-                let kk = self.cols(w);
-                let cols = self.cols(out);
-                if self.len(x) != self.len(w) * cols || self.len(out) * kk != self.len(x) {
-                    return Err(self.op_err(format!(
-                        "x {:?}, w {:?}, out {:?}",
-                        self.shape(x),
-                        self.shape(w),
-                        self.shape(out)
-                    )));
-                }
+            Shaped::MoeSum(sh) => {
                 let e = Ew {
-                    cols,
-                    k: kk,
+                    cols: sh.cols,
+                    k: sh.k,
                     ..Ew::default()
                 };
-                self.ew(&k::MOE_SUM, x, Some(w), None, out, e)
+                self.ew(&k::MOE_SUM, sh.x, Some(sh.w), None, sh.out, e)
             }
-            Op::MulRows { x, s } => {
-                let rows = self.len(s);
-                if rows == 0 || !self.len(x).is_multiple_of(rows) {
-                    return Err(self.op_err(format!("{} values for {rows} rows", self.len(x))));
-                }
+            Shaped::MulRows(sh) => {
                 let e = Ew {
-                    cols: self.len(x) / rows,
+                    cols: sh.cols,
                     ..Ew::default()
                 };
-                self.ew(&k::MUL_ROWS, x, Some(s), None, out, e)
+                self.ew(&k::MUL_ROWS, sh.x, Some(sh.s), None, sh.out, e)
             }
-            Op::SliceHeads {
-                x,
-                n_heads: _,
-                head_dim,
-                start,
-                len,
-            } => {
-                if len == 0 || start + len > head_dim {
-                    return Err(
-                        self.op_err(format!("columns {start}..{} of {head_dim}", start + len))
-                    );
-                }
+            Shaped::SliceHeads(sh) => {
                 let e = Ew {
-                    start,
-                    len,
-                    hd: head_dim,
+                    start: sh.start,
+                    len: sh.len,
+                    hd: sh.head_dim,
                     ..Ew::default()
                 };
-                self.ew(&k::SLICE_HEADS, x, None, None, out, e)
+                self.ew(&k::SLICE_HEADS, sh.x, None, None, sh.out, e)
             }
-            Op::ConcatHeads { a, b, n_heads } => {
-                let nh = n_heads.max(1);
-                let la = self.cols(a) / nh;
-                let lb = self.cols(b) / nh;
-                if la == 0 || lb == 0 || self.len(out) != self.len(a) + self.len(b) {
-                    return Err(
-                        self.op_err(format!("heads of {la} and {lb} into {:?}", self.shape(out)))
-                    );
-                }
+            Shaped::ConcatHeads(sh) => {
                 let e = Ew {
-                    la,
-                    lb,
+                    la: sh.la,
+                    lb: sh.lb,
                     ..Ew::default()
                 };
-                self.ew(&k::CONCAT_HEADS, a, Some(b), None, out, e)
+                self.ew(&k::CONCAT_HEADS, sh.a, Some(sh.b), None, sh.out, e)
             }
         }
-    }
-
-    /// `Y = A op B`, `B` one row broadcast or A's shape.
-    fn binary(&mut self, op: usize, a: TensorId, b: TensorId, out: TensorId) -> Result<()> {
-        let (na, nb) = (self.len(a), self.len(b));
-        if nb == 0 || (nb != na && !na.is_multiple_of(nb)) || self.len(out) != na {
-            return Err(self.op_err(format!("b has {nb} values for a's {na}")));
-        }
-        let e = Ew {
-            op,
-            blen: nb,
-            ..Ew::default()
-        };
-        self.ew(&k::BINARY, a, Some(b), None, out, e)
-    }
-
-    fn unary(&mut self, op: usize, s: f32, x: TensorId, out: TensorId) -> Result<()> {
-        if self.len(x) != self.len(out) {
-            return Err(self.op_err(format!("{:?} into {:?}", self.shape(x), self.shape(out))));
-        }
-        let e = Ew {
-            op,
-            s,
-            ..Ew::default()
-        };
-        self.ew(&k::UNARY, x, None, None, out, e)
     }
 
     /// An `ew.wgsl` kernel over the values of `out`.
@@ -852,78 +773,23 @@ impl Exec<'_> {
             .u(sx);
         self.dispatch(kernel, None, prm, vec![av, bv, cv, yv], g)
     }
-
-    #[allow(clippy::too_many_arguments)]
-    fn norm(
-        &mut self,
-        kernel: &Kernel,
-        x: TensorId,
-        w: Option<TensorId>,
-        b: Option<TensorId>,
-        group: usize,
-        eps: f32,
-        out: TensorId,
-    ) -> Result<()> {
-        let n = self.len(x);
-        if group == 0 || !n.is_multiple_of(group) {
-            return Err(self.op_err(format!("{n} values in groups of {group}")));
+    /// A `routing.wgsl` kernel.
+    fn routing(&mut self, kernel: &Kernel, r: Routing) -> Result<()> {
+        if r.rows > (MAX_GROUPS * WG) as usize {
+            return Err(self.op_err(format!("{} rows", r.rows)));
         }
-        for t in [w, b].into_iter().flatten() {
-            if self.len(t) != group {
-                return Err(self.op_err(format!(
-                    "weight has {} values for groups of {group}",
-                    self.len(t)
-                )));
-            }
-        }
-        let (xv, xo) = self.tensor(x)?;
-        let (wv, wo, hw) = self.opt_tensor(w)?;
-        let (bv, bo, hb) = self.opt_tensor(b)?;
-        let (yv, yo) = self.tensor(out)?;
-        let n_groups = n / group;
-        let (gx, gy) = grid(n_groups);
+        let (xv, xo) = self.tensor(r.x)?;
+        let (yv, yo) = self.tensor(r.out)?;
         let prm = p()
-            .u(group)
-            .u(n_groups)
-            .f(eps)
-            .u(xo)
-            .u(wo)
-            .u(bo)
-            .u(yo)
-            .u(hw as usize)
-            .u(hb as usize)
-            .u(gx as usize);
-        self.dispatch(kernel, None, prm, vec![xv, wv, bv, yv], [gx, gy, 1])
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn routing(
-        &mut self,
-        kernel: &Kernel,
-        x: TensorId,
-        out: TensorId,
-        kk: usize,
-        min_sum: f32,
-        n_groups: usize,
-        n_used: usize,
-    ) -> Result<()> {
-        let cols = self.cols(x);
-        let rows = self.len(x) / cols.max(1);
-        if rows > (MAX_GROUPS * WG) as usize {
-            return Err(self.op_err(format!("{rows} rows")));
-        }
-        let (xv, xo) = self.tensor(x)?;
-        let (yv, yo) = self.tensor(out)?;
-        let prm = p()
-            .u(rows)
-            .u(cols)
-            .u(kk)
+            .u(r.rows)
+            .u(r.cols)
+            .u(r.k)
             .u(xo)
             .u(yo)
-            .f(min_sum)
-            .u(n_groups)
-            .u(n_used);
-        let g = [rows.div_ceil(WG as usize) as u32, 1, 1];
+            .f(r.min_sum)
+            .u(r.n_groups)
+            .u(r.n_used);
+        let g = [r.rows.div_ceil(WG as usize) as u32, 1, 1];
         self.dispatch(kernel, None, prm, vec![xv, yv], g)
     }
 
@@ -982,23 +848,19 @@ impl Exec<'_> {
         Ok((av, 0, if with_s { n } else { 0 }))
     }
 
-    fn embed(&mut self, table: TensorId, out: TensorId) -> Result<()> {
-        let (w, [_, rows, cols]) = self.weight(table)?;
+    fn row_bytes(&self, w: &DeviceWeight, cols: usize, n_rows: usize) -> Result<usize> {
+        gpu::row_bytes(&w.name, w.ggml_type, w.bytes as usize, cols, n_rows)
+            .map_err(|r| self.op_err(r))
+    }
+
+    /// Rows `tokens[i]` of the table for the step's tokens.
+    fn embed(&mut self, e: &shapes::Embed) -> Result<()> {
+        let (cols, n) = (e.cols, e.n_tokens);
+        let w = self.weight(e.table)?;
         let t = w.ggml_type;
-        let rb =
-            tessera_quant::matmul::row_bytes(t, cols).map_err(|e| self.op_err(e.to_string()))?;
-        let n = self.run.step.tokens.len();
-        if self.len(out) != n * cols {
-            return Err(self.op_err(format!(
-                "{} outputs for {n} tokens of {cols}",
-                self.len(out)
-            )));
-        }
-        if let Some(&bad) = self.run.step.tokens.iter().find(|&&id| id as usize >= rows) {
-            return Err(self.op_err(format!("token id {bad}, the table has {rows} rows")));
-        }
-        let windows = self.row_windows(w, rb, rows)?;
-        let (yv, yo) = self.tensor(out)?;
+        let rb = self.row_bytes(w, cols, e.rows)?;
+        let windows = self.row_windows(w, rb, e.rows)?;
+        let (yv, yo) = self.tensor(e.out)?;
         let groups = cols.div_ceil(4);
         for (wv, off, r0, nr) in windows {
             let prm = p()
@@ -1020,33 +882,14 @@ impl Exec<'_> {
 
     /// `out = x · wᵀ` for a stack of `n_mat` matrices of `rows × cols`
     /// (matrix `m` reads `x` values from `m * x_mat_stride`).
-    #[allow(clippy::too_many_arguments)]
-    fn matmul(
-        &mut self,
-        wt: TensorId,
-        x: TensorId,
-        out: TensorId,
-        rows: usize,
-        cols: usize,
-        n_mat: usize,
-        x_mat_stride: usize,
-    ) -> Result<()> {
-        let (w, _) = self.weight(wt)?;
+    fn matmul(&mut self, m: &shapes::MatMul) -> Result<()> {
+        let (rows, cols, n_mat, n) = (m.rows, m.cols, m.n_mat, m.n);
+        let w = self.weight(m.w)?;
         let t = w.ggml_type;
-        let rb =
-            tessera_quant::matmul::row_bytes(t, cols).map_err(|e| self.op_err(e.to_string()))?;
-        let x_stride = cols * n_mat;
-        let n = self.len(x) / x_stride.max(1);
-        if n * x_stride != self.len(x) || self.len(out) != n * rows * n_mat {
-            return Err(self.op_err(format!(
-                "x {:?}, out {:?} for {n_mat} × [{rows}, {cols}]",
-                self.shape(x),
-                self.shape(out)
-            )));
-        }
+        let rb = self.row_bytes(w, cols, rows * n_mat)?;
         let windows = self.row_windows(w, rb, rows * n_mat)?;
-        let (xv, xo, so) = self.product_input(x, t, cols)?;
-        let (yv, yo) = self.tensor(out)?;
+        let (xv, xo, so) = self.product_input(m.x, t, cols)?;
+        let (yv, yo) = self.tensor(m.out)?;
         let z = n.div_ceil(MATMUL_TN as usize) as u32;
         for (wv, off, r0, nr) in windows {
             let (gx, gy) = grid(nr.div_ceil(self.gpu.matmul_rows_per_wg()));
@@ -1058,11 +901,11 @@ impl Exec<'_> {
                 .u(off as usize)
                 .u(n)
                 .u(xo)
-                .u(x_stride)
+                .u(cols * n_mat)
                 .u(yo)
                 .u(rows * n_mat)
                 .u(rows)
-                .u(x_mat_stride)
+                .u(m.x_mat_stride)
                 .u(gx as usize)
                 .u(0)
                 .u(1)
@@ -1075,28 +918,16 @@ impl Exec<'_> {
         Ok(())
     }
 
-    fn matmul_id(&mut self, wt: TensorId, x: TensorId, ids: TensorId, out: TensorId) -> Result<()> {
-        let (w, [n_expert, rows, cols]) = self.weight(wt)?;
+    /// The products of the experts `ids` choose, slot by slot.
+    fn matmul_id(&mut self, m: &shapes::MatMulId) -> Result<()> {
+        let (rows, cols, slots) = (m.rows, m.cols, m.slots);
+        let w = self.weight(m.w)?;
         let t = w.ggml_type;
-        let rb =
-            tessera_quant::matmul::row_bytes(t, cols).map_err(|e| self.op_err(e.to_string()))?;
-        let kk = self.cols(ids);
-        let n = self.len(ids) / kk.max(1);
-        let slots = n * kk;
-        let x_rows = self.len(x) / cols.max(1);
-        let x_per_slot = x_rows == slots;
-        if (!x_per_slot && x_rows != n) || self.len(out) != slots * rows {
-            return Err(self.op_err(format!(
-                "x {:?}, ids {:?}, out {:?} for {n_expert} experts of [{rows}, {cols}]",
-                self.shape(x),
-                self.shape(ids),
-                self.shape(out)
-            )));
-        }
-        let windows = self.row_windows(w, rb, rows * n_expert)?;
-        let (xv, xo, so) = self.product_input(x, t, cols)?;
-        let (iv, io) = self.tensor(ids)?;
-        let (yv, yo) = self.tensor(out)?;
+        let rb = self.row_bytes(w, cols, rows * m.n_expert)?;
+        let windows = self.row_windows(w, rb, rows * m.n_expert)?;
+        let (xv, xo, so) = self.product_input(m.x, t, cols)?;
+        let (iv, io) = self.tensor(m.ids)?;
+        let (yv, yo) = self.tensor(m.out)?;
         let z = slots.div_ceil(MATMUL_TN as usize) as u32;
         let (gx, gy) = grid(rows.div_ceil(self.gpu.matmul_rows_per_wg()));
         for (wv, off, r0, nr) in windows {
@@ -1115,8 +946,8 @@ impl Exec<'_> {
                 .u(0)
                 .u(gx as usize)
                 .u(io)
-                .u(kk)
-                .u(x_per_slot as usize)
+                .u(m.k)
+                .u(m.x_per_slot as usize)
                 .u(nr)
                 .u(so);
             let views = vec![wv, xv.clone(), yv.clone(), iv.clone()];
@@ -1125,120 +956,15 @@ impl Exec<'_> {
         Ok(())
     }
 
-    fn rope(
-        &mut self,
-        x: TensorId,
-        n_heads: usize,
-        head_dim: usize,
-        cfg: &tessera_core::graph::RopeCfg,
-        out: TensorId,
-    ) -> Result<()> {
-        let n = self.len(x);
-        let n_tokens = self.shape(x)[1];
-        if n != n_tokens * n_heads * head_dim
-            || !cfg.n_rot.is_multiple_of(2)
-            || cfg.n_rot > head_dim
-            || self.run.step.pos.len() != n_tokens
-        {
-            return Err(self.op_err(format!(
-                "x {:?} as {n_heads} heads of {head_dim}, n_rot {}, {} positions",
-                self.shape(x),
-                cfg.n_rot,
-                self.run.step.pos.len()
-            )));
-        }
-        if let Some(f) = cfg.freq_factors {
-            if self.len(f) < cfg.n_rot / 2 {
-                return Err(self.op_err(format!(
-                    "{} frequency factors for n_rot {}",
-                    self.len(f),
-                    cfg.n_rot
-                )));
-            }
-        }
-        let rp = RopeParams {
-            n_rot: cfg.n_rot,
-            mode: if cfg.neox {
-                RopeMode::Neox
-            } else {
-                RopeMode::Normal
-            },
-            freq_base: cfg.freq_base,
-            freq_scale: cfg.freq_scale,
-            ext_factor: cfg.ext_factor,
-            attn_factor: cfg.attn_factor,
-            beta_fast: cfg.beta_fast,
-            beta_slow: cfg.beta_slow,
-            n_ctx_orig: cfg.n_ctx_orig,
-            freq_factors: None,
-        };
-        let corr = yarn_corr_dims(&rp);
-        let theta_scale = cfg.freq_base.powf(-2.0 / cfg.n_rot as f32);
-        let (xv, xo) = self.tensor(x)?;
-        let (fv, fo, hf) = self.opt_tensor(cfg.freq_factors)?;
-        let (yv, yo) = self.tensor(out)?;
-        let (g, sx) = Self::elementwise(n);
-        let prm = p()
-            .u(n)
-            .u(n_heads)
-            .u(head_dim)
-            .u(cfg.n_rot)
-            .u(cfg.neox as usize)
-            .f(cfg.freq_base)
-            .f(cfg.freq_scale)
-            .f(cfg.ext_factor)
-            .f(cfg.attn_factor)
-            .f(corr[0])
-            .f(corr[1])
-            .f(theta_scale)
-            .u(hf as usize)
-            .u(fo)
-            .u(xo)
-            .u(yo)
-            .u(self.pos_off)
-            .u(sx);
-        let views = vec![xv, fv, yv, self.step_view.clone()];
-        self.dispatch(&k::ROPE, None, prm, views, g)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn attention(
-        &mut self,
-        q: TensorId,
-        kt: TensorId,
-        vt: TensorId,
-        layer: usize,
-        cfg: &tessera_core::graph::AttnCfg,
-        out: TensorId,
-        kv: &mut KvCache,
-    ) -> Result<()> {
-        let n_tokens = self.shape(q)[1];
-        let pos = self.run.step.pos;
-        let first = *pos
-            .first()
-            .ok_or_else(|| self.op_err("empty step".into()))? as usize;
+    /// Stores the step's keys and values in cells `first..first + n_tokens`
+    /// of `layer`'s cache, then attends.
+    fn attention(&mut self, at: &shapes::Attention, kv: &mut KvCache) -> Result<()> {
+        let (cfg, n_tokens, first) = (&at.cfg, at.n_tokens, at.first);
+        let (q, kt, vt, out) = (at.q, at.k, at.v, at.out);
         let (hd, hdv) = (cfg.head_dim, cfg.head_dim_v);
-        if cfg.n_head_kv == 0
-            || !cfg.n_head.is_multiple_of(cfg.n_head_kv)
-            || hd == 0
-            || hd > MAX_HEAD_DIM
-            || hdv == 0
-            || hdv > MAX_HEAD_DIM
-            || self.len(q) != n_tokens * cfg.n_head * hd
-            || self.len(out) != n_tokens * cfg.n_head * hdv
-            || pos.len() != n_tokens
-        {
-            return Err(self.op_err(format!(
-                "q {:?}, out {:?}: {} heads ({} KV) of {hd}/{hdv} (at most {MAX_HEAD_DIM})",
-                self.shape(q),
-                self.shape(out),
-                cfg.n_head,
-                cfg.n_head_kv
-            )));
-        }
         let l = kv
-            .layer_mut(layer)
-            .ok_or_else(|| self.op_err(format!("no KV cache for layer {layer}")))?;
+            .layer_mut(at.layer)
+            .ok_or_else(|| self.op_err(format!("no KV cache for layer {}", at.layer)))?;
         let kbuf =
             l.k.as_any()
                 .downcast_ref::<WgpuBuffer>()
@@ -1253,24 +979,9 @@ impl Exec<'_> {
                 .clone();
         let (k_type, v_type, k_row, v_row) = (l.k_type, l.v_type, l.k_row_bytes, l.v_row_bytes);
         let n_kv = first + n_tokens;
-        if (n_kv * k_row) as u64 > kbuf.size() || (n_kv * v_row) as u64 > vbuf.size() {
-            return Err(self.op_err(format!("cells up to {n_kv} do not fit the cache")));
-        }
-        for (t, ty, width) in [
-            (kt, k_type, cfg.n_head_kv * hd),
-            (vt, v_type, cfg.n_head_kv * hdv),
-        ] {
-            if self.len(t) != n_tokens * width {
-                return Err(self.op_err(format!(
-                    "{:?} holds {} values, not {n_tokens} rows of {width}",
-                    self.shape(t),
-                    self.len(t)
-                )));
-            }
-            if ty == KvType::Q8_0 && !width.is_multiple_of(32) {
-                return Err(self.op_err(format!("a Q8_0 cache row of {width} values")));
-            }
-        }
+        let q8 = (k_type == KvType::Q8_0, v_type == KvType::Q8_0);
+        let sizes = (kbuf.size() as usize, vbuf.size() as usize);
+        gpu::check_cache(cfg, n_kv, q8, (k_row, v_row), sizes).map_err(|r| self.op_err(r))?;
         // Store the step's keys and values.
         for (t, buf, ty, row, width) in [
             (kt, &kbuf, k_type, k_row, cfg.n_head_kv * hd),
@@ -1316,8 +1027,8 @@ impl Exec<'_> {
             .u(oo)
             .u(k_row)
             .u(v_row)
-            .u((k_type == KvType::Q8_0) as usize)
-            .u((v_type == KvType::Q8_0) as usize)
+            .u(q8.0 as usize)
+            .u(q8.1 as usize)
             .f(cfg.scale)
             .f(cfg.softcap)
             .u(cfg.window.unwrap_or(0))

@@ -17,7 +17,7 @@
 //!   devices are the CPU's then `vulkan:0` …, and `-ot "exps=cpu,.=vulkan:0"`
 //!   or `--main-device 1` put weights there.
 //! - [`Backend::supports`] says which ops and weight types the shaders
-//!   cover ([`SUPPORTED`]); everything else falls back to the CPU through
+//!   cover ([`LIMITS`]); everything else falls back to the CPU through
 //!   the scheduler. A shape a shader cannot handle is an error at run time,
 //!   never a wrong result.
 //!
@@ -40,6 +40,7 @@ pub mod provider;
 
 use std::sync::{Arc, Mutex};
 
+use tessera_core::backend::gpu::{self, Limits};
 use tessera_core::backend::{
     Backend, DeviceBuffer, DeviceInfo, DeviceKind, HostSlice, SegmentRun, WeightData,
 };
@@ -53,36 +54,15 @@ pub use error::{Result, WgpuError};
 pub use exec::{MAX_HEAD_DIM, MAX_TOP_K};
 pub use provider::{register, WgpuProvider};
 
-/// The ops the shaders implement (by [`Op::name`]); weight types as
-/// [`WgpuBackend::supports`] says.
-pub const SUPPORTED: &[&str] = &[
-    "embed",
-    "matmul",
-    "mul_mat_heads",
-    "mul_mat_id",
-    "add",
-    "mul",
-    "div",
-    "scale",
-    "rms_norm",
-    "layer_norm",
-    "rope",
-    "attention",
-    "unary",
-    "glu",
-    "select_rows",
-    "copy",
-    "softmax",
-    "top_k",
-    "gather_cols",
-    "norm_sum",
-    "group_mask",
-    "add_id",
-    "moe_sum",
-    "mul_rows",
-    "slice_heads",
-    "concat_heads",
-];
+/// What the shaders take: the GPU op set ([`gpu::OPS`]) and `copy`, top-k
+/// and attention heads up to [`MAX_TOP_K`] and [`MAX_HEAD_DIM`], weights of
+/// the types [`reads_type`] accepts.
+pub const LIMITS: Limits = Limits {
+    max_top_k: MAX_TOP_K,
+    max_head_dim: MAX_HEAD_DIM,
+    reads_type,
+    more_ops: &["copy"],
+};
 
 /// One wgpu device as a tessera backend.
 pub struct WgpuBackend {
@@ -194,19 +174,7 @@ impl Backend for WgpuBackend {
     }
 
     fn supports(&self, op: &Op, weight_types: &[GgmlType]) -> bool {
-        match *op {
-            Op::MatMul { .. } | Op::MatMulId { .. } | Op::MatMulHeads { .. } | Op::Embed { .. } => {
-                weight_types.iter().all(|&t| reads_type(t))
-            }
-            Op::TopK { k, .. } => k <= MAX_TOP_K && weight_types.is_empty(),
-            Op::GroupMask { n_groups, .. } => n_groups <= MAX_TOP_K && weight_types.is_empty(),
-            Op::Attention { cfg, .. } => {
-                cfg.head_dim <= MAX_HEAD_DIM
-                    && cfg.head_dim_v <= MAX_HEAD_DIM
-                    && weight_types.iter().all(|&t| t == GgmlType::F32)
-            }
-            _ => SUPPORTED.contains(&op.name()) && weight_types.iter().all(|&t| t == GgmlType::F32),
-        }
+        gpu::supports(&LIMITS, op, weight_types)
     }
 
     fn load_weight(

@@ -31,47 +31,21 @@
 //! and without the test models unless `TESSERA_STRICT=1`
 //! (`scripts/fetch-models.sh` fetches them).
 
-use std::io::Write;
-use std::path::Path;
-
-use tessera_core::placement::TensorOverride;
 use tessera_core::{Logits, Model, ModelParams, Placement, SessionParams};
-use tessera_tokenizer::EncodeOptions;
-
-fn stderr(line: &str) {
-    let _ = writeln!(std::io::stderr(), "{line}");
-}
+use tessera_testkit::gpu::e2e::{self, all_on, experts_on_cpu, logits_nmse, Bounds};
+use tessera_testkit::gpu::{skip, stderr};
 
 /// The first wgpu device, registered as a placement target, or `None`.
 fn gpu() -> Option<String> {
-    let require = std::env::var("TESSERA_REQUIRE_WGPU").is_ok_and(|v| v == "1");
     let Some(d) = tessera_wgpu::devices().into_iter().next() else {
-        assert!(!require, "TESSERA_REQUIRE_WGPU=1 but no wgpu adapter");
-        stderr("tessera-wgpu e2e: no wgpu adapter; skipping");
+        skip(
+            "TESSERA_REQUIRE_WGPU",
+            "tessera-wgpu e2e: no wgpu adapter; skipping",
+        );
         return None;
     };
     tessera_wgpu::register();
     Some(d.name)
-}
-
-/// Logits of a step against the reference: `Σ(a − b)² / Σ b²`.
-fn nmse(a: &[f32], b: &[f32]) -> f64 {
-    let (mut num, mut den) = (0f64, 0f64);
-    for (&x, &y) in a.iter().zip(b) {
-        num += (x as f64 - y as f64).powi(2);
-        den += (y as f64).powi(2);
-    }
-    num / den.max(f64::MIN_POSITIVE)
-}
-
-fn argmax(v: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, &x) in v.iter().enumerate() {
-        if x > v[best] {
-            best = i;
-        }
-    }
-    best as u32
 }
 
 /// Greedy steps decoded per model: 32 (issue 8's done-when), or
@@ -84,172 +58,41 @@ fn steps() -> usize {
         .unwrap_or(32)
 }
 
-/// The smallest lead (in logits) of the CPU's best token over its second
-/// at which the device must agree with it.
-const MARGIN: f32 = 0.5;
+/// What every step keeps to:
+/// - `margin` 0.5: the smallest lead (in logits) of the CPU's best token
+///   over its second at which the device must agree with it;
+/// - `top10` 1.0: the largest difference (in logits) at the CPU's 10 best
+///   tokens of a step: measured over 32 steps on lavapipe 0.58 (SmolLM2),
+///   0.79 (Gemma 3), 0.19 (the MoE, both placements); the CPU against
+///   itself with one ulp moved (see the module doc) reaches 0.21 on
+///   SmolLM2, 0.78 on Gemma 3. A wrong kernel moves them by several logits;
+/// - `nmse_logits` 0.05: the largest logits NMSE accepted at a step:
+///   measured up to 2.6e-2 (SmolLM2), 3.9e-3 (Gemma 3), 1.0e-2 (the MoE).
+///   A wrong kernel gives about 1.
+const BOUNDS: Bounds = Bounds {
+    margin: 0.5,
+    nmse_logits: 0.05,
+    top10: Some(1.0),
+};
 
-/// The largest difference (in logits) at the CPU's 10 best tokens of a
-/// step: measured over 32 steps on lavapipe 0.58 (SmolLM2), 0.79 (Gemma
-/// 3), 0.19 (the MoE, both placements); the CPU against itself with one
-/// ulp moved (see the module doc) reaches 0.21 on SmolLM2, 0.78 on Gemma 3.
-/// A wrong
-/// kernel moves them by several logits.
-const TOP10: f32 = 1.0;
-
-/// The largest logits NMSE accepted at a step: measured up to 2.6e-2
-/// (SmolLM2), 3.9e-3 (Gemma 3), 1.0e-2 (the MoE). A wrong kernel gives
-/// about 1.
-const NMSE_LOGITS: f64 = 0.05;
-
-/// The best and second-best logits' lead.
-fn margin(v: &[f32]) -> f32 {
-    let (mut a, mut b) = (f32::MIN, f32::MIN);
-    for &x in v {
-        if x > a {
-            b = a;
-            a = x;
-        } else if x > b {
-            b = x;
-        }
-    }
-    a - b
-}
-
-/// Loads `path` on the CPU and with `placement`, decodes `n` tokens from
-/// `text` with the CPU's greedy choices fed to both, and compares.
-fn compare(path: &Path, text: &str, placement: Placement, n: usize, what: &str) {
-    let params = |placement| ModelParams {
-        n_threads: 2,
-        placement,
-    };
-    let cpu = Model::load(path, &params(Placement::default())).expect("load on the CPU");
-    let t0 = std::time::Instant::now();
-    let gpu = Model::load(path, &params(placement)).expect("load on the GPU");
-    let on_gpu = gpu
-        .weights()
-        .as_slice()
-        .iter()
-        .filter(|w| w.device != 0)
-        .count();
-    stderr(&format!(
-        "{what}: {on_gpu} of {} weights on {}, loaded in {:.1?}",
-        gpu.weights().as_slice().len(),
-        gpu.backends()
-            .iter()
-            .map(|b| b.info().name)
-            .collect::<Vec<_>>()
-            .join(" + "),
-        t0.elapsed()
-    ));
-    assert!(on_gpu > 0, "nothing was placed on the GPU");
-    let prompt = cpu
-        .tokenizer()
-        .encode(
-            text,
-            EncodeOptions {
-                add_special: true,
-                parse_special: false,
-            },
-        )
-        .expect("tokenize");
-    let sp = SessionParams {
-        n_ctx: 256,
-        n_batch: 64,
-        n_ubatch: 64,
-        ..SessionParams::default()
-    };
-    let (mut a, mut b) = (
-        cpu.session(&sp).expect("session"),
-        gpu.session(&sp).expect("session"),
-    );
-    let mut input = prompt.clone();
-    let (mut want, mut got) = (Vec::new(), Vec::new());
-    let (mut worst, mut worst_top, mut ties) = (0f64, 0f32, 0);
-    let mut parted: Option<(usize, f32)> = None;
-    let mut bad = Vec::new();
-    let t1 = std::time::Instant::now();
-    for step in 0..n {
-        let la = a.eval(&input, Logits::Last).expect("cpu step").to_vec();
-        let lb = b.eval(&input, Logits::Last).expect("gpu step").to_vec();
-        let (ta, tb) = (argmax(&la), argmax(&lb));
-        let e = nmse(&lb, &la);
-        worst = worst.max(e);
-        let top = top10_diff(&la, &lb);
-        worst_top = worst_top.max(top);
-        let lead = margin(&la);
-        if ta != tb && parted.is_none() {
-            parted = Some((step, lead));
-        }
-        if lead < MARGIN {
-            ties += 1;
-        } else if tb != ta {
-            bad.push(format!(
-                "step {step}: the device picks {tb}, the CPU {ta} (lead {lead:.2})"
-            ));
-        }
-        if top > TOP10 {
-            bad.push(format!(
-                "step {step}: logits of the CPU's 10 best differ by {top:.3}"
-            ));
-        }
-        if e >= NMSE_LOGITS {
-            bad.push(format!("step {step}: logits nmse {e:.3e}"));
-        }
-        want.push(ta);
-        got.push(tb);
-        input = vec![ta];
-    }
-    let parted = match parted {
-        None => format!("greedy tokens equal for all {n} steps"),
-        Some((s, lead)) => format!("greedy tokens part at step {s} (the CPU's lead {lead:.3})"),
-    };
-    stderr(&format!(
-        "{what}: {n} steps, {parted}, {ties} near ties (lead < {MARGIN}), worst top-10 difference {worst_top:.3}, worst logits nmse {worst:.3e}, {:.1?}/step for both\n  cpu: {want:?}\n  gpu: {got:?}",
-        t1.elapsed() / n as u32
-    ));
-    assert!(bad.is_empty(), "{what}:\n  {}", bad.join("\n  "));
-}
-
-/// The largest `|b − a|` at the 10 largest values of `a`.
-fn top10_diff(a: &[f32], b: &[f32]) -> f32 {
-    let mut ids: Vec<usize> = (0..a.len()).collect();
-    ids.sort_by(|&i, &j| a[j].total_cmp(&a[i]));
-    ids.iter()
-        .take(10)
-        .map(|&i| (a[i] - b[i]).abs())
-        .fold(0f32, f32::max)
+/// The device's greedy steps on model `file` against the CPU's, with
+/// `placement` (`what` names the run).
+fn compare(file: &str, placement: Placement, what: &str) {
+    e2e::compare_model(file, placement, steps(), what, BOUNDS);
 }
 
 #[test]
 fn smollm2_all_on_gpu() {
     let Some(dev) = gpu() else { return };
-    let Some(path) = tessera_testkit::env::real_model(tessera_testkit::env::SMOLLM2) else {
-        return;
-    };
-    let placement = Placement::default().with_override(TensorOverride::device(".", &dev));
-    compare(
-        &path,
-        "The capital of France is",
-        placement,
-        steps(),
-        "SmolLM2-135M Q4_1 on the GPU",
-    );
+    let what = "SmolLM2-135M Q4_1 on the GPU";
+    compare(tessera_testkit::env::SMOLLM2, all_on(&dev), what);
 }
 
 #[test]
 fn gemma3_all_on_gpu() {
     let Some(dev) = gpu() else { return };
-    let Some(path) = tessera_testkit::env::real_model(tessera_testkit::env::GEMMA3) else {
-        return;
-    };
-    let placement = Placement::default().with_override(TensorOverride::device(".", &dev));
-    compare(
-        &path,
-        "The capital of France is",
-        placement,
-        steps(),
-        "Gemma 3 270M Q4_K_M on the GPU",
-    );
+    let what = "Gemma 3 270M Q4_K_M on the GPU";
+    compare(tessera_testkit::env::GEMMA3, all_on(&dev), what);
 }
 
 /// The synthetic MoE with every weight, experts included, on the device.
@@ -258,17 +101,8 @@ fn gemma3_all_on_gpu() {
 #[test]
 fn moe_all_on_gpu() {
     let Some(dev) = gpu() else { return };
-    let Some(path) = tessera_testkit::env::real_model("synth-moe-bench-q4_k_m.gguf") else {
-        return;
-    };
-    let placement = Placement::default().with_override(TensorOverride::device(".", &dev));
-    compare(
-        &path,
-        "The capital of France is",
-        placement,
-        steps(),
-        "synthetic MoE Q4_K_M on the GPU",
-    );
+    let what = "synthetic MoE Q4_K_M on the GPU";
+    compare("synth-moe-bench-q4_k_m.gguf", all_on(&dev), what);
 }
 
 /// llama.cpp's `-ot "exps=CPU"` with the rest on the GPU: the expert stacks
@@ -277,19 +111,8 @@ fn moe_all_on_gpu() {
 #[test]
 fn moe_experts_on_cpu_rest_on_gpu() {
     let Some(dev) = gpu() else { return };
-    let Some(path) = tessera_testkit::env::real_model("synth-moe-bench-q4_k_m.gguf") else {
-        return;
-    };
-    let placement = Placement::default()
-        .with_override(TensorOverride::cpu("exps"))
-        .with_override(TensorOverride::device(".", &dev));
-    compare(
-        &path,
-        "The capital of France is",
-        placement,
-        steps(),
-        "synthetic MoE Q4_K_M, experts on the CPU",
-    );
+    let what = "synthetic MoE Q4_K_M, experts on the CPU";
+    compare("synth-moe-bench-q4_k_m.gguf", experts_on_cpu(&dev), what);
 }
 
 /// A decode-exact step on the device gives every row's logits bit for bit
@@ -307,7 +130,7 @@ fn decode_exact_rows() {
         cfg.weight_type = WeightType::F16;
         let path = dir.join(cfg.file_name());
         synth::write(&cfg, &path).expect("write the synthetic model");
-        let placement = Placement::default().with_override(TensorOverride::device(".", &dev));
+        let placement = all_on(&dev);
         let model = Model::load(
             &path,
             &ModelParams {
@@ -339,7 +162,7 @@ fn decode_exact_rows() {
             assert!(
                 same,
                 "{arch:?}: row {i} of the decode-exact step differs from its one-token step (nmse {:.3e})",
-                nmse(row, one)
+                logits_nmse(row, one)
             );
         }
         stderr(&format!(

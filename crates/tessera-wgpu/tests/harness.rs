@@ -8,6 +8,10 @@
 //! dequantized weights (`NMSE_EXACT_PRODUCT`): the dequantization in the
 //! shaders is exact, so only the summation order is left.
 //!
+//! The cases the CUDA backend runs too are built by
+//! `tessera_testkit::gpu::cases` from the shapes listed here; the graphs,
+//! the runs and the report are `tessera_testkit::gpu`'s.
+//!
 //! Without a wgpu adapter every test prints why and passes, unless
 //! `TESSERA_REQUIRE_WGPU=1` is set (CI), which makes a missing adapter a
 //! failure. `TESSERA_WGPU_DEVICE` picks the device (default: the first).
@@ -17,43 +21,49 @@
 //! even when the test passes: `cargo test -p tessera-wgpu --release`.
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
-use half::{bf16, f16};
 use tessera_core::backend::cpu::CpuBackend;
-use tessera_core::backend::{Backend, HostSlice, SegmentRun};
-use tessera_core::graph::{
-    ActType, AttnCfg, Glu, Graph, Node, Op, RopeCfg, StepInputs, TensorDef, TensorId, TensorKind,
-    Unary,
-};
-use tessera_core::kv::{KvCache, KvShape, KvType};
-use tessera_core::sched::{BufferPlan, Slot};
-use tessera_core::weights::Weight;
+use tessera_core::backend::{Backend, HostSlice};
+use tessera_core::graph::{AttnCfg, Glu, Op, RopeCfg, TensorId};
+use tessera_core::kv::{KvShape, KvType};
 use tessera_gguf::GgmlType;
+use tessera_testkit::gpu::cases::{self, AttnCase, Bcast};
+use tessera_testkit::gpu::{
+    nmse, run_steps, skip, stderr, Case, Harness, KvSetup, Report, Rng, Tolerances,
+};
 use tessera_wgpu::{GpuOptions, WgpuBackend};
 
 // ---- Tolerances (normalised MSE) ----------------------------------------
 
-/// Data movement (embedding rows of F32/F16/BF16, select, slice, concat,
-/// gather): the values are copied, so they must match exactly.
-const NMSE_COPY: f64 = 0.0;
-/// f32 arithmetic in another order (sums, norms, softmax, elementwise).
-const NMSE_F32: f64 = 1e-10;
-/// Transcendentals (exp, tanh, erf, sin/cos): the shader's and libm's last bits.
-const NMSE_TRANSCENDENTAL: f64 = 1e-9;
-/// Rope at positions up to a few thousand (sin/cos of large angles).
-const NMSE_ROPE: f64 = 1e-9;
-/// GELU through ggml's f16 table: an input on an f16 rounding edge may
-/// round the other way, one f16 step of the output.
-const NMSE_GELU_F16: f64 = 1e-7;
-/// Attention over an F16 cache: below 64 query tokens both round the query
-/// to f16 and accumulate V in f16 cell by cell, as ggml-cpu does; a score
-/// or `exp` differing in the last bit flips some of those f16 roundings
-/// (measured up to 1.7e-8, softcap 50 over 70 tokens).
-const NMSE_ATTN_F16: f64 = 1e-7;
-/// Attention with a Q8_0 cache (both quantize the query the same way).
-const NMSE_ATTN_Q8: f64 = 1e-6;
+/// The figures of the cases compared with the CPU:
+/// - `copy`: data movement (embedding rows of F32/F16/BF16, select, slice,
+///   concat, gather): the values are copied, so they must match exactly;
+/// - `f32`: f32 arithmetic in another order (sums, norms, softmax,
+///   elementwise);
+/// - `transcendental`: exp, tanh, erf, sin/cos: the shader's and libm's
+///   last bits;
+/// - `rope`: rope at positions up to a few thousand (sin/cos of large
+///   angles);
+/// - `gelu_f16`: GELU through ggml's f16 table: an input on an f16
+///   rounding edge may round the other way, one f16 step of the output;
+/// - `attn_f16`: attention over an F16 cache: below 64 query tokens both
+///   round the query to f16 and accumulate V in f16 cell by cell, as
+///   ggml-cpu does; a score or `exp` differing in the last bit flips some
+///   of those f16 roundings (measured up to 1.7e-8, softcap 50 over 70
+///   tokens);
+/// - `attn_q8`: attention with a Q8_0 cache (both quantize the query the
+///   same way).
+const TOL: Tolerances = Tolerances {
+    copy: 0.0,
+    f32: 1e-10,
+    transcendental: 1e-9,
+    rope: 1e-9,
+    gelu_f16: 1e-7,
+    attn_f16: 1e-7,
+    attn_q8: 1e-6,
+};
+
 /// A product in f32 (`cpu_activations: false`) against an f64 product of
 /// the same dequantized weights: the dequantization is exact, only the f32
 /// sums remain.
@@ -74,20 +84,18 @@ const NMSE_LAYER: f64 = 1e-3;
 /// Embedding rows of a quantized table: dequantized exactly on both sides.
 const NMSE_EMBED_QUANT: f64 = 0.0;
 
+/// Activations of the harness's graphs: 64-byte aligned, 64-byte gaps.
+const ALIGN: usize = 64;
+
 // ---- Devices ------------------------------------------------------------------
 
 struct Devices {
-    cpu: Arc<dyn Backend>,
-    /// The device with and without subgroups (activations of products
-    /// rounded as the CPU's).
-    gpus: Vec<(String, Arc<dyn Backend>)>,
+    /// The CPU and the device with and without subgroups (activations of
+    /// products rounded as the CPU's).
+    h: Harness,
     /// The device with products in f32 (`cpu_activations: false`), for
     /// the check against exact products.
-    exact: Option<(String, Arc<dyn Backend>)>,
-}
-
-fn stderr(line: &str) {
-    let _ = writeln!(std::io::stderr(), "{line}");
+    exact: (String, Arc<dyn Backend>),
 }
 
 /// The CPU and the wgpu device(s), or `None` (after saying why) when the
@@ -95,17 +103,18 @@ fn stderr(line: &str) {
 fn devices() -> Option<&'static Devices> {
     static D: OnceLock<Option<Devices>> = OnceLock::new();
     D.get_or_init(|| {
-        let require = std::env::var("TESSERA_REQUIRE_WGPU").is_ok_and(|v| v == "1");
+        let require = "TESSERA_REQUIRE_WGPU";
         let all = tessera_wgpu::devices();
         let name = std::env::var("TESSERA_WGPU_DEVICE")
             .ok()
             .or_else(|| all.first().map(|d| d.name.clone()));
         let Some(name) = name else {
-            let msg = "tessera-wgpu harness: no wgpu adapter on this machine \
-                       (install a Vulkan driver, e.g. `apt-get install mesa-vulkan-drivers libvulkan1`); \
-                       skipping";
-            assert!(!require, "{msg} — but TESSERA_REQUIRE_WGPU=1");
-            stderr(msg);
+            skip(
+                require,
+                "tessera-wgpu harness: no wgpu adapter on this machine \
+                 (install a Vulkan driver, e.g. `apt-get install mesa-vulkan-drivers libvulkan1`); \
+                 skipping",
+            );
             return None;
         };
         let mut gpus: Vec<(String, Arc<dyn Backend>)> = Vec::new();
@@ -118,8 +127,10 @@ fn devices() -> Option<&'static Devices> {
         let main = match WgpuBackend::with_options(&name, cpu_like) {
             Ok(b) => b,
             Err(e) => {
-                assert!(!require, "cannot open {name}: {e}");
-                stderr(&format!("tessera-wgpu harness: cannot open {name}: {e}; skipping"));
+                skip(
+                    require,
+                    &format!("tessera-wgpu harness: cannot open {name}: {e}; skipping"),
+                );
                 return None;
             }
         };
@@ -130,7 +141,10 @@ fn devices() -> Option<&'static Devices> {
             main.gpu().desc.driver,
             main.gpu().shader_f16
         ));
-        gpus.push((format!("{name}{}", if sg { "+sg" } else { "" }), Arc::new(main)));
+        gpus.push((
+            format!("{name}{}", if sg { "+sg" } else { "" }),
+            Arc::new(main),
+        ));
         if sg {
             let opts = GpuOptions {
                 subgroups: false,
@@ -145,321 +159,15 @@ fn devices() -> Option<&'static Devices> {
         };
         let exact = WgpuBackend::with_options(&name, opts).expect("reopen with f32 products");
         Some(Devices {
-            cpu: Arc::new(CpuBackend::new("cpu", 2)),
-            gpus,
-            exact: Some((format!("{name} f32 products"), Arc::new(exact))),
+            h: Harness {
+                cpu: Arc::new(CpuBackend::new("cpu", 2)),
+                gpus,
+                align: ALIGN,
+            },
+            exact: (format!("{name} f32 products"), Arc::new(exact)),
         })
     })
     .as_ref()
-}
-
-// ---- Data ------------------------------------------------------------------------
-
-/// Deterministic values in [-1, 1).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> f32 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-    }
-    fn vec(&mut self, n: usize, scale: f32) -> Vec<f32> {
-        (0..n).map(|_| self.next() * scale).collect()
-    }
-}
-
-/// `values` stored as `t`.
-fn encode(t: GgmlType, values: &[f32]) -> Vec<u8> {
-    match t {
-        GgmlType::F32 => bytemuck::cast_slice(values).to_vec(),
-        GgmlType::F16 => values
-            .iter()
-            .flat_map(|&v| f16::from_f32(v).to_le_bytes())
-            .collect(),
-        GgmlType::BF16 => values
-            .iter()
-            .flat_map(|&v| bf16::from_f32(v).to_le_bytes())
-            .collect(),
-        _ => {
-            let bs = t.block_size() as usize;
-            let n = values.len() / bs * t.type_size() as usize;
-            let mut out = vec![0u8; n];
-            tessera_quant::quantize(t, values, &mut out).expect("quantize");
-            out
-        }
-    }
-}
-
-/// `bytes` of type `t` as f32.
-fn decode(t: GgmlType, bytes: &[u8], n: usize) -> Vec<f32> {
-    let mut out = vec![0f32; n];
-    tessera_quant::dequantize(t, bytes, &mut out).expect("dequantize");
-    out
-}
-
-/// `Σ(a − b)² / Σ b²` (0 when both are all zero; inf when a has a NaN
-/// where b has none).
-fn nmse(a: &[f32], b: &[f32]) -> f64 {
-    assert_eq!(a.len(), b.len());
-    let (mut num, mut den) = (0f64, 0f64);
-    for (&x, &y) in a.iter().zip(b) {
-        if x.is_nan() || y.is_nan() {
-            if x.is_nan() != y.is_nan() {
-                return f64::INFINITY;
-            }
-            continue;
-        }
-        let d = x as f64 - y as f64;
-        num += d * d;
-        den += (y as f64) * (y as f64);
-    }
-    if num == 0.0 {
-        0.0
-    } else if den == 0.0 {
-        f64::INFINITY
-    } else {
-        num / den
-    }
-}
-
-// ---- Graph cases -----------------------------------------------------------------
-
-/// A small graph: weights, input activations with values, nodes to run.
-#[derive(Default)]
-struct Case {
-    g: Graph,
-    /// (tensor, name, type, shape, bytes)
-    weights: Vec<(String, GgmlType, [usize; 3], Vec<u8>)>,
-    inputs: Vec<(TensorId, Vec<f32>)>,
-    nodes: Vec<usize>,
-    tokens: Vec<u32>,
-}
-
-impl Case {
-    fn tensor(&mut self, name: &str, shape: [usize; 3], kind: TensorKind) -> TensorId {
-        let id = TensorId(self.g.tensors.len() as u32);
-        self.g.tensors.push(TensorDef {
-            name: name.into(),
-            shape,
-            kind,
-        });
-        id
-    }
-
-    /// A weight of type `t` holding `values` (shape `[n_mat, rows, cols]`).
-    fn weight(&mut self, name: &str, t: GgmlType, shape: [usize; 3], values: &[f32]) -> TensorId {
-        let i = self.weights.len();
-        self.weights
-            .push((name.into(), t, shape, encode(t, values)));
-        self.tensor(name, shape, TensorKind::Weight(i))
-    }
-
-    /// An input activation `[rows, cols]` with `values`.
-    fn input(&mut self, name: &str, rows: usize, cols: usize, values: Vec<f32>) -> TensorId {
-        assert_eq!(values.len(), rows * cols, "{name}");
-        let t = self.tensor(name, [1, rows, cols], TensorKind::Act(ActType::F32));
-        self.inputs.push((t, values));
-        t
-    }
-
-    /// A node computing `op` into a new `[rows, cols]` activation.
-    fn node(&mut self, name: &str, op: Op, rows: usize, cols: usize) -> TensorId {
-        let out = self.tensor(name, [1, rows, cols], TensorKind::Act(ActType::F32));
-        self.nodes.push(self.g.nodes.len());
-        self.g.nodes.push(Node { op, out });
-        out
-    }
-}
-
-/// The buffer plan: every activation its own 64-byte aligned range, with a
-/// 64-byte gap between them (guard bytes).
-fn plan(g: &Graph) -> BufferPlan {
-    let mut slots = vec![None; g.tensors.len()];
-    let mut end = 256usize;
-    for (i, t) in g.tensors.iter().enumerate() {
-        if let TensorKind::Act(_) = t.kind {
-            let bytes = (t.len() * 4).max(64);
-            slots[i] = Some(Slot {
-                device: 0,
-                offset: end,
-                bytes,
-            });
-            end += bytes.next_multiple_of(64) + 64;
-        }
-    }
-    BufferPlan {
-        slots,
-        arena_bytes: vec![end + 256],
-    }
-}
-
-/// What a run gives back: the value of every node output.
-type Outputs = Vec<Vec<f32>>;
-
-/// The KV setup of an attention case.
-#[derive(Clone, Copy)]
-struct KvSetup {
-    shape: KvShape,
-    n_layers: usize,
-}
-
-/// Runs `steps` (each a case: graph, inputs, and the step's positions) on
-/// `backend`, with one KV cache across the steps when `kv` is given.
-fn run_steps(
-    backend: &Arc<dyn Backend>,
-    steps: &[(Case, Vec<i32>)],
-    kv: Option<KvSetup>,
-) -> Vec<Outputs> {
-    let backends = [backend.clone()];
-    let mut cache = match kv {
-        Some(s) => KvCache::new(s.shape, &vec![0; s.n_layers], &backends).expect("kv"),
-        None => KvCache::new(
-            KvShape {
-                n_ctx: 1,
-                k_width: 32,
-                v_width: 32,
-                k_type: KvType::F16,
-                v_type: KvType::F16,
-            },
-            &[],
-            &backends,
-        )
-        .expect("kv"),
-    };
-    let mut all = Vec::new();
-    for (case, pos) in steps {
-        let weights: Vec<Weight> = case
-            .weights
-            .iter()
-            .map(|(name, t, shape, bytes)| {
-                let slice = HostSlice::new(Arc::new(bytes.clone()), |v: &Vec<u8>| &v[..]);
-                Weight {
-                    name: name.clone(),
-                    ggml_type: *t,
-                    shape: *shape,
-                    device: 0,
-                    data: backend.load_weight(name, *t, slice).expect("load weight"),
-                    parts: Vec::new(),
-                }
-            })
-            .collect();
-        let plan = plan(&case.g);
-        let mut work = backend.alloc(plan.arena_bytes[0]).expect("alloc");
-        // NaN everywhere first: an output a shader forgets shows up.
-        let nan = vec![f32::NAN; plan.arena_bytes[0] / 4];
-        work.write(0, bytemuck::cast_slice(&nan)).expect("fill");
-        for (t, v) in &case.inputs {
-            let s = plan.slot(*t).expect("input slot");
-            work.write(s.offset, bytemuck::cast_slice(v))
-                .expect("write input");
-        }
-        let n = pos.len();
-        let out_rows: Vec<u32> = (0..n as u32).collect();
-        let tokens = if case.tokens.is_empty() {
-            vec![0; n]
-        } else {
-            case.tokens.clone()
-        };
-        let step = StepInputs {
-            tokens: &tokens,
-            pos,
-            out_rows: &out_rows,
-        };
-        let run = SegmentRun {
-            graph: &case.g,
-            nodes: &case.nodes,
-            plan: &plan,
-            weights: &weights,
-            step: &step,
-        };
-        backend
-            .compute(&run, work.as_mut(), &mut cache)
-            .unwrap_or_else(|e| panic!("{}: {e}", backend.info().name));
-        cache.advance(n);
-        let outs = case
-            .nodes
-            .iter()
-            .map(|&i| {
-                let t = case.g.nodes[i].out;
-                let s = plan.slot(t).expect("slot");
-                let mut v = vec![0f32; case.g.tensor(t).len()];
-                work.read(s.offset, bytemuck::cast_slice_mut(&mut v))
-                    .expect("read");
-                v
-            })
-            .collect();
-        all.push(outs);
-    }
-    all
-}
-
-// ---- Reporting -------------------------------------------------------------------------
-
-#[derive(Default)]
-struct Report {
-    lines: Vec<String>,
-    failures: Vec<String>,
-}
-
-static REPORT: Mutex<Vec<String>> = Mutex::new(Vec::new());
-
-impl Report {
-    fn check(&mut self, what: &str, got: f64, tol: f64) {
-        let ok = got <= tol;
-        let line = format!(
-            "{:<4} {what:<64} nmse {got:>10.3e}  (tolerance {tol:.0e})",
-            if ok { "ok" } else { "FAIL" }
-        );
-        if !ok {
-            self.failures.push(line.clone());
-        }
-        self.lines.push(line);
-    }
-
-    fn finish(self, test: &str) {
-        let mut out = format!("--- {test}\n");
-        for l in &self.lines {
-            out.push_str(l);
-            out.push('\n');
-        }
-        stderr(out.trim_end());
-        REPORT.lock().unwrap().extend(self.lines);
-        assert!(
-            self.failures.is_empty(),
-            "{test}: {} case(s) over tolerance:\n{}",
-            self.failures.len(),
-            self.failures.join("\n")
-        );
-    }
-}
-
-/// Runs single-step `case` on the CPU and on every GPU variant and checks
-/// node `which` (an index into `case.nodes`) of each against the CPU with
-/// `tol`. Returns the GPU outputs for further checks.
-fn compare(
-    d: &Devices,
-    rep: &mut Report,
-    label: &str,
-    case: Case,
-    pos: Vec<i32>,
-    tol: f64,
-) -> Vec<Outputs> {
-    let steps = [(case, pos)];
-    let cpu = run_steps(&d.cpu, &steps, None).remove(0);
-    let mut gpu_outs = Vec::new();
-    for (name, gpu) in &d.gpus {
-        let got = run_steps(gpu, &steps, None).remove(0);
-        let worst = got
-            .iter()
-            .zip(&cpu)
-            .map(|(a, b)| nmse(a, b))
-            .fold(0f64, f64::max);
-        rep.check(&format!("{label} [{name}]"), worst, tol);
-        gpu_outs.push(got);
-    }
-    gpu_outs
 }
 
 // ---- Matmul --------------------------------------------------------------------------
@@ -484,21 +192,6 @@ fn matmul_shapes(t: GgmlType) -> Vec<(usize, usize, usize)> {
     }
 }
 
-/// `x · wᵀ` in f64 from the dequantized weight.
-fn product_f64(w: &[f32], x: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    let n = x.len() / cols;
-    let mut y = vec![0f32; n * rows];
-    for t in 0..n {
-        for r in 0..rows {
-            let s: f64 = (0..cols)
-                .map(|c| w[r * cols + c] as f64 * x[t * cols + c] as f64)
-                .sum();
-            y[t * rows + r] = s as f32;
-        }
-    }
-    y
-}
-
 #[test]
 fn matmul() {
     let Some(d) = devices() else { return };
@@ -506,26 +199,16 @@ fn matmul() {
     let mut rng = Rng(0x1234_5678_9abc_def1);
     for t in MATMUL_TYPES {
         for (rows, cols, n) in matmul_shapes(t) {
-            let mut c = Case::default();
-            let wv = rng.vec(rows * cols, 1.0);
-            let w = c.weight("w", t, [1, rows, cols], &wv);
-            let exact_w = decode(t, &encode(t, &wv), rows * cols);
-            let xv = rng.vec(n * cols, 1.0);
-            let exact = product_f64(&exact_w, &xv, rows, cols);
-            let x = c.input("x", n, cols, xv);
-            c.node("y", Op::MatMul { w, x }, n, rows);
-            let label = format!("matmul {t:?} w[{rows}, {cols}] x[{n}, {cols}]");
-            let steps = [(c, vec![0; n])];
-            if let Some((name, b)) = &d.exact {
-                let o = run_steps(b, &steps, None).remove(0);
-                rep.check(
-                    &format!("{label} vs f64 [{name}]"),
-                    nmse(&o[0], &exact),
-                    NMSE_EXACT_PRODUCT,
-                );
-            }
-            let [(c, pos)] = steps;
-            compare(d, &mut rep, &label, c, pos, NMSE_PRODUCT);
+            let p = cases::matmul(&mut rng, t, rows, cols, n);
+            let steps = [(p.case, vec![0; n])];
+            let (name, b) = &d.exact;
+            let o = run_steps(b, &steps, None, ALIGN).remove(0);
+            rep.check(
+                &format!("{} vs f64 [{name}]", p.label),
+                nmse(&o[0], &p.want),
+                NMSE_EXACT_PRODUCT,
+            );
+            d.h.compare_steps(&mut rep, &p.label, &steps, None, NMSE_PRODUCT);
         }
     }
     rep.finish("matmul");
@@ -543,48 +226,12 @@ fn matmul_heads_and_id() {
         GgmlType::Q4_K,
         GgmlType::MXFP4,
     ] {
-        let bs = t.block_size() as usize;
-        let cols = if bs == 1 { 13 } else { bs * 2 };
-        // Per-head products: 3 heads of [7, cols], 5 tokens.
-        let (heads, rows, n) = (3, 7, 5);
-        let mut c = Case::default();
-        let wv = rng.vec(heads * rows * cols, 1.0);
-        let w = c.weight("wh", t, [heads, rows, cols], &wv);
-        let x = c.input("x", n, heads * cols, rng.vec(n * heads * cols, 1.0));
-        c.node("y", Op::MatMulHeads { w, x }, n, heads * rows);
-        compare(
-            d,
-            &mut rep,
-            &format!("mul_mat_heads {t:?} {heads} × [{rows}, {cols}], {n} tokens"),
-            c,
-            vec![0; n],
-            NMSE_PRODUCT,
-        );
-        // Experts: 6 of [11, cols], 5 tokens × 3 slots, x per token and per slot.
+        let mut ps = vec![cases::mul_mat_heads(&mut rng, t)];
         for per_slot in [false, true] {
-            let (ne, rows, n, k) = (6, 11, 5, 3);
-            let mut c = Case::default();
-            let w = c.weight(
-                "experts",
-                t,
-                [ne, rows, cols],
-                &rng.vec(ne * rows * cols, 1.0),
-            );
-            let xr = if per_slot { n * k } else { n };
-            let x = c.input("x", xr, cols, rng.vec(xr * cols, 1.0));
-            let ids: Vec<f32> = (0..n * k)
-                .map(|i| f32::from_bits(((i * 5 + i / k) % ne) as u32))
-                .collect();
-            let ids = c.input("ids", n, k, ids);
-            c.node("y", Op::MatMulId { w, x, ids }, n * k, rows);
-            compare(
-                d,
-                &mut rep,
-                &format!("mul_mat_id {t:?} {ne} × [{rows}, {cols}], {n}×{k} slots, x per slot {per_slot}"),
-                c,
-                vec![0; n],
-                NMSE_PRODUCT,
-            );
+            ps.push(cases::mul_mat_id(&mut rng, t, per_slot));
+        }
+        for p in ps {
+            d.h.compare(&mut rep, &p.label, p.case, vec![0; p.tokens], NMSE_PRODUCT);
         }
     }
     rep.finish("matmul_heads_and_id");
@@ -596,22 +243,14 @@ fn embed() {
     let mut rep = Report::default();
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     for t in MATMUL_TYPES {
-        let bs = t.block_size() as usize;
-        for (rows, cols) in [(7, if bs == 1 { 5 } else { bs }), (50, bs.max(4) * 3)] {
-            let mut c = Case::default();
-            let table = c.weight("token_embd", t, [1, rows, cols], &rng.vec(rows * cols, 1.0));
-            c.tokens = vec![3, 0, (rows - 1) as u32, 3, 1];
-            let n = c.tokens.len();
-            c.node("emb", Op::Embed { table }, n, cols);
-            let tol = if bs == 1 { NMSE_COPY } else { NMSE_EMBED_QUANT };
-            compare(
-                d,
-                &mut rep,
-                &format!("embed {t:?} [{rows}, {cols}], {n} tokens"),
-                c,
-                vec![0; n],
-                tol,
-            );
+        for (rows, cols) in cases::embed_shapes(t) {
+            let p = cases::embed(&mut rng, t, rows, cols);
+            let tol = if t.block_size() == 1 {
+                TOL.copy
+            } else {
+                NMSE_EMBED_QUANT
+            };
+            d.h.compare(&mut rep, &p.label, p.case, vec![0; p.tokens], tol);
         }
     }
     rep.finish("embed");
@@ -635,8 +274,7 @@ fn larger_than_a_binding() {
         "larger_than_a_binding: an F16 table of {} MiB",
         (rows * cols * 2) >> 20
     ));
-    compare(
-        d,
+    d.h.compare(
         &mut rep,
         &format!("embed + matmul F16 [{rows}, {cols}] (134 MB)"),
         c,
@@ -653,7 +291,7 @@ fn larger_than_a_binding() {
 #[test]
 fn windows_and_chunks() {
     let Some(d) = devices() else { return };
-    let name = d.gpus[0].0.trim_end_matches("+sg").to_string();
+    let name = d.h.gpus[0].0.trim_end_matches("+sg").to_string();
     let opts = GpuOptions {
         max_weight_binding: Some(2048),
         max_weight_buffer: Some(8192),
@@ -679,10 +317,10 @@ fn windows_and_chunks() {
         _ => 0,
     };
     assert!(chunks >= 2, "{chunks} chunks");
-    let capped = Devices {
-        cpu: d.cpu.clone(),
+    let capped = Harness {
+        cpu: d.h.cpu.clone(),
         gpus: vec![(format!("{name} capped"), small)],
-        exact: None,
+        align: ALIGN,
     };
     let mut rep = Report::default();
     let mut rng = Rng(0x1f83_d9ab_fb41_bd6b);
@@ -698,21 +336,19 @@ fn windows_and_chunks() {
     c.tokens = vec![0, 299, 150, 77, 200, 1, 298];
     let e = c.node("emb", Op::Embed { table }, 7, cols);
     c.node("logits", Op::MatMul { w: table, x: e }, 7, rows);
-    compare(
-        &capped,
+    capped.compare(
         &mut rep,
         "embed + matmul F32 [300, 13] (15.6 KB)",
         c,
         vec![0; 7],
-        NMSE_F32,
+        TOL.f32,
     );
     // A quantized product (68-byte rows).
     let mut c = Case::default();
     let w = c.weight("w", GgmlType::Q8_0, [1, 150, 64], &rng.vec(150 * 64, 1.0));
     let x = c.input("x", 5, 64, rng.vec(5 * 64, 1.0));
     c.node("y", Op::MatMul { w, x }, 5, 150);
-    compare(
-        &capped,
+    capped.compare(
         &mut rep,
         "matmul Q8_0 [150, 64] (10.2 KB)",
         c,
@@ -733,8 +369,7 @@ fn windows_and_chunks() {
         .collect();
     let ids = c.input("ids", 5, 2, idv);
     c.node("y", Op::MatMulId { w, x, ids }, 10, 40);
-    compare(
-        &capped,
+    capped.compare(
         &mut rep,
         "mul_mat_id F16 8 × [40, 16] (10.2 KB)",
         c,
@@ -752,85 +387,8 @@ fn elementwise() {
     let mut rep = Report::default();
     let mut rng = Rng(0xdead_beef_cafe_f00d);
     for (rows, cols) in [(1, 5), (7, 13), (5, 64), (3, 4096)] {
-        let n = rows * cols;
-        // Binary ops: same shape, one row broadcast, an F32 weight row.
-        for (name, mk) in [
-            (
-                "add",
-                (|a, b| Op::Add { a, b }) as fn(TensorId, TensorId) -> Op,
-            ),
-            ("mul", |a, b| Op::Mul { a, b }),
-            ("div", |a, b| Op::Div { a, b }),
-        ] {
-            for bcast in ["same", "row", "weight"] {
-                let mut c = Case::default();
-                let a = c.input("a", rows, cols, rng.vec(n, 2.0));
-                let bv: Vec<f32> = match bcast {
-                    "same" => rng.vec(n, 2.0),
-                    _ => rng.vec(cols, 2.0),
-                }
-                .into_iter()
-                .map(|v| if v.abs() < 0.1 { v + 0.5 } else { v })
-                .collect();
-                let b = match bcast {
-                    "same" => c.input("b", rows, cols, bv),
-                    "row" => c.input("b", 1, cols, bv),
-                    _ => c.weight("bias", GgmlType::F32, [1, 1, cols], &bv),
-                };
-                c.node("y", mk(a, b), rows, cols);
-                compare(
-                    d,
-                    &mut rep,
-                    &format!("{name} [{rows}, {cols}] b {bcast}"),
-                    c,
-                    vec![0; rows],
-                    NMSE_COPY,
-                );
-            }
-        }
-        // Unary functions and scale.
-        for (name, op, tol) in [
-            ("scale", None, NMSE_COPY),
-            ("silu", Some(Unary::Silu), NMSE_TRANSCENDENTAL),
-            ("gelu", Some(Unary::Gelu), NMSE_GELU_F16),
-            ("gelu_erf", Some(Unary::GeluErf), NMSE_TRANSCENDENTAL),
-            ("tanh", Some(Unary::Tanh), NMSE_TRANSCENDENTAL),
-            ("sigmoid", Some(Unary::Sigmoid), NMSE_TRANSCENDENTAL),
-        ] {
-            let mut c = Case::default();
-            let x = c.input("x", rows, cols, rng.vec(n, 6.0));
-            let op = match op {
-                Some(f) => Op::Unary { x, f },
-                None => Op::Scale { x, s: 0.37 },
-            };
-            c.node("y", op, rows, cols);
-            compare(
-                d,
-                &mut rep,
-                &format!("{name} [{rows}, {cols}]"),
-                c,
-                vec![0; rows],
-                tol,
-            );
-        }
-        for (name, f, tol) in [
-            ("swiglu", Glu::SwiGlu, NMSE_TRANSCENDENTAL),
-            ("geglu", Glu::GeGlu, NMSE_GELU_F16),
-            ("swiglu_oai", Glu::SwiGluOai, NMSE_TRANSCENDENTAL),
-        ] {
-            let mut c = Case::default();
-            let gate = c.input("gate", rows, cols, rng.vec(n, 9.0));
-            let up = c.input("up", rows, cols, rng.vec(n, 9.0));
-            c.node("y", Op::Glu { gate, up, f }, rows, cols);
-            compare(
-                d,
-                &mut rep,
-                &format!("{name} [{rows}, {cols}]"),
-                c,
-                vec![0; rows],
-                tol,
-            );
-        }
+        let b = [Bcast::Same, Bcast::Row, Bcast::Weight];
+        d.h.run(&mut rep, cases::elementwise(&mut rng, rows, cols, &b), &TOL);
     }
     rep.finish("elementwise");
 }
@@ -840,6 +398,7 @@ fn norms_and_softmax() {
     let Some(d) = devices() else { return };
     let mut rep = Report::default();
     let mut rng = Rng(0x0123_4567_89ab_cdef);
+    let mut checks = Vec::new();
     for (rows, cols, group) in [
         (1, 5, 5),
         (7, 13, 13),
@@ -847,95 +406,12 @@ fn norms_and_softmax() {
         (3, 1536, 1536),
         (5, 256, 64),
     ] {
-        let n = rows * cols;
-        for with_w in [false, true] {
-            let mut c = Case::default();
-            let x = c.input("x", rows, cols, rng.vec(n, 3.0));
-            let w = with_w.then(|| {
-                c.weight(
-                    "norm.weight",
-                    GgmlType::F32,
-                    [1, 1, group],
-                    &rng.vec(group, 1.5),
-                )
-            });
-            c.node(
-                "y",
-                Op::RmsNorm {
-                    x,
-                    w,
-                    group,
-                    eps: 1e-6,
-                },
-                rows,
-                cols,
-            );
-            compare(
-                d,
-                &mut rep,
-                &format!("rms_norm [{rows}, {cols}] group {group} weight {with_w}"),
-                c,
-                vec![0; rows],
-                NMSE_F32,
-            );
-            let mut c = Case::default();
-            let x = c.input(
-                "x",
-                rows,
-                cols,
-                rng.vec(n, 3.0).iter().map(|v| v + 0.7).collect(),
-            );
-            let w = with_w.then(|| {
-                c.weight(
-                    "ln.weight",
-                    GgmlType::F32,
-                    [1, 1, group],
-                    &rng.vec(group, 1.5),
-                )
-            });
-            let b = with_w.then(|| {
-                c.weight(
-                    "ln.bias",
-                    GgmlType::F32,
-                    [1, 1, group],
-                    &rng.vec(group, 0.5),
-                )
-            });
-            c.node(
-                "y",
-                Op::LayerNorm {
-                    x,
-                    w,
-                    b,
-                    group,
-                    eps: 1e-5,
-                },
-                rows,
-                cols,
-            );
-            compare(
-                d,
-                &mut rep,
-                &format!("layer_norm [{rows}, {cols}] group {group} weight+bias {with_w}"),
-                c,
-                vec![0; rows],
-                NMSE_F32,
-            );
-        }
+        checks.extend(cases::norms(&mut rng, rows, cols, group));
     }
     for (rows, cols) in [(1, 5), (7, 13), (5, 64), (3, 1000), (2, 32000)] {
-        let mut c = Case::default();
-        let x = c.input("x", rows, cols, rng.vec(rows * cols, 8.0));
-        c.node("p", Op::Softmax { x }, rows, cols);
-        compare(
-            d,
-            &mut rep,
-            &format!("softmax [{rows}, {cols}]"),
-            c,
-            vec![0; rows],
-            NMSE_TRANSCENDENTAL,
-        );
+        checks.push(cases::softmax(&mut rng, rows, cols));
     }
+    d.h.run(&mut rep, checks, &TOL);
     rep.finish("norms_and_softmax");
 }
 
@@ -944,111 +420,17 @@ fn rope() {
     let Some(d) = devices() else { return };
     let mut rep = Report::default();
     let mut rng = Rng(0x4f1b_bcdc_bfa5_3e0b);
-    let base = RopeCfg {
-        n_rot: 64,
-        neox: false,
-        freq_base: 10000.0,
-        freq_scale: 1.0,
-        ext_factor: 0.0,
-        attn_factor: 1.0,
-        beta_fast: 32.0,
-        beta_slow: 1.0,
-        n_ctx_orig: 4096,
-        freq_factors: None,
-    };
-    let variants: Vec<(&str, usize, usize, RopeCfg, bool)> = vec![
-        ("normal", 4, 64, base, false),
-        (
-            "neox",
-            3,
-            128,
-            RopeCfg {
-                n_rot: 128,
-                neox: true,
-                freq_base: 1e6,
-                ..base
-            },
-            false,
-        ),
-        (
-            "neox partial",
-            5,
-            96,
-            RopeCfg {
-                n_rot: 32,
-                neox: true,
-                ..base
-            },
-            false,
-        ),
-        (
-            "normal partial odd heads",
-            7,
-            80,
-            RopeCfg { n_rot: 16, ..base },
-            false,
-        ),
-        ("freq factors", 2, 64, base, true),
-        (
-            "yarn",
-            3,
-            64,
-            RopeCfg {
-                freq_scale: 0.25,
-                ext_factor: 1.0,
-                attn_factor: 1.0,
-                n_ctx_orig: 2048,
-                neox: true,
-                ..base
-            },
-            false,
-        ),
-    ];
-    for (name, n_heads, head_dim, cfg, ff) in variants {
+    let mut checks = Vec::new();
+    for r in cases::rope_variants() {
         for pos in [
             vec![0, 1, 2, 3, 4],
             vec![7],
             vec![1000, 1001, 1002, 4095, 3000, 12, 77],
         ] {
-            let n = pos.len();
-            let mut c = Case::default();
-            let x = c.input(
-                "x",
-                n,
-                n_heads * head_dim,
-                rng.vec(n * n_heads * head_dim, 2.0),
-            );
-            let mut cfg = cfg;
-            if ff {
-                let f: Vec<f32> = (0..cfg.n_rot / 2).map(|i| 1.0 + i as f32 * 0.37).collect();
-                cfg.freq_factors =
-                    Some(c.weight("rope_freqs.weight", GgmlType::F32, [1, 1, f.len()], &f));
-            }
-            c.node(
-                "r",
-                Op::Rope {
-                    x,
-                    n_heads,
-                    head_dim,
-                    cfg,
-                },
-                n,
-                n_heads * head_dim,
-            );
-            compare(
-                d,
-                &mut rep,
-                &format!(
-                    "rope {name} {n_heads}×{head_dim} rot {} pos {:?}",
-                    cfg.n_rot,
-                    &pos[..pos.len().min(3)]
-                ),
-                c,
-                pos,
-                NMSE_ROPE,
-            );
+            checks.push(cases::rope(&mut rng, &r, &pos));
         }
     }
+    d.h.run(&mut rep, checks, &TOL);
     rep.finish("rope");
 }
 
@@ -1065,75 +447,22 @@ fn rows_routing_heads() {
             .collect::<Vec<f32>>()
     };
     // select_rows: the step's output rows (all of them, in the harness).
+    let mut checks = Vec::new();
     for (rows, cols) in [(1, 5), (7, 13), (4, 64)] {
-        let mut c = Case::default();
-        let x = c.input("x", rows, cols, rng.vec(rows * cols, 1.0));
-        c.node("sel", Op::SelectRows { x }, rows, cols);
-        compare(
-            d,
-            &mut rep,
-            &format!("select_rows [{rows}, {cols}]"),
-            c,
-            vec![0; rows],
-            NMSE_COPY,
-        );
+        checks.push(cases::select_rows(&mut rng, rows, cols));
     }
     for (rows, cols, k) in [(1, 8, 2), (5, 13, 3), (7, 64, 8), (3, 128, 6), (2, 256, 16)] {
         // top_k with ties (values on a coarse grid) and the routing helpers.
-        let mut c = Case::default();
-        let xv: Vec<f32> = rng
-            .vec(rows * cols, 1.0)
-            .iter()
-            .map(|v| (v * 8.0).round() / 8.0)
-            .collect();
-        let x = c.input("logits", rows, cols, xv);
-        let probs = c.node("probs", Op::Softmax { x }, rows, cols);
-        let ids = c.node("ids", Op::TopK { x: probs, k }, rows, k);
-        let w = c.node("w", Op::GatherCols { x: probs, ids }, rows, k);
-        c.node(
-            "wn",
-            Op::NormSum {
-                x: w,
-                min_sum: 6.1e-5,
-            },
-            rows,
-            k,
-        );
-        compare(
-            d,
-            &mut rep,
-            &format!("softmax → top_k → gather_cols → norm_sum [{rows}, {cols}] k {k}"),
-            c,
-            vec![0; rows],
-            NMSE_TRANSCENDENTAL,
-        );
+        checks.push(cases::router(&mut rng, rows, cols, k, None));
         // group_mask: groups of the columns.
         for (n_groups, n_used) in [(4, 2), (8, 3)] {
             if cols % n_groups != 0 || cols / n_groups < 2 {
                 continue;
             }
-            let mut c = Case::default();
-            let x = c.input("scores", rows, cols, rng.vec(rows * cols, 1.0));
-            c.node(
-                "masked",
-                Op::GroupMask {
-                    x,
-                    n_groups,
-                    n_used,
-                },
-                rows,
-                cols,
-            );
-            compare(
-                d,
-                &mut rep,
-                &format!("group_mask [{rows}, {cols}] {n_groups} groups, {n_used} used"),
-                c,
-                vec![0; rows],
-                NMSE_COPY,
-            );
+            checks.push(cases::group_mask(&mut rng, rows, cols, n_groups, n_used));
         }
     }
+    d.h.run(&mut rep, checks, &TOL);
     // MoE combination: add_id, moe_sum, mul_rows.
     for (n, k, cols, ne) in [(1, 2, 5, 4), (5, 3, 13, 6), (3, 8, 64, 16)] {
         let mut c = Case::default();
@@ -1151,13 +480,12 @@ fn rows_routing_heads() {
         let s = c.node("sum", Op::MoeSum { x: xb, w }, n, cols);
         let g = c.input("gate", n, 1, rng.vec(n, 1.0));
         c.node("gated", Op::MulRows { x: s, s: g }, n, cols);
-        compare(
-            d,
+        d.h.compare(
             &mut rep,
             &format!("add_id → moe_sum → mul_rows n {n} k {k} cols {cols}"),
             c,
             vec![0; n],
-            NMSE_F32,
+            TOL.f32,
         );
     }
     // Heads: slice and concat.
@@ -1187,8 +515,7 @@ fn rows_routing_heads() {
             n,
             heads * (len + 3),
         );
-        compare(
-            d,
+        d.h.compare(
             &mut rep,
             &format!(
                 "slice_heads → concat_heads n {n} {heads}×{hd} [{start}..{}]",
@@ -1196,7 +523,7 @@ fn rows_routing_heads() {
             ),
             c,
             vec![0; n],
-            NMSE_COPY,
+            TOL.copy,
         );
     }
     rep.finish("rows_routing_heads");
@@ -1204,98 +531,12 @@ fn rows_routing_heads() {
 
 // ---- Attention -----------------------------------------------------------------------------
 
-struct AttnCase {
-    label: &'static str,
-    n_head: usize,
-    n_head_kv: usize,
-    head_dim: usize,
-    /// Value head dimension (0: `head_dim`; DeepSeek's MLA: K 576, V 512).
-    head_dim_v: usize,
-    window: Option<usize>,
-    softcap: f32,
-    sinks: bool,
-    kv: KvType,
-}
-
-/// Prompt of `prompt` tokens, then decode steps, on a cache of `n_ctx`.
-fn attention_steps(
-    a: &AttnCase,
-    rng: &mut Rng,
-    prompt: usize,
-    decode: usize,
-) -> (Vec<(Case, Vec<i32>)>, KvSetup) {
-    let hd = a.head_dim;
-    let hdv = if a.head_dim_v == 0 { hd } else { a.head_dim_v };
-    let mut steps = Vec::new();
-    let mut p = 0usize;
-    let sinks: Vec<f32> = rng.vec(a.n_head, 2.0);
-    for n in std::iter::once(prompt).chain(std::iter::repeat_n(1, decode)) {
-        let mut c = Case::default();
-        let q = c.input("q", n, a.n_head * hd, rng.vec(n * a.n_head * hd, 2.0));
-        let k = c.input("k", n, a.n_head_kv * hd, rng.vec(n * a.n_head_kv * hd, 2.0));
-        let v = c.input(
-            "v",
-            n,
-            a.n_head_kv * hdv,
-            rng.vec(n * a.n_head_kv * hdv, 2.0),
-        );
-        let sinks = a
-            .sinks
-            .then(|| c.weight("attn_sinks", GgmlType::F32, [1, 1, a.n_head], &sinks));
-        let cfg = AttnCfg {
-            n_head: a.n_head,
-            n_head_kv: a.n_head_kv,
-            head_dim: hd,
-            head_dim_v: hdv,
-            scale: 1.0 / (hd as f32).sqrt(),
-            softcap: a.softcap,
-            window: a.window,
-            sinks,
-        };
-        c.node(
-            "attn",
-            Op::Attention {
-                q,
-                k,
-                v,
-                layer: 0,
-                cfg,
-            },
-            n,
-            a.n_head * hdv,
-        );
-        steps.push((c, (p..p + n).map(|x| x as i32).collect()));
-        p += n;
-    }
-    let setup = KvSetup {
-        shape: KvShape {
-            n_ctx: p.next_multiple_of(32).max(64),
-            k_width: a.n_head_kv * hd,
-            v_width: a.n_head_kv * hdv,
-            k_type: a.kv,
-            v_type: a.kv,
-        },
-        n_layers: 1,
-    };
-    (steps, setup)
-}
-
 #[test]
 fn attention() {
     let Some(d) = devices() else { return };
     let mut rep = Report::default();
     let mut rng = Rng(0x6a09_e667_f3bc_c908);
-    let base = AttnCase {
-        label: "",
-        n_head: 4,
-        n_head_kv: 4,
-        head_dim: 64,
-        head_dim_v: 0,
-        window: None,
-        softcap: 0.0,
-        sinks: false,
-        kv: KvType::F16,
-    };
+    let base = AttnCase::BASE;
     let cases = [
         AttnCase {
             label: "mha",
@@ -1375,32 +616,13 @@ fn attention() {
             ..base
         },
     ];
+    let mut checks = Vec::new();
     for a in &cases {
         for (prompt, decode) in [(1, 2), (7, 3), (13, 2), (70, 2)] {
-            let (steps, setup) = attention_steps(a, &mut rng, prompt, decode);
-            let cpu = run_steps(&d.cpu, &steps, Some(setup));
-            for (name, gpu) in &d.gpus {
-                let got = run_steps(gpu, &steps, Some(setup));
-                let worst = got
-                    .iter()
-                    .zip(&cpu)
-                    .map(|(g, c)| nmse(&g[0], &c[0]))
-                    .fold(0f64, f64::max);
-                let tol = match a.kv {
-                    KvType::F16 => NMSE_ATTN_F16,
-                    KvType::Q8_0 => NMSE_ATTN_Q8,
-                };
-                rep.check(
-                    &format!(
-                        "attention {} {}/{}×{} prompt {prompt} + {decode} decode [{name}]",
-                        a.label, a.n_head, a.n_head_kv, a.head_dim
-                    ),
-                    worst,
-                    tol,
-                );
-            }
+            checks.push(cases::attention(&mut rng, a, prompt, decode));
         }
     }
+    d.h.run(&mut rep, checks, &TOL);
     rep.finish("attention");
 }
 
@@ -1484,14 +706,8 @@ fn decoder_layer_segment() {
         let rope = RopeCfg {
             n_rot: hd,
             neox: true,
-            freq_base: 10000.0,
-            freq_scale: 1.0,
-            ext_factor: 0.0,
-            attn_factor: 1.0,
-            beta_fast: 32.0,
-            beta_slow: 1.0,
             n_ctx_orig: 2048,
-            freq_factors: None,
+            ..cases::ROPE_BASE
         };
         let qr = c.node(
             "q_rope",
@@ -1583,9 +799,9 @@ fn decoder_layer_segment() {
         .iter()
         .map(|&i| steps[0].0.g.node_name(i).to_string())
         .collect();
-    let cpu = run_steps(&d.cpu, &steps, Some(setup));
-    for (name, gpu) in &d.gpus {
-        let got = run_steps(gpu, &steps, Some(setup));
+    let cpu = run_steps(&d.h.cpu, &steps, Some(setup), ALIGN);
+    for (name, gpu) in &d.h.gpus {
+        let got = run_steps(gpu, &steps, Some(setup), ALIGN);
         for (s, (g, c)) in got.iter().zip(&cpu).enumerate() {
             // The layer's output; the intermediates are reported when it fails.
             let last = g.len() - 1;
@@ -1628,7 +844,7 @@ fn discovery_is_clean() {
 #[test]
 fn unsupported_report() {
     let Some(d) = devices() else { return };
-    let gpu = &d.gpus[0].1;
+    let gpu = &d.h.gpus[0].1;
     let t0 = TensorId(0);
     let all_types: Vec<GgmlType> = (0..=40u32).filter_map(GgmlType::from_id).collect();
     let mut refused: HashMap<&str, Vec<String>> = HashMap::new();
@@ -1646,7 +862,7 @@ fn unsupported_report() {
         ("embed", Op::Embed { table: t0 }),
     ] {
         for &t in &all_types {
-            if !gpu.supports(&op, &[t]) && d.cpu.supports(&op, &[t]) {
+            if !gpu.supports(&op, &[t]) && d.h.cpu.supports(&op, &[t]) {
                 refused.entry(name).or_default().push(format!("{t:?}"));
             }
         }
@@ -1673,7 +889,7 @@ fn unsupported_report() {
 #[test]
 fn memory_is_counted() {
     let Some(d) = devices() else { return };
-    let gpu = &d.gpus[0].1;
+    let gpu = &d.h.gpus[0].1;
     let before = gpu.info().free_memory;
     if before == 0 {
         stderr("memory_is_counted: the device does not report its memory; skipping");

@@ -7,29 +7,15 @@
 //! Skips (with a message) without an adapter unless `TESSERA_REQUIRE_WGPU=1`,
 //! and without the model unless `TESSERA_STRICT=1`.
 
-use std::io::Write;
-
 use tessera_core::placement::TensorOverride;
 use tessera_core::{
     Logits, Model, ModelParams, Placement, Residency, Session, SessionParams, Wake,
 };
+use tessera_testkit::gpu::e2e::argmax;
+use tessera_testkit::gpu::{skip, stderr};
 
 const STEPS: usize = 5;
 const PAUSE: usize = 2;
-
-fn stderr(line: &str) {
-    let _ = writeln!(std::io::stderr(), "{line}");
-}
-
-fn argmax(v: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, &x) in v.iter().enumerate() {
-        if x > v[best] {
-            best = i;
-        }
-    }
-    best as u32
-}
 
 /// `n` greedy steps of a session fed `input` first: each step's logits,
 /// and the token to feed next.
@@ -45,10 +31,11 @@ fn steps(s: &mut Session<'_>, mut input: Vec<u32>, n: usize) -> (Vec<Vec<f32>>, 
 
 #[test]
 fn smollm2_cache_on_the_gpu_hibernates_and_wakes_bit_exact() {
-    let require = std::env::var("TESSERA_REQUIRE_WGPU").is_ok_and(|v| v == "1");
     let Some(dev) = tessera_wgpu::devices().into_iter().next() else {
-        assert!(!require, "TESSERA_REQUIRE_WGPU=1 but no wgpu adapter");
-        stderr("tessera-wgpu hibernate: no wgpu adapter; skipping");
+        skip(
+            "TESSERA_REQUIRE_WGPU",
+            "tessera-wgpu hibernate: no wgpu adapter; skipping",
+        );
         return;
     };
     tessera_wgpu::register();

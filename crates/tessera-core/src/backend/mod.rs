@@ -12,9 +12,12 @@
 //! this one) join through the provider registry: a [`BackendProvider`]
 //! registered with [`register_provider`] lists its devices, which
 //! [`crate::placement`] then accepts by name after the CPU devices, and
-//! opens them when a model is loaded.
+//! opens them when a model is loaded. What those GPU backends share (the
+//! ops they cover, the checks of a node's shapes, their common errors)
+//! is in [`gpu`].
 
 pub mod cpu;
+pub mod gpu;
 pub mod host;
 
 use std::any::Any;

@@ -29,7 +29,7 @@ use crate::error::{CoreError, Result};
 use crate::graph::{Glu, Op, TensorId, TensorKind, Unary};
 use crate::kv::KvCache;
 
-use ops::{AttnParams, KvView, RopeMode, RopeParams};
+use ops::{AttnParams, KvView, RopeParams};
 
 /// The CPU as one device.
 pub struct CpuBackend {
@@ -514,22 +514,7 @@ impl Exec<'_> {
                 cfg,
             } => {
                 let freq_factors = cfg.freq_factors.map(|f| self.weight_f32(f)).transpose()?;
-                let p = RopeParams {
-                    n_rot: cfg.n_rot,
-                    mode: if cfg.neox {
-                        RopeMode::Neox
-                    } else {
-                        RopeMode::Normal
-                    },
-                    freq_base: cfg.freq_base,
-                    freq_scale: cfg.freq_scale,
-                    ext_factor: cfg.ext_factor,
-                    attn_factor: cfg.attn_factor,
-                    beta_fast: cfg.beta_fast,
-                    beta_slow: cfg.beta_slow,
-                    n_ctx_orig: cfg.n_ctx_orig,
-                    freq_factors,
-                };
+                let p = RopeParams::from_cfg(&cfg, freq_factors);
                 let n_tokens = self.run.graph.tensor(x).rows();
                 ops::rope(
                     pool,

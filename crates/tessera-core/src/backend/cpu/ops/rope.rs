@@ -17,6 +17,7 @@
 use tessera_quant::pool::ThreadPool;
 
 use super::{check_len, par_rows, shape, OpError, MAX_HEAD_DIM};
+use crate::graph::RopeCfg;
 
 /// Which values of a head form a rotated pair.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,6 +51,30 @@ pub struct RopeParams<'a> {
     pub n_ctx_orig: usize,
     /// Per-pair divisors of the angle (`rope_freqs`), if the model has them.
     pub freq_factors: Option<&'a [f32]>,
+}
+
+impl<'a> RopeParams<'a> {
+    /// The parameters of the graph's rope `cfg`, with its frequency
+    /// factors' values (the GPU backends derive their constants from it
+    /// too: `backend::gpu::rope_consts`).
+    pub fn from_cfg(cfg: &RopeCfg, freq_factors: Option<&'a [f32]>) -> RopeParams<'a> {
+        RopeParams {
+            n_rot: cfg.n_rot,
+            mode: if cfg.neox {
+                RopeMode::Neox
+            } else {
+                RopeMode::Normal
+            },
+            freq_base: cfg.freq_base,
+            freq_scale: cfg.freq_scale,
+            ext_factor: cfg.ext_factor,
+            attn_factor: cfg.attn_factor,
+            beta_fast: cfg.beta_fast,
+            beta_slow: cfg.beta_slow,
+            n_ctx_orig: cfg.n_ctx_orig,
+            freq_factors,
+        }
+    }
 }
 
 /// One YaRN correction dim: `n_rot * ln(n_ctx_orig / (beta * 2π)) / (2 ln base)`.
