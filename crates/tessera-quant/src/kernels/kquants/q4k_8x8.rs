@@ -319,11 +319,11 @@ pub(super) mod avx2 {
             for r in 0..8 {
                 // SAFETY: row r's block b is in bounds (the caller's).
                 let xb = unsafe { &*x.add(r * stride + b) };
-                // The next group's bytes, 192 per row-block (ahead of the
-                // 144 consumed), as 4 streams.
-                let step = (b * 8 + r) * 192;
+                // The next group's bytes, 144 per row-block (as many as
+                // consumed: one group ahead all along), as 4 streams.
+                let step = (b * 8 + r) * 144;
                 if step < group {
-                    prefetch_group(x.cast::<u8>().wrapping_add(group), group, step, 192);
+                    prefetch_group(x.cast::<u8>().wrapping_add(group), group, step, 144);
                 }
                 ds[r] = xb.d.to_bits();
                 dms[r] = xb.dmin.to_bits();
