@@ -19,7 +19,11 @@
 //!   weights (a streaming GEMV is memory-bound; the hardware prefetcher
 //!   alone leaves bandwidth unused). Reachable only through [`DOTS`]; each one
 //!   checks the CPU before it runs, so the table's safe `fn` pointers stay
-//!   sound on any machine.
+//!   sound on any machine. Q4_K/Q5_K/Q6_K are chains of per-super-block
+//!   steps (`avx2::VecDotChain`) that [`gemv8`] reuses.
+//! - [`gemv8`]: the one-token GEMV 8 rows per call in `vec_dot`'s order
+//!   (Q4_K, Q5_K, Q6_K); [`q4k_8x8`]: Q4_K in llama.cpp's repacked order;
+//!   [`tiled`]: batches in ggml-cpu's tiled order.
 //!
 //! The kernels take rows as bytes ([`super::VecDot`]). Block-aligned bytes
 //! are read in place; unaligned ones (a weight row at an odd offset, an

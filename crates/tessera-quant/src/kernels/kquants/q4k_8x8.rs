@@ -26,10 +26,12 @@
 //! which negates `q`, `bsums` and `d` together and leaves every product,
 //! hence every output, unchanged, so the ordinary Q8_K rows serve both.
 //!
-//! The AVX2 variant forms each row's four pair sums as the `vec_dot`
-//! kernel forms its lanes (`maddubs`, `madd` with the scales), reduces them
-//! with `hadd`s, transposes the eight rows' sums into one vector per pair
-//! and keeps the eight chains in the lanes of one `__m256`.
+//! The AVX2 variant forms each row's four pair sums with `maddubs` and one
+//! `madd` per pair (the pair's two sub-blocks in the two halves of one
+//! register, each half with its own scale: only the exact integer sums
+//! matter here, not which lane holds what), reduces them with `hadd`s,
+//! transposes the eight rows' sums into one vector per pair and keeps the
+//! eight chains in the lanes of one `__m256`.
 
 use half::f16;
 
@@ -370,7 +372,7 @@ pub(super) mod avx2 {
                     }
                 }
             }
-            // SAFETY: row r's block b is in bounds (the caller's).
+            // SAFETY: 8 u16 each, unaligned loads.
             let (d, dmin) = unsafe {
                 (
                     _mm256_cvtph_ps(_mm_loadu_si128(ds.as_ptr().cast())),
