@@ -5,11 +5,11 @@
 //! The one-row kernels read one row after another, prefetching 2 KiB ahead
 //! in a single stream. Here the 8 rows of a group advance together, super-
 //! block by super-block, while the next group is prefetched as 4
-//! interleaved streams ([`crate::kernels::prefetch_group`]), the pattern
+//! interleaved streams (`kernels::prefetch_group`), the pattern
 //! under which the 32-value types' 8-row kernels read memory fastest.
 //!
 //! **Same bits.** Each row runs exactly the one-row kernel's steps
-//! ([`super::avx2::VecDotChain`]) in its own accumulator: the order of the
+//! (`avx2::VecDotChain`) in its own accumulator: the order of the
 //! rows' steps is interleaved, the float operations of each row are not.
 
 use super::super::legacy8::Rows8;
