@@ -35,10 +35,10 @@ pub fn rows8(t: GgmlType, level: SimdLevel) -> Option<Rows8> {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use std::mem::{align_of, size_of};
+    use std::mem::size_of;
 
     use super::super::avx2::VecDotChain;
-    use super::super::{super_blocks, view};
+    use super::super::{super_blocks, view, EightRows};
     use crate::blocks::BlockQ8K;
     use crate::kernels::{has_avx2, prefetch_group};
 
@@ -53,13 +53,7 @@ mod x86 {
         out: &mut [f32; 8],
     ) {
         let nb = super_blocks(n);
-        let row_len = nb * size_of::<B>();
-        assert!(
-            w_row >= row_len && w.len() >= 7 * w_row + row_len,
-            "8 rows of {nb} super-blocks {w_row} bytes apart need {} bytes, got {}",
-            7 * w_row + row_len,
-            w.len()
-        );
+        let rows = EightRows::<B>::new(w, w_row, nb, "K-quant");
         let y = view::<BlockQ8K>(a, nb);
         if !has_avx2() {
             for (r, o) in out.iter_mut().enumerate() {
@@ -67,18 +61,9 @@ mod x86 {
             }
             return;
         }
-        if w.as_ptr().align_offset(align_of::<B>()) == 0 && w_row.is_multiple_of(align_of::<B>()) {
-            // SAFETY: AVX2/FMA/F16C checked; 8 aligned rows of nb blocks
-            // w_row bytes apart (asserted).
-            *out = unsafe { kernel::<B>(w.as_ptr(), w_row, nb, &y) };
-        } else {
-            // An odd address: copy the rows (correct, slow; callers align).
-            let copy: Vec<B> = (0..8)
-                .flat_map(|r| view::<B>(&w[r * w_row..], nb).into_owned())
-                .collect();
-            // SAFETY: as above, the copy's rows are row_len bytes apart.
-            *out = unsafe { kernel::<B>(copy.as_ptr().cast(), row_len, nb, &y) };
-        }
+        // SAFETY: AVX2/FMA/F16C checked; 8 aligned rows of nb blocks,
+        // `rows.stride` blocks apart.
+        *out = unsafe { kernel::<B>(rows.ptr.cast(), rows.stride * size_of::<B>(), nb, &y) };
     }
 
     /// 8 rows, `w_row` bytes apart from `x`, times `y`.

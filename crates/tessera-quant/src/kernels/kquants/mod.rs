@@ -118,6 +118,54 @@ pub(in crate::kernels) fn super_blocks(n: usize) -> usize {
     n / QK_K
 }
 
+/// Eight rows of `nb` blocks of `B`, `w_row` bytes apart from the start of
+/// `w`, as the 8-row kernels read them: `ptr` with rows `stride` blocks
+/// apart, in place when the rows are aligned and whole blocks apart, else
+/// a copy (correct, slow; callers align).
+pub(in crate::kernels) struct EightRows<'a, B> {
+    pub ptr: *const B,
+    pub stride: usize,
+    /// Owns the copy `ptr` points into, if any.
+    _copy: Vec<B>,
+    _w: std::marker::PhantomData<&'a [u8]>,
+}
+
+impl<'a, B: Pod> EightRows<'a, B> {
+    /// # Panics
+    /// If `w` holds fewer than 8 such rows (a caller bug); `what` names the
+    /// type in the message.
+    pub fn new(w: &'a [u8], w_row: usize, nb: usize, what: &str) -> Self {
+        let size = std::mem::size_of::<B>();
+        let row_len = nb * size;
+        assert!(
+            w_row >= row_len && w.len() >= 7 * w_row + row_len,
+            "8 {what} rows of {nb} blocks {w_row} bytes apart need {} bytes, got {}",
+            7 * w_row + row_len,
+            w.len()
+        );
+        let _w = std::marker::PhantomData;
+        if w.as_ptr().align_offset(std::mem::align_of::<B>()) == 0 && w_row.is_multiple_of(size) {
+            let ptr = w.as_ptr().cast();
+            EightRows {
+                ptr,
+                stride: w_row / size,
+                _copy: Vec::new(),
+                _w,
+            }
+        } else {
+            let copy: Vec<B> = (0..8)
+                .flat_map(|r| view::<B>(&w[r * w_row..], nb).into_owned())
+                .collect();
+            EightRows {
+                ptr: copy.as_ptr(),
+                stride: nb,
+                _copy: copy,
+                _w,
+            }
+        }
+    }
+}
+
 /// The first `nb` blocks of `B` in `bytes`: borrowed when `bytes` is aligned
 /// for `B`, copied to an aligned buffer otherwise.
 ///

@@ -35,7 +35,7 @@
 
 use half::f16;
 
-use super::{scales_mins_k4, super_blocks, view};
+use super::{scales_mins_k4, super_blocks, view, EightRows};
 use crate::blocks::{BlockQ4K, BlockQ8K};
 use crate::kernels::SimdLevel;
 
@@ -169,30 +169,10 @@ pub(super) mod avx2 {
         }
         check_acts(a, out);
         let nb = super_blocks(n);
-        let row_len = nb * std::mem::size_of::<BlockQ4K>();
-        assert!(
-            w_row >= row_len && w.len() >= 7 * w_row + row_len,
-            "8 Q4_K rows of {n} values need {} bytes, got {}",
-            7 * w_row + row_len,
-            w.len()
-        );
         let ys: [_; MAX_ACTS] =
             std::array::from_fn(|t| view::<BlockQ8K>(a[t.min(a.len() - 1)], nb));
-        let aligned = w.as_ptr().align_offset(std::mem::align_of::<BlockQ4K>()) == 0
-            && w_row.is_multiple_of(std::mem::align_of::<BlockQ4K>());
-        let copy: Vec<BlockQ4K>;
-        let (x, stride) = if aligned {
-            (
-                w.as_ptr().cast::<BlockQ4K>(),
-                w_row / std::mem::size_of::<BlockQ4K>(),
-            )
-        } else {
-            // An odd address: copy the rows (correct, slow; callers align).
-            copy = (0..8)
-                .flat_map(|r| view::<BlockQ4K>(&w[r * w_row..], nb).into_owned())
-                .collect();
-            (copy.as_ptr(), nb)
-        };
+        let rows = EightRows::<BlockQ4K>::new(w, w_row, nb, "Q4_K");
+        let (x, stride) = (rows.ptr, rows.stride);
         fn run<const T: usize, const PAIR: bool>(
             x: *const BlockQ4K,
             stride: usize,
